@@ -1,0 +1,13 @@
+"""ddfad-apps: dataset distillation for audio (DDFAD) and its applications.
+
+Sub-packages, one idea each:
+
+- ``ddfad_apps.data``      audio data sets (FSDD, RAVDESS, UrbanSound8K, folders), locating and downloading them
+- ``ddfad_apps.features``  FD-MFCC (and MFCC, LPCC) extraction: pure functions plus thin ``nn.Module`` wrappers
+- ``ddfad_apps.models``    ConvNet / ResNet18 / VGG11 for FD-MFCC input, usable with ``torch.func.functional_call``
+- ``ddfad_apps.training``  whole-data training and evaluation loops
+- ``ddfad_apps.tracking``  MLflow logging helpers
+- ``ddfad_apps.cli``       the ``ddfad-apps`` command line
+"""
+
+__version__ = "0.1.0"

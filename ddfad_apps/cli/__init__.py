@@ -1,0 +1,1 @@
+"""The ``ddfad-apps`` command line: one module per sub-command, registered in :mod:`ddfad_apps.cli.main`."""

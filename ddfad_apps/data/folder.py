@@ -1,0 +1,58 @@
+"""Bring your own data: ``root/<class>/*.wav|flac|ogg`` (one sub-folder per class).
+
+If ``root`` holds ``train/`` and ``test/`` sub-folders, those are the split; otherwise a seeded stratified split.
+A ``manifest.json`` with ``sample_rate``/``duration`` (as written for a distilled set) sets the audio defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ddfad_apps.data.clips import ClipList
+from ddfad_apps.data.splits import select, stratified_split
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+
+
+def _scan(folder: Path, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
+    class_dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = classes or [d.name for d in class_dirs]
+    if not classes:
+        raise FileNotFoundError(f"{folder} has no class sub-folders; expected <root>/<class>/<clip>.wav")
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (folder / name).glob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        paths.extend(files)
+        labels.extend([label] * len(files))
+    return paths, labels, classes
+
+
+def list_folder(
+    root: str | Path, split: str = "train", sample_rate: int | None = None, duration: float | None = None,
+    test_fraction: float = 0.2, seed: int = 0,
+) -> ClipList:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"folder data set {root} does not exist; expected <root>/<class>/<clip>.wav")
+    manifest = json.loads((root / "manifest.json").read_text()) if (root / "manifest.json").exists() else {}
+    sample_rate = sample_rate or manifest.get("sample_rate") or 16000
+    duration = duration or manifest.get("duration") or 1.0
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        tr_paths, tr_labels, classes = _scan(root / "train", manifest.get("classes"))
+        te_paths, te_labels, _ = _scan(root / "test", classes)
+        paths, labels = tr_paths + te_paths, tr_labels + te_labels
+        train = list(range(len(tr_paths)))
+        test = list(range(len(tr_paths), len(paths)))
+    else:
+        paths, labels, classes = _scan(root, manifest.get("classes"))
+        if split == "all":
+            train, test = list(range(len(paths))), []
+        else:
+            train, test = stratified_split(labels, test_fraction, seed)
+    idx = select(split, train, test)
+    return ClipList(
+        "folder", split, root, [paths[i] for i in idx], [labels[i] for i in idx], classes, int(sample_rate),
+        float(duration), meta={"manifest": manifest},
+    )

@@ -1,0 +1,1 @@
+"""Neural-architecture search spaces, declared as data (one module per space)."""

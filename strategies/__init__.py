@@ -1,0 +1,1 @@
+"""Avalanche strategies and plugins built on the ddfad-apps distillation engine (continual learning)."""
