@@ -1,0 +1,237 @@
+"""FD-MFCC -> audio: each stage against its librosa twin, the full round trip, the WAV export and Figure 6.
+
+Runs on six real FSDD clips (``DDFAD_DATA``, default ``<repo>/../shared/data``; skipped when absent).  torch runs
+on one thread here: on a shared 2-core machine OpenMP's two-thread barriers turn every small op into a scheduler
+wait, and the point of these tests is the numbers, not the threading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+import scipy.signal
+import soundfile as sf
+import torch
+
+from ddfad_apps.data.audio_io import read_many
+from ddfad_apps.data.folder import list_folder
+from ddfad_apps.data.locate import DatasetNotFoundError
+from ddfad_apps.data.registry import list_clips
+from ddfad_apps.distill.synthetic_set import SyntheticSet
+from ddfad_apps.features import functional as AF
+from ddfad_apps.features.config import FeatureConfig
+from ddfad_apps.features.normalize import FeatureStats
+from ddfad_apps.reconstruct import (
+    FDMFCCInverse, db_to_power, de_emphasis, fd_mfcc_to_audio, griffin_lim, istft, mel_to_stft_magnitude,
+    mfcc_to_mel_db, plot_original_vs_distilled, spectral_convergence, write_audio_dataset,
+)
+
+SR = 8000
+CONFIG = FeatureConfig()
+WIN, HOP, N_FFT = AF.frame_params(SR, CONFIG.frame_ms, CONFIG.hop_ms)
+DATA_ROOT = os.environ.get("DDFAD_DATA") or str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def clips() -> tuple[torch.Tensor, torch.Tensor]:
+    """Six 1 s FSDD clips (digits 0, 2, 4, 5, 7, 9: different speakers and lengths) and their labels."""
+    try:
+        listing = list_clips("fsdd", "train", data_root=DATA_ROOT)
+    except DatasetNotFoundError as err:
+        pytest.skip(f"FSDD not available: {err}")
+    labels = torch.tensor(listing.labels)
+    idx = [int((labels == c).nonzero()[k]) for k, c in enumerate((0, 2, 4, 5, 7, 9))]
+    waves, _ = read_many([listing.paths[i] for i in idx], SR, listing.num_samples, progress=False)
+    return waves, labels[idx]
+
+
+@pytest.fixture(scope="module")
+def features(clips) -> torch.Tensor:
+    return CONFIG.extract(clips[0], SR)
+
+
+@pytest.fixture(scope="module")
+def mel_power(features) -> torch.Tensor:
+    return db_to_power(mfcc_to_mel_db(features[:, 0], CONFIG.n_mels))
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.flatten() - a.mean(), b.flatten() - b.mean()
+    return float((a * b).sum() / (a.norm() * b.norm()))
+
+
+# --- stages against librosa ------------------------------------------------------------------------------
+
+
+def test_mfcc_to_mel_db_equals_librosa_inverse_dct(features) -> None:
+    mfcc = features[:, 0]
+    ours = mfcc_to_mel_db(mfcc, CONFIG.n_mels).numpy()
+    # librosa.feature.inverse.mfcc_to_mel = this idct (its dB stage), then db_to_power
+    ref_db = librosa.get_fftlib().idct(mfcc.numpy(), axis=-2, type=2, norm="ortho", n=CONFIG.n_mels)
+    np.testing.assert_allclose(ours, ref_db, rtol=0, atol=1e-3)  # dB; values span ~100 dB, float32
+    ref_power = librosa.feature.inverse.mfcc_to_mel(mfcc.numpy(), n_mels=CONFIG.n_mels)
+    np.testing.assert_allclose(db_to_power(torch.from_numpy(ours)).numpy(), ref_power, rtol=1e-3, atol=0)
+
+
+def test_mel_to_stft_is_a_better_nnls_and_close_to_librosa(mel_power) -> None:
+    mel = mel_power[:3].numpy()
+    basis = librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=CONFIG.n_mels)
+
+    def residual(mag: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(basis @ mag**2 - mel, axis=(-2, -1)) / np.linalg.norm(mel, axis=(-2, -1))
+
+    ours = mel_to_stft_magnitude(mel_power[:3], SR, N_FFT).numpy()
+    assert ours.shape == (3, N_FFT // 2 + 1, mel.shape[-1]) and (ours >= 0).all()
+    # the start is the clamped pseudo-inverse, as in librosa.util.nnls
+    start = np.sqrt(np.clip(np.linalg.pinv(basis) @ mel, 0, None))
+    np.testing.assert_allclose(mel_to_stft_magnitude(mel_power[:3], SR, N_FFT, n_iter=0).numpy(), start,
+                               rtol=0, atol=1e-5 * start.max())
+    # librosa's L-BFGS-B at the clips' own (quiet) scale: ours must fit the mel spectrogram at least as well
+    lib = np.stack([librosa.feature.inverse.mel_to_stft(m, sr=SR, n_fft=N_FFT) for m in mel])  # per clip: faster
+    assert (residual(ours) <= residual(lib) + 1e-4).all(), (residual(ours), residual(lib))
+    assert residual(ours).max() < 1e-3
+    # NNLS is positively homogeneous; scaled by 1e8, L-BFGS-B does converge.  The problem is under-determined
+    # (129 bins from 40 bands), so two solvers may legitimately differ along the null space: bound at 8 %.
+    scale = 1e8
+    converged = np.stack([librosa.feature.inverse.mel_to_stft(m * scale, sr=SR, n_fft=N_FFT) for m in mel])
+    converged /= np.sqrt(scale)
+    rel = np.linalg.norm(ours - converged, axis=(-2, -1)) / np.linalg.norm(converged, axis=(-2, -1))
+    assert rel.max() < 0.08, rel
+
+
+def test_griffin_lim_converges_as_well_as_librosa(mel_power) -> None:
+    magnitude = mel_to_stft_magnitude(mel_power, SR, N_FFT)
+    ours = griffin_lim(magnitude, N_FFT, HOP, WIN, n_iter=32, momentum=0.99, init="zeros", length=SR)
+    lib = np.stack([
+        librosa.griffinlim(m, n_iter=32, hop_length=HOP, win_length=WIN, n_fft=N_FFT, momentum=0.99, init=None,
+                           length=SR)
+        for m in magnitude.numpy()
+    ])
+    sc_ours = spectral_convergence(magnitude, ours, N_FFT, HOP, WIN)
+    sc_lib = spectral_convergence(magnitude, torch.from_numpy(lib), N_FFT, HOP, WIN)
+    # Same algorithm, same zero-phase start; the runs part ways in float32 rounding (non-overlapping frames make
+    # the synthesis divide by ~1e-7 at frame edges), so compare means over the clips with a 10 % margin.
+    assert sc_ours.mean() <= 1.10 * sc_lib.mean(), (sc_ours, sc_lib)
+    assert sc_ours.max() < 0.1
+
+
+def test_istft_inverts_stft_where_the_window_sees_the_signal(clips) -> None:
+    x = clips[0][:2]
+    window = torch.hann_window(400, periodic=True)
+    spec = torch.stft(x, 512, 100, 400, window, center=True, pad_mode="constant", return_complex=True)
+    torch.testing.assert_close(istft(spec, 512, 100, 400, length=SR), x, rtol=0, atol=1e-5)
+    # no overlap (our 20 ms / 20 ms): the sample under each window's leading zero is unobserved and comes back 0
+    spec = torch.stft(x, N_FFT, HOP, WIN, torch.hann_window(WIN, periodic=True), center=True, pad_mode="constant",
+                      return_complex=True)
+    back = istft(spec, N_FFT, HOP, WIN, length=SR)
+    seen = (torch.arange(SR) % HOP) != HOP // 2
+    torch.testing.assert_close(back[:, seen], x[:, seen], rtol=0, atol=2e-3)
+
+
+def test_de_emphasis_inverts_pre_emphasis(clips) -> None:
+    x = clips[0][:3]
+    y = de_emphasis(AF.pre_emphasis(x, 0.97), 0.97)
+    torch.testing.assert_close(y, x, rtol=0, atol=1e-5)
+    noise = torch.randn(2, 5003, generator=torch.Generator().manual_seed(0))
+    ref = scipy.signal.lfilter([1.0], [1.0, -0.97], noise.double().numpy(), axis=-1)
+    np.testing.assert_allclose(de_emphasis(noise, 0.97).double().numpy(), ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+    assert de_emphasis(noise, 0.0) is noise
+
+
+# --- the whole chain -------------------------------------------------------------------------------------
+
+
+def test_round_trip_keeps_the_fd_mfcc(clips, features) -> None:
+    waves = clips[0]
+    recon = fd_mfcc_to_audio(features, SR, CONFIG, generator=torch.Generator().manual_seed(0))
+    assert recon.shape == waves.shape and torch.isfinite(recon).all()
+    rms = recon.square().mean(-1).sqrt()
+    assert (rms > 0.1 * waves.square().mean(-1).sqrt()).all()  # not silent
+    # no clicks: the level follows the MFCC's absolute dB, so the peak stays near the original's
+    assert (recon.abs().amax(-1) < 4 * waves.abs().amax(-1)).all()
+    again = CONFIG.extract(recon, SR)[:, 0]
+    for i in range(len(waves)):
+        assert pearson(again[i], features[i, 0]) > 0.99
+        assert pearson(again[i, 1:], features[i, 0, 1:]) > 0.9  # without c0, which alone makes the above easy
+    module = FDMFCCInverse(SR, CONFIG)
+    torch.testing.assert_close(module(features, generator=torch.Generator().manual_seed(0)), recon)
+
+
+def test_fd_mfcc_to_audio_refuses_lpcc_and_wrong_shapes(features) -> None:
+    with pytest.raises(ValueError, match="MFCC-based"):
+        fd_mfcc_to_audio(features, SR, CONFIG.replace(kind="lpcc"))
+    with pytest.raises(ValueError, match="expected features"):
+        fd_mfcc_to_audio(features[:, :, :10], SR, CONFIG)
+
+
+# --- export ----------------------------------------------------------------------------------------------
+
+
+def small_synthetic(features: torch.Tensor, with_stats: bool = True) -> SyntheticSet:
+    """Three classes, two clips each, in the normalised space (what a distillation returns)."""
+    stats = FeatureStats.fit(features)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    return SyntheticSet(stats.apply(features), labels, ["zero", "two", "four"], "mtt", lr=0.0123,
+                        stats=stats if with_stats else None, meta={"clips_per_class": 2})
+
+
+def test_write_audio_dataset_reads_back_with_the_folder_loader(features, tmp_path) -> None:
+    synthetic = small_synthetic(features)
+    out = write_audio_dataset(synthetic, tmp_path / "export", SR, CONFIG, duration=1.0)
+    assert out == tmp_path / "export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temp folder left behind
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["classes"] == synthetic.classes and manifest["sample_rate"] == SR
+    assert manifest["lr"] == pytest.approx(0.0123) and manifest["method"] == "mtt"
+    assert manifest["features"] == CONFIG.as_dict()
+    assert [c["index"] for c in manifest["clips"]] == list(range(6))
+    assert manifest["clips"][3] == {"class": "two", "label": 1, "path": "two/two_1.wav", "index": 3}
+    info = sf.info(str(out / "four" / "four_0.wav"))
+    assert (info.samplerate, info.frames, info.subtype) == (SR, SR, "PCM_16")
+
+    listing = list_folder(out, split="all")
+    assert listing.classes == synthetic.classes and len(listing) == len(synthetic)
+    assert listing.labels == synthetic.labels.tolist()
+    assert (listing.sample_rate, listing.duration) == (SR, 1.0)
+    loaded = listing.load(progress=False)
+    assert loaded.waveforms.shape == (6, SR)
+    torch.testing.assert_close(loaded.waveforms.abs().amax(-1), torch.full((6,), 0.9), rtol=0, atol=1e-3)
+
+    # a second export replaces the first; a folder that is not an export is never overwritten
+    write_audio_dataset(synthetic, out, SR, CONFIG, duration=1.0, n_iter=4)
+    assert json.loads((out / "manifest.json").read_text())["reconstruction"]["n_iter"] == 4
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError):
+        write_audio_dataset(synthetic, foreign, SR, CONFIG, duration=1.0)
+
+
+def test_write_audio_dataset_needs_stats_and_matching_settings(features, tmp_path) -> None:
+    with pytest.raises(ValueError, match="normalisation statistics"):
+        write_audio_dataset(small_synthetic(features, with_stats=False), tmp_path / "x", SR, CONFIG, 1.0)
+    with pytest.raises(ValueError, match="check sample_rate, duration"):
+        write_audio_dataset(small_synthetic(features), tmp_path / "x", SR, CONFIG, 2.0)
+    assert not (tmp_path / "x").exists()
+
+
+def test_figure_six_is_written(clips, features, tmp_path) -> None:
+    waves, labels = clips
+    synth = fd_mfcc_to_audio(features, SR, CONFIG, n_iter=8, generator=torch.Generator().manual_seed(0))
+    classes = [str(c) for c in range(10)]
+    path = plot_original_vs_distilled(waves, labels, synth, labels, classes, SR, tmp_path / "fig" / "fig6.png",
+                                      dpi=60)
+    assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
