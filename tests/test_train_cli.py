@@ -1,0 +1,98 @@
+"""``ddfad-apps train`` end to end on a tiny folder data set made of real FSDD clips, and its clean errors.
+
+The folder data set (3 digits x 6 clips, copied into tmp_path) keeps the run to seconds while going through
+the real decode -> FD-MFCC -> train -> MLflow path; the copies never touch the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("mlflow")
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from ddfad_apps.cli.main import cli  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_root() -> Path:
+    return Path(os.environ["DDFAD_DATA"]) if os.environ.get("DDFAD_DATA") else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DDFAD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path) -> Path:
+    recordings = _data_root() / "fsdd" / "recordings"
+    if not recordings.is_dir():
+        pytest.skip(f"real FSDD clips not found at {recordings} (set DDFAD_DATA)")
+    root = tmp_path / "digits"
+    for digit in ("0", "1", "2"):
+        (root / digit).mkdir(parents=True)
+        for take in range(6):
+            shutil.copy(recordings / f"{digit}_jackson_{take}.wav", root / digit)
+    (root / "manifest.json").write_text(json.dumps({"sample_rate": 8000, "duration": 0.5}))
+    return root
+
+
+def test_train_logs_run(tiny_folder: Path, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["train", "--dataset", str(tiny_folder), "--epochs", "2", "--width", "8", "--depth", "2",
+            "--tracking-uri", uri, "--experiment", "cli-test", "--no-progress", "--seed", "1"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "epoch 1/2" in result.output and "test accuracy" in result.output
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("cli-test")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "digits-convnet"
+    params = run.data.params
+    assert params["model.name"] == "convnet" and params["model.width"] == "8" and params["model.depth"] == "2"
+    assert params["train.epochs"] == "2" and params["features.kind"] == "fd_mfcc"
+    assert params["data.num_classes"] == "3" and params["seed"] == "1"
+    for name in ("train_loss", "train_accuracy", "test_accuracy"):
+        assert len(client.get_metric_history(run.info.run_id, name)) == 2
+    assert 0.0 <= run.data.metrics["final_test_accuracy"] <= 1.0
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"confusion_matrix.png", "training_curves.png", "training.json"} <= artifacts
+    models = client.search_logged_models(
+        experiment_ids=[experiment.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
+    assert [m.name for m in models] == ["model"]
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_missing_dataset_is_a_clean_error(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(cli, ["train", "--dataset", "fsdd", "--data-root", str(empty), "--tracking-uri", uri,
+                                      "--no-progress"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit)  # a click error, not an escaped exception
+    assert "Traceback" not in result.output
+    assert "Data set 'fsdd' not found" in result.output
+    assert "fsdd/recordings" in result.output and str(empty) in result.output  # expected layout and place
+    assert not (tmp_path / "mlflow.db").exists()  # no run is opened for data that is not there
+
+
+def test_option_misuse_is_a_usage_error() -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "--dataset", "fsdd", "--split-mode", "actor"])
+    assert result.exit_code == 2 and "--split-mode applies to --dataset ravdess only" in result.output
+    result = runner.invoke(cli, ["train", "--dataset", "fsdd", "--model", "vgg11", "--depth", "4"])
+    assert result.exit_code == 2 and "--depth applies to --model convnet only" in result.output
+    result = runner.invoke(cli, ["train", "--dataset", "no-such-set"])
+    assert result.exit_code == 1 and "unknown data set 'no-such-set'" in result.output
