@@ -1,0 +1,71 @@
+"""Named settings for every method: ``paper`` (the papers' values, meant for a GPU) and ``fast`` (a 2-core CPU).
+
+One table, so the CLI, continual learning and NAS all ask for "mtt, fast" and get the same thing.  The
+network a method distils with is part of its settings (``model_kwargs``), because MTT's student must be the
+architecture its experts were trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ddfad_apps.distill.dc import DCSettings
+from ddfad_apps.distill.dm import DMSettings
+from ddfad_apps.distill.experts import ExpertSettings
+from ddfad_apps.distill.mtt import MTTSettings
+
+PRESETS: tuple[str, ...] = ("fast", "paper")
+SYNTHETIC_METHODS: tuple[str, ...] = ("mtt", "dc", "dsa", "dm")
+CORESET_METHODS: tuple[str, ...] = ("random", "herding", "kcenter")
+METHODS: tuple[str, ...] = SYNTHETIC_METHODS + CORESET_METHODS
+
+
+@dataclass
+class MTTPlan:
+    """MTT needs two sets of settings: how its experts are trained and how the synthetic set is matched."""
+
+    experts: ExpertSettings
+    mtt: MTTSettings
+
+
+def mtt_plan(preset: str) -> MTTPlan:
+    """``fast``: narrow ConvNet (width 32) experts and a short, mini-batched unroll; ``paper``: MTT's own values.
+
+    ``fast`` is what ``scripts/bench_distill.py`` measures (FSDD, CPC 10, 2 cores): see the README for its
+    wall time, memory and accuracy.  ``paper`` follows MTT/DDFAD: ConvNet-3 width 128, 50 expert epochs,
+    syn_steps 30, expert_epochs 2, max_start_epoch 20, lr_img 1000, lr_lr 1e-5, lr_init 0.01, 5000 iterations.
+    """
+    if preset == "fast":
+        return MTTPlan(
+            ExpertSettings(model_kwargs={"width": 32}, num_experts=4, epochs=8, lr=0.05, batch_size=64),
+            MTTSettings(syn_steps=12, expert_epochs=2, max_start_epoch=5, lr_img=1000.0, lr_lr=1e-5,
+                        lr_init=0.01, batch_syn=50, iterations=150, checkpoint_every=25),
+        )
+    if preset == "paper":
+        return MTTPlan(
+            ExpertSettings(model_kwargs={"width": 128}, num_experts=10, epochs=50, lr=0.01, batch_size=256),
+            MTTSettings(syn_steps=30, expert_epochs=2, max_start_epoch=20, lr_img=1000.0, lr_lr=1e-5,
+                        lr_init=0.01, batch_syn=None, iterations=5000, checkpoint_every=100),
+        )
+    raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
+
+
+def method_settings(method: str, preset: str = "fast", **overrides: Any) -> Any:
+    """The settings object of ``method`` under ``preset``, with fields replaced by ``overrides``.
+
+    MTT returns an :class:`MTTPlan` (overrides go to its ``MTTSettings``), coresets return ``None``.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
+    if method == "mtt":
+        plan = mtt_plan(preset)
+        return MTTPlan(plan.experts, replace(plan.mtt, **overrides))
+    if method in ("dc", "dsa"):
+        base = DCSettings.fast(dsa=method == "dsa") if preset == "fast" else DCSettings.paper(dsa=method == "dsa")
+        return replace(base, **overrides)
+    if method == "dm":
+        return replace(DMSettings.fast() if preset == "fast" else DMSettings.paper(), **overrides)
+    if method in CORESET_METHODS:
+        return None
+    raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
