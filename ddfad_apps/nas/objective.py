@@ -1,0 +1,101 @@
+"""One trial: suggest an architecture, train it on the proxy, return its test accuracy.
+
+Every trial records ``arch`` (its key), ``seconds`` (training cost) and ``num_params``.  An architecture that
+cannot be built for the input or whose loss diverges is a FAILED trial with ``fail_reason`` and ``error``
+(the objective returns NaN, which Optuna records as a failure without raising), never a crash.  A trial that
+would repeat an architecture another trial holds is PRUNED unevaluated with ``skipped``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from ddfad_apps.distill.evaluate import EvalSettings, evaluate
+from ddfad_apps.features.dataset import FeatureSet
+from ddfad_apps.nas.job import NASJob
+from ddfad_apps.nas.space import build, suggest
+from ddfad_apps.nas.study import worker_identity
+from ddfad_apps.training.loops import NonFiniteLossError, TrainConfig, accuracy, train_model
+
+OWNER_ATTR = "nas:owner"
+FAIL_REASONS = ("input_too_small", "nan_loss")
+
+
+def owner_of(trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
+    """The live process recorded on ``trial`` (a retried copy inherits a stale owner: ignored)."""
+    owner = trial.system_attrs.get(OWNER_ATTR)
+    return owner if owner and owner.get("number") == trial.number else None
+
+
+def holds(trial: optuna.trial.FrozenTrial) -> bool:
+    """Does ``trial`` stand for its architecture's result (finished for good, or being evaluated)?"""
+    if trial.state in (TrialState.COMPLETE, TrialState.RUNNING):
+        return "skipped" not in trial.user_attrs
+    return trial.state == TrialState.FAIL and "fail_reason" in trial.user_attrs
+
+
+class Objective:
+    """Callable for ``study.optimize``; data and the proxy set are loaded once per worker, not per trial."""
+
+    def __init__(self, job: NASJob, train: FeatureSet, test: FeatureSet, learned_lr: float | None = None) -> None:
+        self.job, self.train, self.test, self.learned_lr = job, train, test, learned_lr
+        self.space = job.search_space()
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        trial.storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, {**worker_identity(), "number": trial.number})
+        if self.job.queued and "fixed_params" not in trial.storage.get_trial_system_attrs(trial._trial_id):
+            # the queue ran dry between this worker's check and its ask: nothing left to evaluate
+            return self._skip(trial, "queue empty")
+        config = suggest(trial, self.space, self.job.archs)
+        key = self.space.key(config)
+        trial.set_user_attr("arch", key)
+        earlier = [t.number for t in trial.study.get_trials(deepcopy=False)
+                   if t.number != trial.number and t.user_attrs.get("arch") == key and holds(t)
+                   and (t.state != TrialState.RUNNING or t.number < trial.number)]
+        if earlier:
+            return self._skip(trial, f"duplicate of trial {earlier[0]}")
+        try:
+            torch.manual_seed(self.job.seed)
+            model = build(self.space, config, self.train.num_classes, self.train.input_shape)
+        except (ValueError, RuntimeError) as exc:
+            return self._fail(trial, "input_too_small", exc)
+        trial.set_user_attr("num_params", sum(p.numel() for p in model.parameters()))
+        started = time.perf_counter()
+        try:
+            acc = self._train(model, config)
+        except NonFiniteLossError as exc:
+            trial.set_user_attr("seconds", time.perf_counter() - started)
+            return self._fail(trial, "nan_loss", exc)
+        trial.set_user_attr("seconds", time.perf_counter() - started)
+        return acc
+
+    def _train(self, model: torch.nn.Module, config: dict[str, Any]) -> float:
+        spec, device = self.job.proxy, self.job.device
+        lr = spec.lr if spec.lr is not None else (self.learned_lr or 0.01)
+        if spec.whole_data:
+            cfg = TrainConfig(epochs=spec.epochs, lr=lr, batch_size=spec.batch_size)
+            gen = torch.Generator().manual_seed(self.job.seed)
+            train_model(model, self.train, cfg, device=device, generator=gen, progress=False, desc="nas")
+            return accuracy(model, self.test)
+        settings = EvalSettings(epochs=spec.epochs, lr=lr, batch_size=spec.batch_size, augment=spec.augment,
+                                model_kwargs=self.space.model_kwargs(config))
+        result = evaluate(self.train, self.test, self.space.model, seeds=1, settings=settings, device=device,
+                          progress=False, first_seed=self.job.seed)
+        return result.mean
+
+    @staticmethod
+    def _fail(trial: optuna.Trial, reason: str, exc: BaseException) -> float:
+        trial.set_user_attr("fail_reason", reason)
+        trial.set_user_attr("error", str(exc)[:1000])
+        return math.nan  # Optuna records a FAIL trial and carries on
+
+    @staticmethod
+    def _skip(trial: optuna.Trial, why: str) -> float:
+        trial.set_user_attr("skipped", why)
+        raise optuna.TrialPruned(why)
