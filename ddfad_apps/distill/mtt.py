@@ -161,7 +161,8 @@ class MTTDistiller:
     def result(self, stats=None) -> SyntheticSet:
         return SyntheticSet(self.syn.detach().cpu().clone(), self.labels.cpu().clone(), self.train.classes, "mtt",
                             lr=float(self.syn_lr.item()), stats=stats,
-                            meta={**self.meta, "iterations_done": self.iteration, "cpc": self.cpc})
+                            meta={**self.meta, "iterations_done": self.iteration, "cpc": self.cpc,
+                                  "losses": [round(h["loss"], 6) for h in self.history]})
 
     def run(self, checkpoint: Path | None = None, progress: bool = True,
             on_step: Callable[[dict[str, float]], None] | None = None) -> SyntheticSet:

@@ -1,0 +1,179 @@
+"""The distillation engine's MTT path, the one-call API, evaluation and run folders, on real FSDD features.
+
+Networks are narrow (width 8-16) and data small (20 clips per class) so each test takes seconds on 2 cores;
+accuracy figures come from ``scripts/bench_distill.py`` and the slow end-to-end test, not from here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddfad_apps.distill import METHODS, NotEnoughClipsError, SyntheticSet, distill, evaluate, method_settings
+from ddfad_apps.distill import experts as experts_mod
+from ddfad_apps.distill.evaluate import EvalSettings
+from ddfad_apps.distill.experts import ExpertSettings, train_experts
+from ddfad_apps.distill.mtt import MTTDistiller, MTTSettings
+from ddfad_apps.distill.presets import MTTPlan
+from ddfad_apps.distill.run_folder import ForeignRunError, prepare_run_folder, read_request
+from ddfad_apps.features.dataset import FeatureSet, load_features
+from ddfad_apps.training.loops import NonFiniteLossError
+
+DATA = os.environ.get("DDFAD_DATA") or str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
+TINY = {"width": 8}
+
+
+@pytest.fixture(scope="module")
+def fsdd():
+    torch.set_num_threads(1)
+    try:
+        return load_features("fsdd", data_root=DATA, progress=False)
+    except FileNotFoundError as err:
+        pytest.skip(f"FSDD not available: {err}")
+
+
+@pytest.fixture(scope="module")
+def small(fsdd) -> FeatureSet:
+    """20 real clips per class of FSDD's training split."""
+    idx = torch.cat([fsdd.train.class_indices(c)[:20] for c in range(fsdd.train.num_classes)])
+    return fsdd.train.subset(idx)
+
+
+def tiny_experts(num: int = 1, epochs: int = 3) -> ExpertSettings:
+    return ExpertSettings(model_kwargs=TINY, num_experts=num, epochs=epochs, batch_size=50)
+
+
+def tiny_mtt(**kw) -> MTTSettings:
+    base = MTTSettings(syn_steps=3, expert_epochs=1, max_start_epoch=1, iterations=4, batch_syn=10,
+                       checkpoint_every=2)
+    return replace(base, **kw)
+
+
+def test_experts_are_cached_and_an_interrupted_expert_resumes_exactly(small, tmp_path, monkeypatch):
+    clean = train_experts(small, tiny_experts(), root=tmp_path / "a", progress=False)
+    assert clean.trajectories[0].shape[0] == 4  # initial + 3 epochs
+    assert not torch.equal(clean.trajectories[0][0], clean.trajectories[0][-1])
+
+    real_flatten = experts_mod.flatten_params
+    calls = {"n": 0}
+
+    def interrupt_after_first_epoch(model):
+        calls["n"] += 1
+        if calls["n"] == 3:  # initial params, epoch 1, then epoch 2 -> interrupted
+            raise KeyboardInterrupt
+        return real_flatten(model)
+
+    monkeypatch.setattr(experts_mod, "flatten_params", interrupt_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_experts(small, tiny_experts(), root=tmp_path / "b", progress=False)
+    folder = next((tmp_path / "b").iterdir())
+    assert list(folder.glob("*.partial.pt")) and not list(folder.glob("*.safetensors"))
+    monkeypatch.setattr(experts_mod, "flatten_params", real_flatten)
+    resumed = train_experts(small, tiny_experts(), root=tmp_path / "b", progress=False)
+    torch.testing.assert_close(resumed.trajectories[0], clean.trajectories[0])
+
+    # A finished bank is loaded, not trained again.
+    monkeypatch.setattr(experts_mod, "build_model", lambda *a, **k: pytest.fail("experts were retrained"))
+    again = train_experts(small, tiny_experts(), root=tmp_path / "b", progress=False)
+    torch.testing.assert_close(again.trajectories[0], clean.trajectories[0])
+    # ... and other settings get another folder.
+    assert experts_mod.expert_folder(small, replace(tiny_experts(), lr=0.1), tmp_path) != \
+        experts_mod.expert_folder(small, tiny_experts(), tmp_path)
+
+
+def test_mtt_moves_the_clips_and_the_learning_rate_and_resumes_from_a_checkpoint(small, tmp_path):
+    bank = train_experts(small, tiny_experts(), root=tmp_path, progress=False)
+    full = MTTDistiller(small, 2, bank, tiny_mtt(), "convnet", TINY, seed=3)
+    start = full.syn.detach().clone()
+    result = full.run(progress=False)
+    assert result.features.shape == (20, *small.input_shape)
+    assert torch.equal(result.labels, torch.arange(10).repeat_interleave(2))
+    assert (result.features - start).abs().max() > 1e-4
+    assert result.lr != pytest.approx(0.01, abs=1e-9) and result.lr > 0
+    assert len(result.meta["losses"]) == 4 and all(0 < v < 10 for v in result.meta["losses"])
+
+    ckpt = tmp_path / "ckpt.pt"
+    half = MTTDistiller(small, 2, bank, tiny_mtt(iterations=2), "convnet", TINY, seed=3)
+    half.run(checkpoint=ckpt, progress=False)
+    assert ckpt.exists()
+    rest = MTTDistiller(small, 2, bank, tiny_mtt(), "convnet", TINY, seed=3)
+    resumed = rest.run(checkpoint=ckpt, progress=False)
+    assert rest.iteration == 4
+    torch.testing.assert_close(resumed.features, result.features)
+    assert resumed.lr == pytest.approx(result.lr)
+
+
+def test_mtt_refuses_a_diverging_loss_with_a_clear_error(small, tmp_path):
+    bank = train_experts(small, tiny_experts(), root=tmp_path, progress=False)
+    d = MTTDistiller(small, 1, bank, tiny_mtt(), "convnet", TINY)
+    with torch.no_grad():
+        d.syn[0, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="MTT loss"):
+        d.step()
+
+
+def test_mtt_checks_expert_length_and_architecture(small, tmp_path):
+    bank = train_experts(small, tiny_experts(epochs=2), root=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="exceeds"):
+        MTTDistiller(small, 1, bank, tiny_mtt(max_start_epoch=2), "convnet", TINY)
+    with pytest.raises(ValueError, match="another architecture"):
+        MTTDistiller(small, 1, bank, tiny_mtt(), "convnet", {"width": 16})
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_returns_cpc_clips_per_class(small, method, tmp_path):
+    settings = method_settings(method, "fast")
+    if method == "mtt":
+        settings = MTTPlan(tiny_experts(), tiny_mtt(iterations=1))
+    elif settings is not None:
+        settings = replace(settings, iterations=1, model_kwargs=TINY)
+    syn = distill(small, 2, method, settings=settings, model_kwargs=TINY if method == "mtt" else None,
+                  expert_root=tmp_path, progress=False, seed=1)
+    assert isinstance(syn, SyntheticSet) and syn.method == method
+    assert torch.equal(torch.bincount(syn.labels, minlength=10), torch.full((10,), 2))
+    assert syn.features.shape[1:] == small.features.shape[1:]
+    assert torch.isfinite(syn.features).all()
+    if method in ("random", "herding", "kcenter"):  # real clips, each from its own class
+        idx = torch.tensor(syn.meta["indices"])
+        assert torch.equal(small.labels[idx], syn.labels)
+
+
+def test_distill_refuses_more_clips_than_a_class_has(small):
+    with pytest.raises(NotEnoughClipsError, match="only 20"):
+        distill(small, 21, "random")
+    with pytest.raises(ValueError, match="unknown method"):
+        distill(small, 1, "magic")
+
+
+def test_evaluate_trains_fresh_networks_and_reports_seeds(fsdd, small):
+    syn = distill(small, 5, "random", seed=0)
+    settings = EvalSettings(epochs=100, lr=0.05, model_kwargs={"width": 16})
+    res = evaluate(syn, fsdd.test, seeds=2, settings=settings, progress=False)
+    assert len(res.accuracies) == 2 and res.std >= 0
+    assert res.mean > 0.3  # 50 real clips of 10 digits: far above chance (0.1)
+    noisy = evaluate(syn, fsdd.test, seeds=1, settings=replace(settings, noise_std=50.0), progress=False)
+    assert noisy.mean < res.mean  # the robustness option really perturbs the training set
+
+
+def test_run_folder_refuses_foreign_runs_and_resumes_its_own(tmp_path):
+    out = tmp_path / "run"
+    req = {"dataset": "fsdd", "method": "mtt", "cpc": 10}
+    assert prepare_run_folder(out, req) == "new"
+    assert read_request(out) == req
+    assert prepare_run_folder(out, req) == "resume"
+    (out / "distilled.json").write_text("{}")
+    assert prepare_run_folder(out, req) == "complete"
+    with pytest.raises(ForeignRunError, match="differs in: cpc"):
+        prepare_run_folder(out, {**req, "cpc": 1})
+    assert prepare_run_folder(out, {**req, "cpc": 1}, force=True) == "new"
+    assert not (out / "distilled.json").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ForeignRunError, match="not a ddfad-apps"):
+        prepare_run_folder(other, req, force=True)
+    assert (other / "notes.txt").exists()
