@@ -37,9 +37,9 @@ class ProxySpec:
     name: str
     method: str | None = None
     cpc: int = 20
-    epochs: int = 100
+    epochs: int = 30
     lr: float | None = 0.01
-    batch_size: int = 256
+    batch_size: int = 50
     augment: bool = True
     preset: str = "fast"
     seed: int = 0
@@ -55,13 +55,14 @@ class ProxySpec:
         return settings_digest(self)[:10]
 
 
-# Defaults sized for a 2-core CPU (docs/nas.md); the ground truth must stay the same for all proxies compared.
+# Defaults sized for a 2-core CPU (docs/nas.md): 200 clips x 30 epochs in batches of 50 = 120 steps per small proxy;
+# the ground truth (5 whole-data epochs) must stay the same for all proxies compared.
 PROXIES: dict[str, ProxySpec] = {
     "distilled": ProxySpec("distilled", method="mtt"),
     "random": ProxySpec("random", method="random"),
     "herding": ProxySpec("herding", method="herding"),
     "early-stopping": ProxySpec("early-stopping", epochs=1, batch_size=64, augment=False),
-    "full": ProxySpec("full", epochs=8, batch_size=64, augment=False),
+    "full": ProxySpec("full", epochs=5, batch_size=64, augment=False),
 }
 PROXY_NAMES: tuple[str, ...] = tuple(n for n in PROXIES if n != "full")
 

@@ -17,6 +17,7 @@ import optuna
 from torch import nn
 
 from ddfad_apps.models import build_model
+from ddfad_apps.models.layers import _ALIASES
 from search_spaces import Config, SearchSpace, get_space
 
 ARCH_PARAM = "arch"
@@ -31,6 +32,7 @@ def restrict(space: SearchSpace, values: Mapping[str, Sequence[Any]]) -> SearchS
         return space
     dims = dict(space.dimensions)
     for dim, keep in values.items():
+        keep = [_alias(k) for k in keep]
         if dim not in dims:
             raise ValueError(f"space {space.name!r} has no dimension {dim!r}; dimensions: {', '.join(dims)}")
         chosen = tuple(v for v in dims[dim] if str(v) in {str(k) for k in keep})
@@ -41,6 +43,11 @@ def restrict(space: SearchSpace, values: Mapping[str, Sequence[Any]]) -> SearchS
         dims[dim] = chosen
     tag = ",".join(f"{d}={'+'.join(map(str, dims[d]))}" for d in values)
     return replace(space, name=f"{space.name}[{tag}]", dimensions=dims)
+
+
+def _alias(value: Any) -> Any:
+    """Short option names of the models (``max`` -> ``maxpooling``, ``batch`` -> ``batchnorm``)."""
+    return _ALIASES.get(str(value).lower(), value)
 
 
 def resolve_space(name: str, restriction: Mapping[str, Sequence[Any]] | None = None) -> SearchSpace:
