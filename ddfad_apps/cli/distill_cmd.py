@@ -78,6 +78,8 @@ def _evaluate_models(syn, test, models: list[str], seeds: int, preset: str, devi
 @click.option("--force", is_flag=True, help="Replace an --out folder that holds a different run.")
 @click.option("--eval-seeds", type=click.IntRange(min=0), default=1, show_default=True,
               help="Networks trained on the result and tested (0: skip evaluation).")
+@click.option("--eval-epochs", type=click.IntRange(min=1), default=None,
+              help="Epochs of each evaluation network (default: the preset's, 300 for fast).")
 @click.option("--audio/--no-audio", default=True, show_default=True,
               help="Reconstruct the set as WAV clips and draw original vs distilled.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -86,7 +88,7 @@ def _evaluate_models(syn, test, models: list[str], seeds: int, preset: str, devi
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def distill(dataset: str, data_root: Path | None, split_mode: str | None, method: str, cpc: int, model_name: str,
             preset: str, iterations: int | None, seed: int, out: Path | None, force: bool, eval_seeds: int,
-            audio: bool, device: str, tracking_uri: str | None, experiment: str, no_progress: bool) -> None:
+            eval_epochs: int | None, audio: bool, device: str, tracking_uri: str | None, experiment: str, no_progress: bool) -> None:
     """Distil a data set's FD-MFCC into CPC clips per class; evaluate, reconstruct audio, log to MLflow."""
     from ddfad_apps.data.registry import list_clips
     from ddfad_apps.distill import NotEnoughClipsError, SyntheticSet, check_clips_per_class
@@ -159,7 +161,8 @@ def distill(dataset: str, data_root: Path | None, split_mode: str | None, method
                 fig.savefig(out / "losses.png", dpi=120)
                 run.figure(fig, "losses.png")
             if eval_seeds:
-                results = _evaluate_models(syn, splits.test, [model_name], eval_seeds, preset, dev, progress)
+                results = _evaluate_models(syn, splits.test, [model_name], eval_seeds, preset, dev, progress,
+                                           epochs=eval_epochs)
                 (out / EVAL_FILE).write_text(json.dumps(results, indent=2))
                 run.metrics({f"test_accuracy_{m}": r["mean"] for m, r in results.items()})
                 run.metrics({f"test_accuracy_std_{m}": r["std"] for m, r in results.items()})

@@ -1,0 +1,121 @@
+"""``ddfad-apps distill / evaluate / reconstruct`` end to end on real FSDD, with a throwaway MLflow store.
+
+DM with 2 iterations keeps the quick tests to seconds; the ``slow`` test runs the DM fast preset for real and
+checks the distilled set trains a network far above chance, in features and through audio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ddfad_apps.cli.main import cli
+from ddfad_apps.distill import SyntheticSet
+
+pytest.importorskip("mlflow")
+DATA = os.environ.get("DDFAD_DATA") or str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch, tmp_path):
+    if not (Path(DATA) / "fsdd").exists():
+        pytest.skip(f"FSDD not found under {DATA} (set DDFAD_DATA)")
+    monkeypatch.setenv("DDFAD_DATA", DATA)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    torch.set_num_threads(1)
+
+
+def run(*args: str) -> "object":
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result
+
+
+def mlflow_runs(tmp_path: Path, experiment: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([exp.experiment_id])
+
+
+def test_distill_writes_a_complete_run_folder_and_logs_it(tmp_path):
+    out = tmp_path / "dm"
+    res = run("distill", "--dataset", "fsdd", "--method", "dm", "--cpc", "2", "--iterations", "2",
+              "--out", str(out), "--eval-epochs", "20", "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert "test accuracy (convnet, 1 seed(s))" in res.output
+    for name in ("run.json", "distilled.json", "distilled.safetensors", "evaluation.json", "losses.png",
+                 "original_vs_distilled.png", "audio/manifest.json"):
+        assert (out / name).exists(), name
+    syn = SyntheticSet.load(out)
+    assert len(syn) == 20 and syn.stats is not None
+    assert len(list((out / "audio").rglob("*.wav"))) == 20
+    acc = json.loads((out / "evaluation.json").read_text())["convnet"]["mean"]
+    assert 0.0 <= acc <= 1.0
+
+    client, runs = mlflow_runs(tmp_path, "ddfad-distill")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.params["method"] == "dm" and runs[0].data.params["cpc"] == "2"
+    assert runs[0].data.metrics["test_accuracy_convnet"] == pytest.approx(acc)
+    assert len(client.get_metric_history(runs[0].info.run_id, "loss")) == 2
+    arts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert {"audio", "distilled", "losses.png", "original_vs_distilled.png"} <= arts
+
+    # Same request again: complete, nothing distilled again; another request in the same folder: refused.
+    again = run("distill", "--dataset", "fsdd", "--method", "dm", "--cpc", "2", "--iterations", "2",
+                "--out", str(out), "--no-progress", "--eval-seeds", "0", "--no-audio")
+    assert again.exit_code == 0 and "already distilled" in again.output
+    assert torch.equal(SyntheticSet.load(out).features, syn.features)
+    other = run("distill", "--dataset", "fsdd", "--method", "dm", "--cpc", "3", "--iterations", "2",
+                "--out", str(out), "--no-progress")
+    assert other.exit_code != 0 and "different run" in other.output and "cpc" in other.output
+    assert torch.equal(SyntheticSet.load(out).features, syn.features)
+
+
+def test_evaluate_cross_architecture_and_audio_roundtrip(tmp_path):
+    out = tmp_path / "random"
+    assert run("distill", "--method", "random", "--cpc", "3", "--out", str(out), "--eval-seeds", "0",
+               "--no-progress").exit_code == 0
+    res = run("evaluate", str(out), "--model", "convnet,resnet18", "--seeds", "1", "--epochs", "5",
+              "--width", "8", "--roundtrip", "--no-progress")
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith(("features", "audio roundtrip")) and "+-" in ln]
+    assert len(lines) == 4  # 2 sets x 2 models
+    _, runs = mlflow_runs(tmp_path, "ddfad-evaluate")
+    metrics = runs[0].data.metrics
+    assert {"test_accuracy_convnet", "test_accuracy_resnet18", "test_accuracy_convnet_roundtrip"} <= set(metrics)
+
+
+def test_bad_requests_get_clear_errors(tmp_path):
+    res = run("distill", "--method", "random", "--cpc", "1000", "--out", str(tmp_path / "x"), "--no-progress")
+    assert res.exit_code != 0 and "only 270 training clips" in res.output
+    assert not (tmp_path / "x").exists()  # nothing left that looks like a run
+    res = run("evaluate", str(tmp_path), "--no-progress")
+    assert res.exit_code != 0 and "not a ddfad-apps distillation folder" in res.output
+    res = run("distill", "--dataset", "fsdd", "--split-mode", "actor", "--no-progress")
+    assert res.exit_code != 0 and "ravdess only" in res.output
+
+
+def test_reconstruct_rewrites_audio_of_a_run(tmp_path):
+    out = tmp_path / "herding"
+    assert run("distill", "--method", "herding", "--cpc", "1", "--out", str(out), "--eval-seeds", "0",
+               "--no-audio", "--no-progress").exit_code == 0
+    assert not (out / "audio").exists()
+    res = run("reconstruct", str(out), "--n-iter", "4")
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "audio" / "manifest.json").read_text())
+    assert manifest["num_clips"] == 10 and manifest["method"] == "herding"
+
+
+@pytest.mark.slow
+def test_dm_fast_preset_distils_a_set_that_trains_a_network(tmp_path):
+    out = tmp_path / "dm-fast"
+    res = run("distill", "--method", "dm", "--cpc", "10", "--out", str(out), "--no-progress")
+    assert res.exit_code == 0, res.output
+    acc = json.loads((out / "evaluation.json").read_text())["convnet"]["mean"]
+    assert acc > 0.7  # 100 clips of 10 spoken digits (chance 0.1); README: ~0.9
