@@ -35,7 +35,8 @@ def main() -> None:
     ap.add_argument("--eval-model", default="convnet")
     ap.add_argument("--eval-width", type=int, default=None, help="width of the evaluation ConvNet (default: preset's)")
     ap.add_argument("--eval-epochs", type=int, default=None)
-    ap.add_argument("--baseline", default="random", help="coreset method evaluated in the same run ('' for none)")
+    ap.add_argument("--baseline", default="random,herding",
+                    help="comma-separated coreset methods evaluated in the same run ('' for none)")
     ap.add_argument("--iterations", type=int, default=None, help="override the preset's distillation iterations")
     ap.add_argument("--fresh-cache", action="store_true", help="use an empty cache folder (cold features/experts)")
     ap.add_argument("--device", default="auto")
@@ -73,10 +74,10 @@ def main() -> None:
     stages["evaluation"] = time.perf_counter() - t
     total = time.perf_counter() - t0
     peak = peak_mb()
-    base = None
-    if args.baseline:
-        b = distill(splits.train, args.cpc, args.baseline, seed=0)
-        base = evaluate(b, splits.test, args.eval_model, args.seeds, es, device)
+    baselines = {}
+    for name in filter(None, args.baseline.split(",")):
+        b = distill(splits.train, args.cpc, name, seed=0)
+        baselines[name] = evaluate(b, splits.test, args.eval_model, args.seeds, es, device)
     print(f"\n{args.dataset} {args.method} cpc {args.cpc} preset {args.preset} on {device} "
           f"({torch.get_num_threads()} threads)")
     for k, v in stages.items():
@@ -86,8 +87,8 @@ def main() -> None:
     if syn.lr is not None:
         print(f"  learned lr               {syn.lr:.4g}")
     print(f"  accuracy {args.method:<14} {100 * res.mean:6.2f} +- {100 * res.std:.2f} %  ({res.model}, {args.seeds} seeds)")
-    if base is not None:
-        print(f"  accuracy {args.baseline:<14} {100 * base.mean:6.2f} +- {100 * base.std:.2f} %  (same run)")
+    for name, base in baselines.items():
+        print(f"  accuracy {name:<14} {100 * base.mean:6.2f} +- {100 * base.std:.2f} %  (same run)")
     sys.stdout.flush()
 
 

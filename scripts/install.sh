@@ -6,7 +6,7 @@
 # Then the project itself with its test extras.  Override TORCH_SPEC for another torch (e.g. a CPU-only index).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+PY=${PYTHON:-python}
 TORCH_SPEC=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
 $PY -m pip install --disable-pip-version-check -q $TORCH_SPEC
 $PY -m pip install --disable-pip-version-check -q "torchaudio==2.11.0" --no-deps
