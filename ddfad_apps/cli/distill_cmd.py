@@ -46,21 +46,10 @@ def _loss_figure(history: list[dict[str, float]], title: str):
 
 def _evaluate_models(syn, test, models: list[str], seeds: int, preset: str, device, progress: bool,
                      noise_std: float = 0.0, width: int | None = None, epochs: int | None = None) -> dict[str, Any]:
-    from ddfad_apps.distill import evaluate
-    from ddfad_apps.distill.evaluate import eval_settings_for
+    from ddfad_apps.distill.evaluate import evaluate_models
 
-    results = {}
-    for name in models:
-        settings = eval_settings_for(preset, width, epochs)
-        settings.noise_std = noise_std
-        if name != "convnet":  # ResNet18/VGG11: their own narrow CPU widths, batch norm for VGG (see train)
-            settings.model_kwargs = {"width": 16 if name == "resnet18" else 32}
-            if name == "vgg11":
-                settings.model_kwargs["norm"] = "batchnorm"
-        res = evaluate(syn, test, name, seeds, settings, device, progress)
-        results[name] = {"mean": res.mean, "std": res.std, "accuracies": res.accuracies, "settings": res.settings}
-        _progress_echo(progress)(f"  {res}")
-    return results
+    return evaluate_models(syn, test, models, seeds, preset, device, progress, noise_std, width, epochs,
+                           report=_progress_echo(progress))
 
 
 @click.command()

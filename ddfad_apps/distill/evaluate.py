@@ -8,6 +8,7 @@ when there is one.  Cross-architecture evaluation is the same call with another 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -97,3 +98,29 @@ def evaluate(
                           progress=progress, desc=f"eval {model} seed {s}")
         accs.append(accuracy(net, test))
     return EvalResult(model, accs, {**asdict(settings), "lr_used": lr})
+
+
+# CPU-sized widths of the cross-architecture networks (as in ``ddfad-apps train``); VGG11 uses batch norm.
+CROSS_ARCH_KWARGS: dict[str, dict[str, Any]] = {"resnet18": {"width": 16}, "vgg11": {"width": 32, "norm": "batchnorm"}}
+
+
+def evaluate_models(
+    syn: SyntheticSet | FeatureSet, test: FeatureSet, models: list[str], seeds: int = 3, preset: str = "fast",
+    device: torch.device | str = "cpu", progress: bool = True, noise_std: float = 0.0, width: int | None = None,
+    epochs: int | None = None, report: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """:func:`evaluate` on each of ``models`` with the preset's recipe; ``{model: {mean, std, accuracies, settings}}``.
+
+    ConvNet takes the preset's width (or ``width``); ResNet18 and VGG11 their :data:`CROSS_ARCH_KWARGS`.
+    """
+    results = {}
+    for name in models:
+        settings = eval_settings_for(preset, width, epochs)
+        settings.noise_std = noise_std
+        if name in CROSS_ARCH_KWARGS:
+            settings.model_kwargs = dict(CROSS_ARCH_KWARGS[name])
+        res = evaluate(syn, test, name, seeds, settings, device, progress)
+        results[name] = {"mean": res.mean, "std": res.std, "accuracies": res.accuracies, "settings": res.settings}
+        if report is not None:
+            report(f"  {res}")
+    return results
