@@ -18,7 +18,7 @@ from ddfad_apps.data.locate import cache_dir
 from ddfad_apps.features.config import FeatureConfig
 
 # Bump when the extraction code changes its output, so caches written by older code are not reused.
-FEATURE_CODE_VERSION = 1
+FEATURE_CODE_VERSION = 2  # 2: mel filters and DCT built in float64
 
 
 def feature_cache_dir() -> Path:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+import scipy.fft
 import torch
 import torch.nn.functional as F
-import torchaudio.functional as taF
 from scipy.signal import savgol_coeffs
 
 
@@ -51,9 +52,12 @@ def power_spectrogram(
 
 @functools.lru_cache(maxsize=32)
 def _mel_fb_cpu(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
-    return taF.melscale_fbanks(
-        n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate, norm="slaney", mel_scale="slaney"
-    ).T.contiguous()
+    # Built in float64 (torchaudio's builder works in float32), so float64 callers get float64-accurate filters.
+    from librosa.filters import mel  # imported here: librosa's import is slow and only this needs it
+
+    fb = mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max, htk=False, norm="slaney",
+             dtype=np.float64)
+    return torch.from_numpy(fb)
 
 
 def mel_filterbank(
@@ -79,7 +83,8 @@ def power_to_db(power: torch.Tensor, amin: float = 1e-10, top_db: float | None =
 
 @functools.lru_cache(maxsize=32)
 def _dct_cpu(n_mfcc: int, n_mels: int) -> torch.Tensor:
-    return taF.create_dct(n_mfcc, n_mels, norm="ortho").T.contiguous()  # (n_mfcc, n_mels)
+    # float64 for the same reason as the mel filters; rows are the DCT-II basis vectors, (n_mfcc, n_mels)
+    return torch.from_numpy(scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)[:n_mfcc].copy())
 
 
 def dct_matrix(n_mfcc: int, n_mels: int, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
