@@ -1,1 +1,25 @@
-"""Avalanche strategies and plugins built on the ddfad-apps distillation engine (continual learning)."""
+"""Avalanche strategies and plugins built on the ddfad-apps distillation engine (continual learning).
+
+Storage policies (Avalanche ``ExemplarsBuffer``, for ``ReplayPlugin(mem_size, storage_policy=...)``):
+:class:`DistilledMemory` (each new class distilled into ``k`` synthetic inputs), :class:`HerdingMemory`,
+:class:`RandomMemory`; EEIL as plugins (:func:`eeil_plugins`); :class:`MLflowLogger` for Avalanche metrics.
+"""
+
+from strategies.class_memory import ClassMemoryBuffer, MemoryBudgetError
+from strategies.distilled_storage import DistilledMemory
+from strategies.eeil import (
+    BalancedFinetunePlugin,
+    CrossDistillationPlugin,
+    SeenClassMask,
+    distillation_loss,
+    eeil_plugins,
+)
+from strategies.exemplar_storage import HerdingMemory, RandomMemory
+from strategies.mlflow_logger import MLflowLogger
+
+MEMORIES: dict[str, type[ClassMemoryBuffer]] = {"distilled": DistilledMemory, "herding": HerdingMemory,
+                                                "random": RandomMemory}
+
+__all__ = ["BalancedFinetunePlugin", "ClassMemoryBuffer", "CrossDistillationPlugin", "DistilledMemory",
+           "HerdingMemory", "MEMORIES", "MLflowLogger", "MemoryBudgetError", "RandomMemory", "SeenClassMask",
+           "distillation_loss", "eeil_plugins"]

@@ -1,0 +1,73 @@
+"""Tables and plots of a class-incremental comparison: Table IV-style summary and accuracy curves."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Results = Mapping[str, Sequence[Mapping[str, Any]]]  # memory kind -> one result dict per seed
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    values = list(values)
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summary(results: Results) -> dict[str, dict[str, float]]:
+    """Per memory: final accuracy, forgetting and average incremental accuracy (mean and std over seeds, %)."""
+    out: dict[str, dict[str, float]] = {}
+    for memory, runs in results.items():
+        if not runs:
+            continue
+        row: dict[str, float] = {"seeds": float(len(runs))}
+        for key in ("final_accuracy", "forgetting", "average_incremental_accuracy"):
+            m, s = mean_std([100.0 * r[key] for r in runs])
+            row[f"{key}_mean"], row[f"{key}_std"] = m, s
+        out[memory] = row
+    return out
+
+
+def summary_table(results: Results, title: str = "") -> str:
+    """A plain-text Table IV: final average accuracy mean+-std over seeds, forgetting, average incremental acc."""
+    rows = summary(results)
+    head = f"{'memory':<10} {'seeds':>5}  {'final acc (%)':>15}  {'forgetting (%)':>15}  {'avg incr. acc (%)':>17}"
+    lines = [title] if title else []
+    lines += [head, "-" * len(head)]
+    for memory, r in rows.items():
+        lines.append(
+            f"{memory:<10} {int(r['seeds']):>5}  {r['final_accuracy_mean']:>7.2f} ± {r['final_accuracy_std']:<5.2f}"
+            f"  {r['forgetting_mean']:>7.2f} ± {r['forgetting_std']:<5.2f}"
+            f"  {r['average_incremental_accuracy_mean']:>9.2f} ± {r['average_incremental_accuracy_std']:<5.2f}"
+        )
+    return "\n".join(lines)
+
+
+def accuracy_curves_figure(results: Results, title: str = ""):
+    """Accuracy on the classes seen so far after each experience, one line (mean +- std band) per memory."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=120)
+    ax = fig.add_subplot(1, 1, 1)
+    for memory, runs in results.items():
+        if not runs:
+            continue
+        steps = len(runs[0]["accuracy_curve"])
+        seen = [sum(runs[0]["classes_per_experience"][: t + 1]) for t in range(steps)]
+        stats = [mean_std([100.0 * r["accuracy_curve"][t] for r in runs]) for t in range(steps)]
+        means = [m for m, _ in stats]
+        ax.plot(seen, means, marker="o", label=f"{memory} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
+        ax.fill_between(seen, [m - s for m, s in stats], [m + s for m, s in stats], alpha=0.2)
+    ax.set_xlabel("classes learned")
+    ax.set_ylabel("test accuracy on seen classes (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,51 @@
+"""Distilled replay memory: each new class becomes ``k`` synthetic inputs made by the distillation engine.
+
+After each experience the classes it brought are distilled together (their rows relabelled ``0..n-1``, the
+engine's convention) with :func:`ddfad_apps.distill.distill` - MTT by default, any engine method by
+``method`` - and the result is stored per class.  Only the stream's inputs are used, so it works on any stream
+whose inputs the distillation network accepts (``(C, H, W)`` tensors for the default ConvNet: audio features,
+images, random tensors).  One line in a plain Avalanche experiment::
+
+    ReplayPlugin(mem_size=200, storage_policy=DistilledMemory(200, mem_per_class=20, method="dm"))
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from ddfad_apps.distill import distill
+from strategies.class_memory import ClassMemoryBuffer
+from strategies.exemplar_storage import local_feature_set
+
+
+class DistilledMemory(ClassMemoryBuffer):
+    """Storage policy keeping ``k`` distilled inputs per class (see the module docstring).
+
+    ``method``/``preset``/``settings``/``model``/``model_kwargs`` go to :func:`ddfad_apps.distill.distill`;
+    ``device`` is where distillation runs.  ``results`` keeps each distillation's metadata (method, learned
+    lr, seconds) for logging.  Synthetic rows of a class are unordered, so a shrinking quota keeps the first.
+    """
+
+    kind = "distilled"
+
+    def __init__(self, max_size: int, mem_per_class: int | None = None, method: str = "mtt", preset: str = "fast",
+                 *, settings: Any = None, model: str = "convnet", model_kwargs: dict | None = None,
+                 device: torch.device | str = "cpu", seed: int = 0, progress: bool = False) -> None:
+        super().__init__(max_size, mem_per_class, seed)
+        self.method, self.preset, self.settings = method, preset, settings
+        self.model, self.model_kwargs, self.device, self.progress = model, model_kwargs, device, progress
+        self.results: list[dict[str, Any]] = []
+
+    def select(self, x: torch.Tensor, y: torch.Tensor, new_classes: list[int], k: int,
+               agent: Any) -> dict[int, torch.Tensor]:
+        data = local_feature_set(x.float(), y, new_classes)
+        start = time.perf_counter()
+        syn = distill(data, k, self.method, self.preset, settings=self.settings, model=self.model,
+                      model_kwargs=self.model_kwargs, device=self.device, seed=self.seed * 1000 + self.updates,
+                      progress=self.progress)
+        self.results.append({"classes": new_classes, "method": syn.method, "lr": syn.lr,
+                             "seconds": round(time.perf_counter() - start, 2)})
+        return {c: syn.features[syn.labels == i].to(x.dtype) for i, c in enumerate(new_classes)}

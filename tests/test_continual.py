@@ -1,0 +1,401 @@
+"""Class-incremental learning: storage policies, EEIL plugins, the MLflow logger, benchmarks and ``ddfad-apps cicl``.
+
+Most tests use small random-tensor streams (the storage policies must work on non-audio inputs anyway) and
+width-8 networks, so they run in seconds; the CLI tests use a tiny folder data set of real FSDD clips and the
+slow test a real FSDD subset with MTT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from ddfad_apps.continual.avalanche_data import dataset_tensors, tensor_dataset
+from ddfad_apps.continual.benchmarks import class_order, feature_benchmark
+from ddfad_apps.continual.runner import CICLConfig, forgetting, run_cicl
+from ddfad_apps.distill import NotEnoughClipsError, method_settings
+from ddfad_apps.features.dataset import FeatureSet, FeatureSplits
+from strategies import (
+    BalancedFinetunePlugin,
+    CrossDistillationPlugin,
+    DistilledMemory,
+    HerdingMemory,
+    MemoryBudgetError,
+    MLflowLogger,
+    RandomMemory,
+    SeenClassMask,
+    distillation_loss,
+    eeil_plugins,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPE = (3, 8, 8)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    monkeypatch.setenv("DDFAD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def _data_root() -> Path:
+    return Path(os.environ["DDFAD_DATA"]) if os.environ.get("DDFAD_DATA") else REPO.parent / "shared" / "data"
+
+
+def random_stream(classes_per_exp: list[list[int]], per_class: int = 12, seed: int = 0) -> list[SimpleNamespace]:
+    """Experiences of random ``(3, 8, 8)`` tensors whose class ``c`` has mean ``c`` (so classes are separable)."""
+    g = torch.Generator().manual_seed(seed)
+    exps = []
+    for i, classes in enumerate(classes_per_exp):
+        y = torch.tensor(classes).repeat_interleave(per_class)
+        x = torch.randn((len(y), *SHAPE), generator=g) + y.view(-1, 1, 1, 1).float()
+        exps.append(SimpleNamespace(dataset=tensor_dataset(x, y), current_experience=i))
+    return exps
+
+
+TINY_DM = method_settings("dm", "fast", iterations=3, batch_real=8)
+
+
+def _memories(max_size: int, mem_per_class: int | None) -> list:
+    return [RandomMemory(max_size, mem_per_class), HerdingMemory(max_size, mem_per_class),
+            DistilledMemory(max_size, mem_per_class, method="dm", settings=TINY_DM, model_kwargs={"width": 8})]
+
+
+# -- storage policies ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", [0, 1, 2], ids=["random", "herding", "distilled"])
+def test_memory_keeps_mem_per_class_within_budget(kind: int) -> None:
+    storage = _memories(30, 5)[kind]
+    stream = random_stream([[0, 1], [2, 3], [4]])
+    seen: set[int] = set()
+    for exp in stream:
+        storage.post_adapt(None, exp)
+        seen |= set(exp.dataset.targets.uniques)
+        assert storage.counts() == {c: 5 for c in sorted(seen)}
+        assert len(storage.buffer) == 5 * len(seen) <= storage.max_size
+        x, y = dataset_tensors(storage.buffer)
+        assert x.shape[1:] == SHAPE and sorted(y.unique().tolist()) == sorted(seen)
+
+
+def test_distilled_memory_is_synthetic_and_real_memories_are_real() -> None:
+    exp = random_stream([[0, 1]])[0]
+    real_x, _ = dataset_tensors(exp.dataset)
+    rows = {tuple(r.flatten()[:5].tolist()) for r in real_x}
+    for storage in _memories(10, 5):
+        storage.post_adapt(None, exp)
+        x, _ = storage.tensors()
+        is_real = [tuple(r.flatten()[:5].tolist()) in rows for r in x]
+        if isinstance(storage, DistilledMemory):
+            assert not any(is_real) and storage.results[0]["method"] == "dm"
+        else:
+            assert all(is_real)
+
+
+def test_memory_without_mem_per_class_shares_budget_and_keeps_herding_prefix() -> None:
+    storage = HerdingMemory(12)
+    first, second = random_stream([[0, 1], [2, 3]])
+    storage.post_adapt(None, first)
+    assert storage.counts() == {0: 6, 1: 6}
+    before = storage.memory[0].clone()
+    storage.post_adapt(None, second)
+    assert storage.counts() == {0: 3, 1: 3, 2: 3, 3: 3}
+    assert torch.equal(storage.memory[0], before[:3])  # herding order: the trimmed set is the first 3 picks
+
+
+def test_memory_budget_too_small_is_a_clear_error() -> None:
+    storage = RandomMemory(8, mem_per_class=4)
+    first, second = random_stream([[0, 1], [2]])
+    storage.post_adapt(None, first)
+    with pytest.raises(MemoryBudgetError, match="cannot hold 4 per class for 3 classes"):
+        storage.post_adapt(None, second)
+    with pytest.raises(MemoryBudgetError, match="too small for 3 classes"):
+        RandomMemory(2).post_adapt(None, random_stream([[0, 1, 2]])[0])
+
+
+def test_class_with_too_few_inputs_is_a_clear_error() -> None:
+    exp = random_stream([[0, 1]], per_class=3)[0]
+    for storage in _memories(20, 5):
+        with pytest.raises(NotEnoughClipsError, match="class 0 of this experience has only 3"):
+            storage.post_adapt(None, exp)
+
+
+def test_herding_uses_the_trained_model_embedding() -> None:
+    calls = []
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(8 * 8 * 3, 4)
+
+        def embed(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(len(x))
+            return x.flatten(1)[:, :4]
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lin(x.flatten(1))
+
+    storage = HerdingMemory(10, 5)
+    storage.post_adapt(SimpleNamespace(model=Net()), random_stream([[0, 1]])[0])
+    assert calls and storage.counts() == {0: 5, 1: 5}
+
+
+# -- EEIL pieces ----------------------------------------------------------------------------------------------------
+def test_distillation_loss_zero_when_equal_positive_otherwise() -> None:
+    logits = torch.randn(6, 4)
+    assert distillation_loss(logits, logits.clone()).abs().item() < 1e-6
+    other = logits + torch.randn(6, 4)
+    new = other.clone().requires_grad_(True)
+    loss = distillation_loss(new, logits, temperature=2.0)
+    assert loss.item() > 0
+    loss.backward()
+    assert new.grad is not None and new.grad.abs().sum() > 0
+    # the temperature softens: T^2 * KL at T=2 differs from T=1
+    assert not torch.isclose(distillation_loss(other, logits, 1.0), distillation_loss(other, logits, 2.0))
+
+
+def test_seen_class_mask_masks_unseen_logits() -> None:
+    mask = SeenClassMask()
+    strategy = SimpleNamespace(experience=random_stream([[1, 3]])[0], mb_output=torch.zeros(2, 5))
+    mask.before_training_exp(strategy)
+    mask.after_forward(strategy)
+    assert (strategy.mb_output[:, [1, 3]] == 0).all() and (strategy.mb_output[:, [0, 2, 4]] < -1e3).all()
+
+
+def test_cross_distillation_only_after_first_experience() -> None:
+    kd = CrossDistillationPlugin()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 3, 4))
+    first, second = random_stream([[0, 1], [2, 3]])
+    strategy = SimpleNamespace(model=model, experience=first)
+    kd.before_training_exp(strategy)
+    assert kd.old_model is None
+    kd.after_training_exp(strategy)
+    strategy.experience = second
+    kd.before_training_exp(strategy)
+    assert kd.old_classes == [0, 1] and kd.old_model is not model
+    x = torch.randn(5, *SHAPE)
+    assert kd.loss(x, model(x)).abs().item() < 1e-6  # same weights: nothing to distil yet
+    with torch.no_grad():
+        model[1].weight.add_(0.5 * torch.randn_like(model[1].weight))
+    assert kd.loss(x, model(x)).item() > 0
+
+
+def test_balanced_finetune_uses_class_balanced_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = RandomMemory(20, 5)
+    plugin = BalancedFinetunePlugin(storage, epochs=1)
+    seen_labels = []
+    monkeypatch.setattr(plugin, "finetune", lambda strategy, x, y: seen_labels.append(y.clone()))
+    first, second = random_stream([[0, 1], [2, 3]], per_class=20)
+    strategy = SimpleNamespace(experience=first)
+    storage.post_adapt(None, first)
+    plugin.after_training_exp(strategy)
+    assert not seen_labels  # nothing to balance after the first experience
+    strategy.experience = second
+    with pytest.raises(RuntimeError, match="ReplayPlugin before BalancedFinetunePlugin"):
+        plugin.after_training_exp(strategy)
+    storage.post_adapt(None, second)
+    plugin._seen -= {2, 3}
+    plugin.after_training_exp(strategy)
+    (labels,) = seen_labels
+    assert torch.bincount(labels).tolist() == [5, 5, 5, 5]  # new data (20 per class) is not used: balanced
+
+
+def _toy_benchmark():
+    """A real Avalanche class-incremental benchmark (4 toy classes, 2 experiences) over random tensors."""
+    splits = _feature_splits()
+    return feature_benchmark(splits.train, splits.test, 2, seed=0)
+
+
+def _naive(model: torch.nn.Module, plugins: list, loggers: list, epochs: int = 1):
+    from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
+    from avalanche.training import Naive
+    from avalanche.training.plugins import EvaluationPlugin
+
+    evaluator = EvaluationPlugin(accuracy_metrics(experience=True, stream=True), loss_metrics(epoch=True),
+                                 loggers=loggers)
+    return Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+                 criterion=torch.nn.CrossEntropyLoss(), train_mb_size=16, train_epochs=epochs, eval_mb_size=64, plugins=plugins, evaluator=evaluator)
+
+
+def test_distilled_memory_in_one_line_with_avalanche_replay_on_a_non_audio_stream() -> None:
+    from avalanche.training.plugins import ReplayPlugin
+
+    from ddfad_apps.models import build_model
+
+    model = build_model("convnet", 4, SHAPE, width=8, depth=2)
+    storage = DistilledMemory(8, 2, method="dm", settings=TINY_DM, model_kwargs={"width": 8, "depth": 2})
+    strategy = _naive(model, [ReplayPlugin(8, storage_policy=storage)], [])
+    for exp in _toy_benchmark().train_stream:
+        strategy.train(exp)
+    assert storage.counts() == {0: 2, 1: 2, 2: 2, 3: 2} and len(storage.results) == 2
+
+
+def test_eeil_plugins_train_a_stream_and_finetune(tmp_path: Path) -> None:
+    from ddfad_apps.models import build_model
+
+    model = build_model("convnet", 4, SHAPE, width=8, depth=2)
+    storage = HerdingMemory(8, 2)
+    plugins = eeil_plugins(storage, finetune_epochs=2)
+    finetune = plugins[-1]
+    strategy = _naive(model, plugins, [])
+    for exp in _toy_benchmark().train_stream:
+        strategy.train(exp)
+    assert finetune.last_counts == {0: 2, 1: 2, 2: 2, 3: 2} and len(finetune.history) == 2
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in finetune.history)
+
+
+def test_mlflow_logger_records_avalanche_metrics(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from ddfad_apps.models import build_model
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = MLflowLogger(experiment="cl-test", run_name="naive", tracking_uri=uri, params={"memory": "none"})
+    strategy = _naive(build_model("convnet", 4, SHAPE, width=8, depth=2), [], [logger])
+    bench = _toy_benchmark()
+    for exp in bench.train_stream:
+        strategy.train(exp)
+    strategy.eval(bench.test_stream)
+    logger.log_single_metric("weird name{x}", torch.tensor(0.5), 3)
+    logger.close()
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("cl-test").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["memory"] == "none"
+    history = client.get_metric_history(run.info.run_id, "Loss_Epoch/train_phase/train_stream")
+    assert len(history) == 2
+    assert 0.0 <= run.data.metrics["Top1_Acc_Stream/eval_phase/test_stream"] <= 1.0
+    assert run.data.metrics["weird name_x_"] == 0.5
+
+
+# -- benchmarks and runner -----------------------------------------------------------------------------------------
+def _feature_splits(num_classes: int = 4, per_class: int = 16) -> FeatureSplits:
+    g = torch.Generator().manual_seed(1)
+    sets = []
+    for n in (per_class, 4):
+        y = torch.arange(num_classes).repeat_interleave(n)
+        x = torch.randn((len(y), *SHAPE), generator=g) + y.view(-1, 1, 1, 1).float()
+        sets.append(FeatureSet(x, y, [f"c{i}" for i in range(num_classes)], {"dataset": "toy"}))
+    return FeatureSplits(sets[0], sets[1], None, None)  # type: ignore[arg-type]
+
+
+def test_benchmark_class_order_is_seeded_and_covers_all_classes() -> None:
+    splits = _feature_splits(5)
+    bench = feature_benchmark(splits.train, splits.test, 2, seed=3)
+    groups = [sorted(e.classes_in_this_experience) for e in bench.train_stream]
+    assert sorted(sum(groups, [])) == list(range(5)) and [len(g) for g in groups] == [2, 3]
+    assert [sorted(e.classes_in_this_experience) for e in bench.test_stream] == groups
+    assert class_order(5, 3) == class_order(5, 3) != class_order(5, 4) or class_order(5, 3) != class_order(5, 5)
+    with pytest.raises(ValueError, match="cannot split 5 classes into 6"):
+        feature_benchmark(splits.train, splits.test, 6)
+
+
+def test_forgetting_from_accuracy_matrix() -> None:
+    assert forgetting([[1.0, None], [0.6, 0.9]]) == pytest.approx(0.4)
+    assert forgetting([[0.8, None, None], [0.9, 0.7, None], [0.5, 0.7, 1.0]]) == pytest.approx((0.4 + 0.0) / 2)
+
+
+def test_run_cicl_on_toy_features_reports_curves() -> None:
+    cfg = CICLConfig.preset("fast", model_kwargs={"width": 8, "depth": 2}, epochs=6, finetune_epochs=4,
+                            mem_per_class=3)
+    result = run_cicl(_feature_splits(), "random", 0, cfg, 2, progress=False)
+    assert len(result["accuracy_curve"]) == 2 and result["memory_size"] == 12
+    assert result["accuracy_matrix"][0][1] is None and 0.0 <= result["final_accuracy"] <= 1.0
+    assert result["final_accuracy"] > 0.25  # separable toy classes: better than chance
+
+
+# -- the CLI ---------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def tiny_folder(tmp_path: Path) -> Path:
+    recordings = _data_root() / "fsdd" / "recordings"
+    if not recordings.is_dir():
+        pytest.skip(f"real FSDD clips not found at {recordings} (set DDFAD_DATA)")
+    root = tmp_path / "digits"
+    for digit in ("0", "1", "2", "3"):
+        (root / digit).mkdir(parents=True)
+        for take in range(10):
+            shutil.copy(recordings / f"{digit}_jackson_{take}.wav", root / digit)
+    (root / "manifest.json").write_text(json.dumps({"sample_rate": 8000, "duration": 0.5}))
+    return root
+
+
+def _cicl(args: list[str]):
+    from click.testing import CliRunner
+
+    from ddfad_apps.cli.main import cli
+
+    return CliRunner().invoke(cli, ["cicl", *args])
+
+
+def test_cicl_cli_runs_logs_and_resumes(tiny_folder: Path, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["--dataset", str(tiny_folder), "--memory", "herding,random", "--mem-per-class", "3", "--seeds", "2",
+            "--epochs", "1", "--finetune-epochs", "1", "--tracking-uri", uri, "--out", str(tmp_path / "out"),
+            "--no-progress", "--experiment", "cicl-test"]
+    result = _cicl(args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "herding" in result.output and "final acc" in result.output and "skipped" not in result.output
+    out = tmp_path / "out" / "digits"
+    saved = sorted(p.relative_to(out).as_posix() for p in out.rglob("seed*.json"))
+    assert saved == ["herding/seed0.json", "herding/seed1.json", "random/seed0.json", "random/seed1.json"]
+    assert (out / "accuracy_curves.png").stat().st_size > 1000 and "±" in (out / "table.txt").read_text()
+    first = json.loads((out / "herding" / "seed0.json").read_text())
+    assert first["memory_per_class"] == {"0": 3, "1": 3, "2": 3, "3": 3} and len(first["accuracy_curve"]) == 2
+
+    (out / "random" / "seed1.json").unlink()  # as if interrupted during the last job
+    again = _cicl(args)
+    assert again.exit_code == 0, again.output + repr(again.exception)
+    assert again.output.count("skipped") == 3 and "random seed 1: final accuracy" in again.output
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("cicl-test").experiment_id])
+    names = sorted(r.info.run_name for r in runs)
+    assert names.count("cicl-digits") == 2 and names.count("digits-random-seed1") == 2
+    child = next(r for r in runs if r.info.run_name == "digits-herding-seed0")
+    assert len(client.get_metric_history(child.info.run_id, "seen_class_accuracy")) == 2
+    assert any(k.startswith("Top1_Acc_Exp") for k in child.data.metrics)
+    parent = next(r for r in runs if r.info.run_name == "cicl-digits")
+    assert "herding.final_accuracy_mean" in parent.data.metrics
+
+
+def test_cicl_cli_clear_errors(tiny_folder: Path, tmp_path: Path) -> None:
+    base = ["--dataset", str(tiny_folder), "--no-progress", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+            "--out", str(tmp_path / "out")]
+    result = _cicl([*base, "--mem-per-class", "50"])
+    assert result.exit_code != 0 and "asked for 50 clips per class" in result.output
+    result = _cicl([*base, "--mem-per-class", "3", "--mem-size", "5"])
+    assert result.exit_code != 0 and "memory budget of 5 is too small" in result.output
+    result = _cicl([*base, "--experiences", "9"])
+    assert result.exit_code != 0 and "cannot split 4 classes into 9" in result.output
+    result = _cicl([*base, "--memory", "herding,bogus"])
+    assert result.exit_code != 0 and "unknown memory bogus" in result.output
+
+
+@pytest.mark.slow
+def test_distilled_mtt_memory_on_real_fsdd_subset() -> None:
+    from ddfad_apps.features import load_features
+
+    if not (_data_root() / "fsdd").is_dir():
+        pytest.skip("real FSDD not found (set DDFAD_DATA)")
+    splits = load_features("fsdd", _data_root(), progress=False)
+
+    def take(fs: FeatureSet, n: int) -> FeatureSet:
+        idx = torch.cat([fs.class_indices(c)[:n] for c in range(4)])
+        sub = fs.subset(idx)
+        return FeatureSet(sub.features, sub.labels, fs.classes[:4], sub.meta)
+
+    small = FeatureSplits(take(splits.train, 60), take(splits.test, 30), splits.stats, splits.config)
+    cfg = CICLConfig.preset("fast", epochs=4, finetune_epochs=4, mem_per_class=5,
+                            distill_overrides={"iterations": 10})
+    result = run_cicl(small, "distilled", 0, cfg, 2, progress=False)
+    assert [d["method"] for d in result["distillations"]] == ["mtt", "mtt"]
+    assert all(d["lr"] is not None for d in result["distillations"])
+    assert result["memory_per_class"] == {0: 5, 1: 5, 2: 5, 3: 5}
+    assert result["final_accuracy"] > 0.5  # chance is 0.25
