@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,28 @@ def make_storage(url: str, heartbeat: int = HEARTBEAT_SECONDS, grace: int = GRAC
     if url.startswith(("sqlite:", "postgresql", "postgres:", "mysql")):
         kwargs: dict[str, Any] = {}
         if url.startswith("postgres"):
+            url = _postgres_driver(url)
             kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
         return optuna.storages.RDBStorage(
-            url.replace("postgres://", "postgresql://", 1), heartbeat_interval=heartbeat, grace_period=grace,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry), **kwargs)
+            url, heartbeat_interval=heartbeat, grace_period=grace,
+            heartbeat_stale_trial_callback=retry, **kwargs)
     raise ValueError(f"unsupported storage {url!r}: use journal:PATH, sqlite:///PATH or postgresql://...")
+
+
+def _postgres_driver(url: str) -> str:
+    """A plain ``postgresql://`` URL with the driver that is installed (SQLAlchemy 2.1 defaults to psycopg 3)."""
+    scheme, rest = url.split("://", 1)
+    if "+" in scheme:
+        return url
+    import importlib.util
+
+    for driver in ("psycopg", "psycopg2"):
+        if importlib.util.find_spec(driver) is not None:
+            return f"postgresql+{driver}://{rest}"
+    raise ValueError("PostgreSQL storage needs a driver: pip install psycopg2-binary (ddfad-apps[postgres])")
 
 
 def make_sampler(name: str, seed: int | None = 0, grid: dict[str, list[Any]] | None = None

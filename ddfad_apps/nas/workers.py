@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import warnings
 import os
 import socket
 import subprocess
@@ -94,7 +95,9 @@ def fail_dead_trials(study: optuna.Study, lock_path: Path | None = None) -> list
         return []
     host = socket.gethostname()
     failed: list[int] = []
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=3)
     with open(lock_path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -135,6 +138,7 @@ def run_worker(job: NASJob, progress: bool = False, log: Callable[[str], None] |
 
     torch.set_num_threads(job.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     splits = load_features(job.dataset, job.data_root, progress=progress)
     train, lr, _ = proxy_train_set(job.proxy, splits.train, device=job.device, progress=progress)
     objective = Objective(job, train, splits.test, lr)
@@ -142,10 +146,13 @@ def run_worker(job: NASJob, progress: bool = False, log: Callable[[str], None] |
     lock = journal_path(job.storage)
     lock = lock.with_name(lock.name + ".sweep-lock") if lock is not None else None
     ran = 0
+    callbacks = [] if log is None else [
+        lambda _, t: log(f"{time.strftime('%H:%M:%S')} worker {os.getpid()}: trial {t.number} {t.state.name} {t.user_attrs.get('arch')} "
+                         f"value {t.value} {t.user_attrs.get('fail_reason') or t.user_attrs.get('skipped') or ''}")]
     if not job.queued:
         done = (TrialState.COMPLETE, TrialState.FAIL)
         budget = job.n_trials or job.search_space().size
-        callbacks = [optuna.study.MaxTrialsCallback(budget, states=done)]
+        callbacks.append(optuna.study.MaxTrialsCallback(budget, states=done))
         while len(study.get_trials(deepcopy=False, states=done)) < budget:
             fail_dead_trials(study, lock)
             study.optimize(objective, n_trials=1, callbacks=callbacks)
@@ -155,11 +162,8 @@ def run_worker(job: NASJob, progress: bool = False, log: Callable[[str], None] |
         fail_dead_trials(study, lock)
         states = [t.state for t in study.get_trials(deepcopy=False)]
         if TrialState.WAITING in states:
-            study.optimize(objective, n_trials=1)
+            study.optimize(objective, n_trials=1, callbacks=callbacks)
             ran += 1
-            if log:
-                last = study.get_trials(deepcopy=False)[-1]
-                log(f"worker {os.getpid()}: trial {last.number} {last.state.name}")
         elif TrialState.RUNNING in states:
             time.sleep(POLL_SECONDS)  # another worker may still die; its trial would come back to the queue
         else:

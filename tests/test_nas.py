@@ -1,0 +1,373 @@
+"""NAS on proxies: the search space, the Optuna bridge, failures as failed trials, workers sharing one study
+(embedded journal storage and a real PostgreSQL server), a killed worker's trial re-run, the report math and
+the CLI end to end.
+
+Worker tests use a tiny folder data set of real FSDD clips (3 digits x 6 clips) and tiny proxies (2 clips per
+class, 1-2 epochs, width-32 ConvNet-1/2), so every architecture trains in well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from ddfad_apps.features.dataset import FeatureSet, load_features
+from ddfad_apps.nas.job import NASJob
+from ddfad_apps.nas.objective import Objective, holds
+from ddfad_apps.nas.proxies import proxy_spec
+from ddfad_apps.nas.report import ArchResult, collect, compare
+from ddfad_apps.nas.space import build, distributions, grid, resolve_space, stratified_sample, suggest
+from ddfad_apps.nas.study import make_storage
+from ddfad_apps.nas.workers import prepare_study, run_worker, spawn_workers
+from search_spaces import SearchSpace, get_space
+
+REPO = Path(__file__).resolve().parents[1]
+# 2 x 1 x 1 x 2 x 2 = 8 cheap architectures of the real space
+TINY = {"depth": ["1", "2"], "width": ["32"], "activation": ["relu"], "norm": ["none", "batchnorm"],
+        "pooling": ["none", "max"]}
+
+
+def _data_root() -> Path:
+    return Path(os.environ["DDFAD_DATA"]) if os.environ.get("DDFAD_DATA") else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DDFAD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path) -> Path:
+    recordings = _data_root() / "fsdd" / "recordings"
+    if not recordings.is_dir():
+        pytest.skip(f"real FSDD clips not found at {recordings} (set DDFAD_DATA)")
+    root = tmp_path / "digits"
+    for digit in ("0", "1", "2"):
+        (root / digit).mkdir(parents=True)
+        for take in range(6):
+            shutil.copy(recordings / f"{digit}_jackson_{take}.wav", root / digit)
+    (root / "manifest.json").write_text(json.dumps({"sample_rate": 8000, "duration": 0.5}))
+    return root
+
+
+def tiny_job(storage: str, data: Path, study: str = "tiny", proxy: str = "random", **kw) -> NASJob:
+    spec = proxy_spec(proxy, **({"cpc": 2, "epochs": 2} if proxy != "early-stopping" else {"epochs": 1}))
+    return NASJob(storage=storage, study=study, dataset=str(data), proxy=spec, restriction=TINY, **kw)
+
+
+def _evaluated(study: optuna.Study) -> Counter:
+    """How often each architecture was actually trained (trials that hold a result)."""
+    return Counter(t.user_attrs["arch"] for t in study.get_trials(deepcopy=False)
+                   if t.state in (TrialState.COMPLETE, TrialState.FAIL) and holds(t))
+
+
+# ---------------------------------------------------------------- space
+
+
+def test_space_has_720_unique_configs_that_build_or_fail_cleanly() -> None:
+    space = get_space("convnet720")
+    configs = list(space.configs())
+    assert space.size == len(configs) == 720
+    assert len({space.key(c) for c in configs}) == 720
+    assert all(space.parse(space.key(c)) == c for c in configs)
+    failed = 0
+    for c in configs:
+        try:
+            build(space, c, 10, (3, 20, 51))  # builds run the network once on a (3, 20, 51) input
+        except ValueError as exc:
+            failed += 1
+            assert "cannot process" in str(exc)
+    assert failed == 0  # every ConvNet of the paper's space handles FD-MFCC 20x51
+    x = torch.randn(2, 3, 20, 51)
+    for c in stratified_sample(space, 12, seed=3):
+        assert build(space, c, 10, (3, 20, 51))(x).shape == (2, 10)
+
+
+def test_stratified_sample_is_balanced_distinct_and_seeded() -> None:
+    space = get_space("convnet720")
+    for n in (24, 36, 500):
+        sample = stratified_sample(space, n, seed=1)
+        assert len({space.key(c) for c in sample}) == n
+        for dim, values in space.dimensions.items():
+            counts = Counter(c[dim] for c in sample)
+            assert set(counts) == set(values) and max(counts.values()) - min(counts.values()) <= 1, dim
+    assert stratified_sample(space, 24, 1) == stratified_sample(space, 24, 1) != stratified_sample(space, 24, 2)
+    assert len(stratified_sample(space, 10_000)) == 720
+
+
+def test_restrict_accepts_aliases_and_rejects_unknown_values() -> None:
+    sub = resolve_space("convnet720", {"pooling": ["max", "avgpooling"], "width": ["32"]})
+    assert sub.size == 4 * 1 * 3 * 5 * 2 and sub.dimensions["pooling"] == ("maxpooling", "avgpooling")
+    assert sub.name != "convnet720"
+    with pytest.raises(ValueError, match="not in space"):
+        resolve_space("convnet720", {"width": ["48"]})
+    with pytest.raises(ValueError, match="no dimension"):
+        resolve_space("convnet720", {"kernel": ["3"]})
+    with pytest.raises(ValueError, match="unknown search space"):
+        get_space("nope")
+    with pytest.raises(ValueError, match="repeats"):
+        SearchSpace("bad", "convnet", {"depth": (1, 1)})
+
+
+@pytest.mark.parametrize("use_list", [False, True])
+def test_grid_sampler_walks_the_declared_space(use_list: bool) -> None:
+    space = resolve_space("convnet720", {"depth": ["1", "2"], "width": ["32"], "activation": ["relu"],
+                                         "norm": ["none", "batchnorm"]})
+    archs = [space.key(c) for c in stratified_sample(space, 5, 0)] if use_list else None
+    study = optuna.create_study(sampler=optuna.samplers.GridSampler(grid(space, archs), seed=0))
+    seen = []
+    study.optimize(lambda t: seen.append(space.key(suggest(t, space, archs))) or 0.0)
+    expected = archs if use_list else [space.key(c) for c in space.configs()]
+    assert sorted(seen) == sorted(expected)
+    assert set(distributions(space, archs)) == set(grid(space, archs))
+
+
+def test_optuna_grid_sampler_never_reruns_a_failed_point() -> None:
+    """Why the grid is queued: GridSampler counts a FAIL trial as visited (verified on the installed Optuna)."""
+    study = optuna.create_study(sampler=optuna.samplers.GridSampler({"x": [0, 1]}, seed=0))
+    study.optimize(lambda t: math.nan if t.suggest_categorical("x", [0, 1]) == 0 else 1.0, n_trials=2)
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL"]
+    study.optimize(lambda t: float(t.suggest_categorical("x", [0, 1])), n_trials=1)  # re-runs a random point
+    assert len(study.trials) == 3  # nothing in GridSampler ties the extra trial to the failed point
+
+
+# ---------------------------------------------------------------- objective failures
+
+
+def _tiny_set(n: int, shape: tuple[int, int, int], scale: float = 1.0) -> FeatureSet:
+    g = torch.Generator().manual_seed(0)
+    return FeatureSet(torch.randn(n, *shape, generator=g) * scale, torch.arange(n) % 2, ["a", "b"], {})
+
+
+def test_failing_architectures_become_failed_trials_with_a_reason() -> None:
+    space_r = {"depth": ["1"], "width": ["32"], "activation": ["relu"], "norm": ["instancenorm"], "pooling": ["none"]}
+    job = NASJob(storage="journal:unused", study="s", dataset="x", proxy=proxy_spec("early-stopping", epochs=1),
+                 restriction=space_r)
+    study = optuna.create_study(direction="maximize")
+    # instance norm over a 1x1 input outputs a constant: the model refuses to build
+    small = _tiny_set(4, (3, 1, 1))
+    study.enqueue_trial({d: v[0] for d, v in job.search_space().dimensions.items()})
+    study.optimize(Objective(job, small, small), n_trials=1)
+    # a huge learning rate on huge inputs drives the loss to inf/NaN
+    job_nan = NASJob(storage="journal:unused", study="s", dataset="x", restriction=space_r | {"norm": ["none"]},
+                     proxy=proxy_spec("early-stopping", epochs=3, lr=1e12))
+    big = _tiny_set(8, (3, 4, 4), scale=1e6)
+    other = optuna.create_study(direction="maximize")  # its norm choices differ: a study of its own
+    other.enqueue_trial({d: v[0] for d, v in job_nan.search_space().dimensions.items()})
+    other.optimize(Objective(job_nan, big, big), n_trials=1)
+    (too_small,), (nan,) = study.trials, other.trials
+    assert too_small.state == nan.state == TrialState.FAIL
+    assert too_small.user_attrs["fail_reason"] == "input_too_small" and "1x1" in too_small.user_attrs["error"]
+    assert nan.user_attrs["fail_reason"] == "nan_loss" and "loss became" in nan.user_attrs["error"]
+    assert nan.user_attrs["arch"].startswith("depth=1")
+
+
+# ---------------------------------------------------------------- workers sharing one study
+
+
+def _run_two_workers(job: NASJob, tmp_path: Path) -> optuna.Study:
+    load_features(job.dataset, progress=False)  # as the CLI does: workers then read the feature cache
+    study = prepare_study(job)
+    job_file = job.save(tmp_path / "job.json")
+    procs = spawn_workers(job_file, 2, tmp_path)
+    for p in procs:
+        assert p.wait(timeout=240) == 0, (tmp_path / "worker-0.log").read_text()[-2000:]
+    logs = [(tmp_path / f"worker-{i}.log").read_text() for i in range(2)]
+    assert all("ran" in log for log in logs)
+    return study
+
+
+def _assert_each_once(study: optuna.Study, job: NASJob) -> None:
+    space = job.search_space()
+    counts = _evaluated(study)
+    assert sorted(counts) == sorted(space.key(c) for c in space.configs())
+    assert set(counts.values()) == {1}, counts
+    assert all(t.user_attrs["seconds"] > 0 and 0.0 <= t.value <= 1.0
+               for t in study.get_trials(states=(TrialState.COMPLETE,)))
+
+
+def test_two_workers_share_a_journal_study(tiny_folder: Path, tmp_path: Path) -> None:
+    job = tiny_job(f"journal:{tmp_path / 'nas.journal'}", tiny_folder)
+    study = _run_two_workers(job, tmp_path)
+    _assert_each_once(study, job)
+    owners = {t.system_attrs["nas:owner"]["pid"] for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert len(owners) == 2  # both workers did some of the work
+
+
+def _pg_binaries() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    pytest.importorskip("psycopg2", reason="psycopg2 is needed for PostgreSQL storage (pip install .[postgres])")
+    bindir = _pg_binaries()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    root = Path(tempfile.mkdtemp(prefix="nas-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the server as")
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "nas", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "start", "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1"], check=True, capture_output=True)
+    try:
+        subprocess.run([*as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "nas", "nas"],
+                       check=True, capture_output=True)
+        yield f"postgresql://nas@127.0.0.1:{port}/nas"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_two_workers_share_a_postgres_study(tiny_folder: Path, tmp_path: Path, postgres_url: str) -> None:
+    job = tiny_job(postgres_url, tiny_folder, proxy="early-stopping")
+    study = _run_two_workers(job, tmp_path)
+    _assert_each_once(study, job)
+    assert isinstance(make_storage(postgres_url), optuna.storages.RDBStorage)
+
+
+def test_killed_worker_trial_is_rerun_and_nothing_else_is(tiny_folder: Path, tmp_path: Path) -> None:
+    # a slow proxy (many epochs) so the worker is surely mid-trial when it is killed
+    job = tiny_job(f"journal:{tmp_path / 'nas.journal'}", tiny_folder)
+    job.proxy = proxy_spec("random", cpc=2, epochs=3000)
+    load_features(job.dataset, progress=False)
+    study = prepare_study(job)
+    victim = spawn_workers(job.save(tmp_path / "job.json"), 1, tmp_path)[0]
+    deadline = time.monotonic() + 120
+    while not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        assert victim.poll() is None and time.monotonic() < deadline, (tmp_path / "worker-0.log").read_text()
+        time.sleep(0.2)
+    (lost,) = study.get_trials(states=(TrialState.RUNNING,))
+    time.sleep(0.5)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    job.proxy = proxy_spec("random", cpc=2, epochs=2)  # the survivor trains fast
+    ran = run_worker(job)
+    assert ran == 8  # 7 never-started architectures + the re-queued one
+    lost_now = study.trials[lost.number]
+    assert lost_now.state == TrialState.FAIL and "died" in lost_now.user_attrs["lost"]
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == lost.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].user_attrs["arch"] == lost.user_attrs["arch"]
+    _assert_each_once(study, job)
+
+
+# ---------------------------------------------------------------- report
+
+
+def _results(values: list[float], seconds: float = 1.0) -> dict[str, ArchResult]:
+    return {f"a{i}": ArchResult(v, seconds, "COMPLETE") for i, v in enumerate(values)}
+
+
+def test_report_correlations_pick_and_speedup() -> None:
+    truth = _results([0.1, 0.5, 0.3, 0.9, 0.7, 0.2, 0.8, 0.4], seconds=10.0)
+    same = compare("p", _results([1, 5, 3, 9, 7, 2, 8, 4]), truth, make_seconds=2.0)
+    assert same.spearman == pytest.approx(1.0) and same.kendall == pytest.approx(1.0)
+    assert same.picked_arch == "a3" and same.picked_truth == pytest.approx(0.9) == same.best_truth
+    assert same.truth_seconds == 80.0 and same.proxy_seconds == 8.0 and same.speedup == pytest.approx(8.0)
+    assert same.top_n == 5  # 5% of 8 rounds up to 1, raised to the minimum of 5
+    reverse = compare("p", _results([-v for v in [0.1, 0.5, 0.3, 0.9, 0.7, 0.2, 0.8, 0.4]]), truth)
+    assert reverse.spearman == pytest.approx(-1.0) and reverse.kendall == pytest.approx(-1.0)
+    assert reverse.picked_arch == "a0" and reverse.picked_truth == pytest.approx(0.1)
+    # a0 and a5 (neighbours in rank) swapped: rho = 1 - 6*(1+1)/(8*(64-1)), tau = 1 - 2*1/28
+    proxy = _results([0.2, 0.6, 0.3, 0.9, 0.7, 0.1, 0.8, 0.4])
+    r = compare("p", proxy, truth)
+    assert r.spearman == pytest.approx(1 - 6 * 2 / (8 * 63)) and r.kendall == pytest.approx(1 - 2 / 28)
+    assert r.top_spearman == pytest.approx(1.0)  # the swap is outside the top 5
+
+
+def test_report_skips_failures_and_unknown_architectures() -> None:
+    truth = _results([0.1, 0.2, 0.3])
+    proxy = _results([0.3, 0.2, 0.1]) | {"bad": ArchResult(math.nan, 0.0, "FAIL", "nan_loss"),
+                                         "new": ArchResult(0.5, 1.0, "COMPLETE")}
+    r = compare("p", proxy, truth)
+    assert r.n == 3 and r.spearman == pytest.approx(-1.0) and r.failed == {"bad": "nan_loss"}
+    flat = compare("p", _results([0.5, 0.5, 0.5]), truth)
+    assert math.isnan(flat.spearman)  # a constant ranking has no rank correlation
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_reports_and_logs_to_mlflow(tiny_folder: Path, tmp_path: Path) -> None:
+    pytest.importorskip("mlflow")
+    from click.testing import CliRunner
+    from mlflow.tracking import MlflowClient
+
+    from ddfad_apps.cli.main import cli
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["nas", "--proxy", "random", "--proxy", "early-stopping", "--dataset", str(tiny_folder),
+            "--restrict", "depth=1,2", "--restrict", "width=32", "--restrict", "activation=relu",
+            "--restrict", "norm=none", "--restrict", "pooling=none,max", "--sample", "3", "--cpc", "2",
+            "--epochs", "2", "--truth-epochs", "1", "--out", str(tmp_path / "out"), "--tracking-uri", uri,
+            "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "spearman" in result.output and "early-stopping" in result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [r["proxy"] for r in report["reports"]] == ["random", "early-stopping"]
+    assert len(report["sample"]) == 3 and set(report["trials"]["full"]) == set(report["sample"])
+    assert (tmp_path / "out" / "scatter.png").stat().st_size > 1000
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("ddfad-nas").experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(c.data.tags["proxy"] for c in children) == ["early-stopping", "random"]
+    assert "random.spearman" in parent.data.metrics
+    history = client.get_metric_history(children[0].info.run_id, "proxy_accuracy")
+    assert len(history) == 3
+
+    # a second run reuses the ground truth: no new whole-data trials
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert "full: 3 architectures" in again.output
+    rep2 = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert rep2["trials"]["full"] == report["trials"]["full"]
+
+
+def test_cli_rejects_bad_options(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ddfad_apps.cli.main import cli
+
+    bad = CliRunner().invoke(cli, ["nas", "--restrict", "width=48", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "not in space" in bad.output
+    bad = CliRunner().invoke(cli, ["nas", "--sampler", "tpe", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "--n-trials" in bad.output
