@@ -34,7 +34,7 @@ from ddfad_apps.nas.proxies import proxy_spec
 from ddfad_apps.nas.report import ArchResult, collect, compare
 from ddfad_apps.nas.space import build, distributions, grid, resolve_space, stratified_sample, suggest
 from ddfad_apps.nas.study import make_storage
-from ddfad_apps.nas.workers import prepare_study, run_worker, spawn_workers
+from ddfad_apps.nas.workers import open_study, prepare_study, run_worker, spawn_workers
 from search_spaces import SearchSpace, get_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -254,6 +254,7 @@ def postgres_url() -> str:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.slow  # worker processes / MLflow: ~30-60 s each on 2 idle cores
 def test_two_workers_share_a_postgres_study(tiny_folder: Path, tmp_path: Path, postgres_url: str) -> None:
     job = tiny_job(postgres_url, tiny_folder, proxy="early-stopping")
     study = _run_two_workers(job, tmp_path)
@@ -261,6 +262,7 @@ def test_two_workers_share_a_postgres_study(tiny_folder: Path, tmp_path: Path, p
     assert isinstance(make_storage(postgres_url), optuna.storages.RDBStorage)
 
 
+@pytest.mark.slow  # worker processes / MLflow: ~30-60 s each on 2 idle cores
 def test_killed_worker_trial_is_rerun_and_nothing_else_is(tiny_folder: Path, tmp_path: Path) -> None:
     # a slow proxy (many epochs) so the worker is surely mid-trial when it is killed
     job = tiny_job(f"journal:{tmp_path / 'nas.journal'}", tiny_folder)
@@ -285,6 +287,18 @@ def test_killed_worker_trial_is_rerun_and_nothing_else_is(tiny_folder: Path, tmp
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].user_attrs["arch"] == lost.user_attrs["arch"]
     _assert_each_once(study, job)
+
+
+def test_budget_mode_runs_n_trials_with_the_chosen_sampler(tiny_folder: Path, tmp_path: Path) -> None:
+    job = tiny_job(f"journal:{tmp_path / 'nas.journal'}", tiny_folder, sampler="tpe", n_trials=5)
+    study = prepare_study(job)
+    assert not study.get_trials(states=(TrialState.WAITING,))  # nothing queued: the sampler chooses
+    run_worker(job)
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.FAIL))
+    assert len(finished) == 5
+    assert isinstance(open_study(job).sampler, optuna.samplers.TPESampler)
+    assert len({t.user_attrs["arch"] for t in finished}) == 5  # repeats are pruned, never trained twice
+    assert all(set(t.params) == set(TINY) for t in finished)  # one categorical per dimension
 
 
 # ---------------------------------------------------------------- report
@@ -324,6 +338,7 @@ def test_report_skips_failures_and_unknown_architectures() -> None:
 # ---------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow  # worker processes / MLflow: ~30-60 s each on 2 idle cores
 def test_cli_reports_and_logs_to_mlflow(tiny_folder: Path, tmp_path: Path) -> None:
     pytest.importorskip("mlflow")
     from click.testing import CliRunner
