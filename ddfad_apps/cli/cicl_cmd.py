@@ -71,9 +71,9 @@ def _save(path: Path, result: dict[str, Any]) -> None:
 @click.option("--experiences", type=click.IntRange(min=1), default=None,
               help="Experiences the classes are split into (default: 2 classes per experience).")
 @click.option("--preset", type=click.Choice(["fast", "paper"]), default="fast", show_default=True,
-              help="fast: width-32 ConvNet, 10+10 epochs, MTT fast (CPU); paper: width 128, 40+30 epochs, MTT paper.")
+              help="fast: width-32 ConvNet, 6+6 epochs, DM-distilled memory (CPU); paper: width 128, 40+30 epochs, MTT.")
 @click.option("--distill-method", type=click.Choice(["mtt", "dc", "dsa", "dm", "random", "herding", "kcenter"]),
-              default="mtt", show_default=True, help="Engine method making the distilled memory.")
+              default=None, help="Engine method making the distilled memory (default: preset; fast dm, paper mtt).")
 @click.option("--distill-iterations", type=click.IntRange(min=1), default=None,
               help="Distillation iterations (default: the preset's).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per experience (default: preset).")
@@ -90,7 +90,7 @@ def _save(path: Path, result: dict[str, Any]) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bars (for logs and CI).")
 def cicl(
     dataset: str, memory_list: str, model_name: str, mem_per_class: int, mem_size: int | None, seeds: int,
-    experiences: int | None, preset: str, distill_method: str, distill_iterations: int | None,
+    experiences: int | None, preset: str, distill_method: str | None, distill_iterations: int | None,
     epochs: int | None, finetune_epochs: int | None, data_root: Path | None, device: str,
     tracking_uri: str | None, experiment: str, out: Path, no_progress: bool,
 ) -> None:
@@ -110,8 +110,9 @@ def cicl(
         dev = resolve_device(device)
     except RuntimeError as exc:
         raise click.UsageError(str(exc)) from exc
-    changes: dict[str, Any] = {"model": model_name.lower(), "mem_per_class": mem_per_class,
-                               "distill_method": distill_method}
+    changes: dict[str, Any] = {"model": model_name.lower(), "mem_per_class": mem_per_class}
+    if distill_method is not None:
+        changes["distill_method"] = distill_method
     if model_name.lower() != "convnet":
         changes["model_kwargs"] = {"width": 16 if preset == "fast" else 64}
     if epochs is not None:

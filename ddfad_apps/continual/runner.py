@@ -29,26 +29,28 @@ class CICLConfig:
 
     model: str = "convnet"
     model_kwargs: dict[str, Any] = field(default_factory=lambda: {"width": 32})
-    epochs: int = 10
+    epochs: int = 6
     lr: float = 0.01
     batch_size: int = 64
     weight_decay: float = 5e-4
     temperature: float = 2.0
-    finetune_epochs: int = 10
+    finetune_epochs: int = 6
     finetune_lr_factor: float = 0.1
     mem_per_class: int = 20
-    distill_method: str = "mtt"
+    distill_method: str = "dm"
     distill_preset: str = "fast"
     distill_overrides: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def preset(cls, name: str, **changes: Any) -> "CICLConfig":
-        """``fast``: ConvNet width 32, 10 + 10 epochs, MTT fast (2-core CPU); ``paper``: width 128, EEIL's
-        40 + 30 epochs, MTT paper settings (a GPU)."""
+        """``fast`` (a shared 2-core CPU): ConvNet width 32, 6 + 6 epochs, memory distilled by DM fast (MTT fast
+        took 5-7 min per experience there and made a worse memory, see docs/continual.md); ``paper``: width 128,
+        EEIL's 40 + 30 epochs, memory distilled by MTT with the paper's settings (a GPU)."""
         if name == "fast":
             base = cls()
         elif name == "paper":
-            base = cls(model_kwargs={"width": 128}, epochs=40, finetune_epochs=30, distill_preset="paper")
+            base = cls(model_kwargs={"width": 128}, epochs=40, finetune_epochs=30, distill_method="mtt",
+                       distill_preset="paper")
         else:
             raise ValueError(f"unknown preset {name!r}; use 'fast' or 'paper'")
         return replace(base, **changes)
