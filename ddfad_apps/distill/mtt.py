@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ddfad_apps.distill.augment import AudioAugment
-from ddfad_apps.distill.coreset import select_random
+from ddfad_apps.distill.coreset import select_herding, select_random
 from ddfad_apps.distill.experts import ExpertBank
 from ddfad_apps.distill.synthetic_set import SyntheticSet, check_clips_per_class
 from ddfad_apps.features.dataset import FeatureSet
@@ -47,6 +47,7 @@ class MTTSettings:
     augment: bool = True
     momentum_img: float = 0.5
     checkpoint_every: int = 25
+    init: str = "random"  # real clips to start from: 'random' (MTT) or 'herding' (closest to the class mean)
 
 
 def _student_loss(model, spec: ParamSpec, buffers: dict) -> Callable:
@@ -80,7 +81,12 @@ class MTTDistiller:
             raise ValueError("expert trajectories were made with another architecture than the MTT student")
         self.buffers = {k: v.to(self.device) for k, v in self.model.named_buffers()}
         self.meta = {"model": model, "model_kwargs": model_kwargs, "seed": seed, **asdict(settings)}
-        init = select_random(train, cpc, self.generator)
+        if settings.init == "random":
+            init = select_random(train, cpc, self.generator)
+        elif settings.init == "herding":
+            init = select_herding(train, cpc)
+        else:
+            raise ValueError(f"unknown MTT init {settings.init!r}; use 'random' or 'herding'")
         self.syn = train.features[init].clone().to(self.device).requires_grad_(True)
         self.labels = train.labels[init].clone().to(self.device)
         self.syn_lr = torch.tensor(settings.lr_init, device=self.device).requires_grad_(True)
