@@ -72,12 +72,14 @@ def main() -> None:
     t = time.perf_counter()
     res = evaluate(syn, splits.test, args.eval_model, args.seeds, es, device)
     stages["evaluation"] = time.perf_counter() - t
+    print(f"accuracy {args.method}: {100 * res.mean:.2f} +- {100 * res.std:.2f} %", flush=True)
     total = time.perf_counter() - t0
     peak = peak_mb()
     baselines = {}
     for name in filter(None, args.baseline.split(",")):
         b = distill(splits.train, args.cpc, name, seed=0)
         baselines[name] = evaluate(b, splits.test, args.eval_model, args.seeds, es, device)
+        print(f"accuracy {name}: {100 * baselines[name].mean:.2f} +- {100 * baselines[name].std:.2f} %", flush=True)
     print(f"\n{args.dataset} {args.method} cpc {args.cpc} preset {args.preset} on {device} "
           f"({torch.get_num_threads()} threads)")
     for k, v in stages.items():
