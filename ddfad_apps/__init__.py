@@ -11,3 +11,11 @@ Sub-packages, one idea each:
 """
 
 __version__ = "0.1.0"
+
+import os as _os
+
+# Small-tensor torch code on a few shared cores: OpenMP threads that spin while waiting for work make it
+# 3x slower when idle cores are scarce, and far slower under load (scripts/bench_features.py).  Passive
+# waits are set here, before this package's modules import torch, unless the user chose otherwise; it has
+# no effect if torch's OpenMP runtime already started.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
