@@ -61,7 +61,7 @@ def main() -> None:
     splits = load_features(args.dataset, data_root=args.data_root, progress=False)
     stages["features"] = time.perf_counter() - t0
     overrides = {"iterations": args.iterations} if args.iterations else {}
-    settings = method_settings(args.method, args.preset, **overrides)
+    settings = method_settings(args.method, args.preset, args.cpc, **overrides)
     t = time.perf_counter()
     syn = distill(splits.train, args.cpc, args.method, args.preset, settings=settings, device=device,
                   test=splits.test, stats=splits.stats)

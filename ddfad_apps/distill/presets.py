@@ -29,7 +29,7 @@ class MTTPlan:
     mtt: MTTSettings
 
 
-def mtt_plan(preset: str) -> MTTPlan:
+def mtt_plan(preset: str, cpc: int | None = None) -> MTTPlan:
     """``fast``: narrow ConvNet (width 32) experts and a short, mini-batched unroll; ``paper``: MTT's own values.
 
     ``fast`` is what ``scripts/bench_distill.py`` measures (FSDD, CPC 10, 2 cores): see the README for its
@@ -37,8 +37,16 @@ def mtt_plan(preset: str) -> MTTPlan:
     syn_steps 30, expert_epochs 2, max_start_epoch 20, lr_img 1000, lr_lr 1e-5, lr_init 0.01, 5000 iterations.
     """
     if preset == "fast":
+        experts = ExpertSettings(model_kwargs={"width": 32}, num_experts=4, epochs=8, lr=0.05, batch_size=64)
+        if cpc is not None and cpc <= 1:
+            # One clip per class can only imitate the early, fast part of training (MTT uses max_start_epoch 2
+            # at 1 image per class too), and starting from the herding clip beats a random one: on FSDD 71.4%
+            # against 38.8% for 150 iterations of the general settings (README).
+            return MTTPlan(experts, MTTSettings(syn_steps=20, expert_epochs=2, max_start_epoch=2, lr_img=1000.0,
+                                                lr_lr=1e-5, lr_init=0.01, batch_syn=None, iterations=200,
+                                                checkpoint_every=25, init="herding"))
         return MTTPlan(
-            ExpertSettings(model_kwargs={"width": 32}, num_experts=4, epochs=8, lr=0.05, batch_size=64),
+            experts,
             MTTSettings(syn_steps=12, expert_epochs=2, max_start_epoch=5, lr_img=1000.0, lr_lr=1e-5,
                         lr_init=0.01, batch_syn=50, iterations=150, checkpoint_every=25),
         )
@@ -51,15 +59,16 @@ def mtt_plan(preset: str) -> MTTPlan:
     raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
 
 
-def method_settings(method: str, preset: str = "fast", **overrides: Any) -> Any:
-    """The settings object of ``method`` under ``preset``, with fields replaced by ``overrides``.
+def method_settings(method: str, preset: str = "fast", cpc: int | None = None, **overrides: Any) -> Any:
+    """The settings object of ``method`` under ``preset`` (for ``cpc`` clips per class where that matters),
+    with fields replaced by ``overrides``.
 
     MTT returns an :class:`MTTPlan` (overrides go to its ``MTTSettings``), coresets return ``None``.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
     if method == "mtt":
-        plan = mtt_plan(preset)
+        plan = mtt_plan(preset, cpc)
         return MTTPlan(plan.experts, replace(plan.mtt, **overrides))
     if method in ("dc", "dsa"):
         base = DCSettings.fast(dsa=method == "dsa") if preset == "fast" else DCSettings.paper(dsa=method == "dsa")
