@@ -127,6 +127,22 @@ def test_coreset_returns_real_rows_grouped_by_class(fsdd, method: str) -> None:
     assert ss.lr is None
 
 
+def test_synthetic_sets_start_from_the_requested_real_clips(fsdd) -> None:
+    from ddfad_apps.distill.coreset import initial_clips
+    from ddfad_apps.distill.dm import init_synthetic
+
+    train, _ = fsdd
+    x, labels = init_synthetic(train, 2, "herding", None, torch.device("cpu"))
+    herd = select_herding(train, 2)
+    assert torch.equal(x.detach(), train.features[herd]) and torch.equal(labels, train.labels[herd])
+    assert x.requires_grad
+    a = initial_clips(train, 2, "random", torch.Generator().manual_seed(0))
+    b = initial_clips(train, 2, "random", torch.Generator().manual_seed(1))
+    assert not torch.equal(a, b) and torch.equal(train.labels[a], train.labels[b])
+    with pytest.raises(ValueError, match="unknown init 'kmeans'"):
+        initial_clips(train, 2, "kmeans")
+
+
 def test_too_large_cpc_names_the_small_class(fsdd) -> None:
     train, _ = fsdd
     seven = train.class_indices(7)

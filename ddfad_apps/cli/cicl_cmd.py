@@ -76,6 +76,8 @@ def _save(path: Path, result: dict[str, Any]) -> None:
               default=None, help="Engine method making the distilled memory (default: preset; fast dm, paper mtt).")
 @click.option("--distill-iterations", type=click.IntRange(min=1), default=None,
               help="Distillation iterations (default: the preset's).")
+@click.option("--distill-init", type=click.Choice(["random", "herding"]), default=None,
+              help="Real clips the distilled memory starts from (default: the method's preset).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per experience (default: preset).")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=None,
               help="Balanced fine-tuning epochs (default: preset; 0 disables).")
@@ -91,7 +93,7 @@ def _save(path: Path, result: dict[str, Any]) -> None:
 def cicl(
     dataset: str, memory_list: str, model_name: str, mem_per_class: int, mem_size: int | None, seeds: int,
     experiences: int | None, preset: str, distill_method: str | None, distill_iterations: int | None,
-    epochs: int | None, finetune_epochs: int | None, data_root: Path | None, device: str,
+    distill_init: str | None, epochs: int | None, finetune_epochs: int | None, data_root: Path | None, device: str,
     tracking_uri: str | None, experiment: str, out: Path, no_progress: bool,
 ) -> None:
     """Class-incremental learning with EEIL: compare replay memories and print a Table IV-style summary."""
@@ -119,8 +121,13 @@ def cicl(
         changes["epochs"] = epochs
     if finetune_epochs is not None:
         changes["finetune_epochs"] = finetune_epochs
+    overrides: dict[str, Any] = {}
     if distill_iterations is not None:
-        changes["distill_overrides"] = {"iterations": distill_iterations}
+        overrides["iterations"] = distill_iterations
+    if distill_init is not None:
+        overrides["init"] = distill_init
+    if overrides:
+        changes["distill_overrides"] = overrides
     cfg = CICLConfig.preset(preset, **changes)
 
     started = time.perf_counter()

@@ -120,6 +120,22 @@ def select_kcenter(data: FeatureSet, cpc: int, embed: Embed | None = None,
     return torch.cat(picks)
 
 
+INITS: tuple[str, ...] = ("random", "herding")
+
+
+def initial_clips(data: FeatureSet, cpc: int, init: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Indices of the real clips a synthetic set starts from: ``random`` (MTT, DM, DC) or ``herding``.
+
+    Starting from the herding clips (closest to the class mean) gives the optimiser a better set to refine,
+    which matters most when few iterations are affordable (MTT at 1 clip per class, continual-learning memories).
+    """
+    if init in ("random", "real"):
+        return select_random(data, cpc, generator)
+    if init == "herding":
+        return select_herding(data, cpc)
+    raise ValueError(f"unknown init {init!r}; use one of {', '.join(INITS)}")
+
+
 def coreset(data: FeatureSet, cpc: int, method: str = "random", embed: Embed | None = None,
             generator: torch.Generator | None = None) -> SyntheticSet:
     """``cpc`` real clips per class chosen by ``method`` ('random' | 'herding' | 'kcenter'), as a SyntheticSet.

@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ddfad_apps.distill.augment import AudioAugment, AugmentParams
-from ddfad_apps.distill.coreset import select_random
+from ddfad_apps.distill.coreset import initial_clips
 from ddfad_apps.distill.synthetic_set import SyntheticSet, check_clips_per_class
 from ddfad_apps.features.dataset import FeatureSet
 from ddfad_apps.models import build_model
@@ -37,7 +37,7 @@ class DMSettings:
     ``model_kwargs`` go to :func:`ddfad_apps.models.build_model`; empty means the ConvNet defaults (depth 3,
     width 128, instance norm, ReLU, average pooling), the ConvNet-3 of the paper.  ``augment`` applies
     :class:`AudioAugment` siamese-style (one draw per class, shared by its real and synthetic batch), the
-    audio counterpart of DM's DSA augmentation.  ``init`` is 'real' (random real clips) or 'noise'.
+    audio counterpart of DM's DSA augmentation.  ``init`` is 'real' (random real clips), 'herding' (the herding clips) or 'noise'.
     """
 
     iterations: int = 20000
@@ -69,14 +69,13 @@ class DMSettings:
 
 def init_synthetic(train: FeatureSet, cpc: int, init: str, generator: torch.Generator | None,
                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Learnable ``(C * cpc, ...)`` features grouped by class (random real clips or N(0, 1) noise) and labels."""
-    labels = torch.arange(train.num_classes).repeat_interleave(cpc)
-    if init == "real":
-        x = train.features[select_random(train, cpc, generator)].clone()
-    elif init == "noise":
+    """Learnable ``(C * cpc, ...)`` features grouped by class (real clips or N(0, 1) noise) and their labels."""
+    if init == "noise":
+        labels = torch.arange(train.num_classes).repeat_interleave(cpc)
         x = torch.randn((len(labels), *train.input_shape), generator=generator)
     else:
-        raise ValueError(f"unknown init {init!r}; use 'real' or 'noise'")
+        idx = initial_clips(train, cpc, init, generator)
+        x, labels = train.features[idx].clone(), train.labels[idx].clone()
     return x.to(device).requires_grad_(True), labels.to(device)
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ddfad_apps.distill.augment import AudioAugment
-from ddfad_apps.distill.coreset import select_herding, select_random
+from ddfad_apps.distill.coreset import initial_clips
 from ddfad_apps.distill.experts import ExpertBank
 from ddfad_apps.distill.synthetic_set import SyntheticSet, check_clips_per_class
 from ddfad_apps.features.dataset import FeatureSet
@@ -81,12 +81,7 @@ class MTTDistiller:
             raise ValueError("expert trajectories were made with another architecture than the MTT student")
         self.buffers = {k: v.to(self.device) for k, v in self.model.named_buffers()}
         self.meta = {"model": model, "model_kwargs": model_kwargs, "seed": seed, **asdict(settings)}
-        if settings.init == "random":
-            init = select_random(train, cpc, self.generator)
-        elif settings.init == "herding":
-            init = select_herding(train, cpc)
-        else:
-            raise ValueError(f"unknown MTT init {settings.init!r}; use 'random' or 'herding'")
+        init = initial_clips(train, cpc, settings.init, self.generator)
         self.syn = train.features[init].clone().to(self.device).requires_grad_(True)
         self.labels = train.labels[init].clone().to(self.device)
         self.syn_lr = torch.tensor(settings.lr_init, device=self.device).requires_grad_(True)
