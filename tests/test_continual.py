@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -311,17 +310,8 @@ def test_run_cicl_on_toy_features_reports_curves() -> None:
 
 # -- the CLI ---------------------------------------------------------------------------------------------------------
 @pytest.fixture
-def tiny_folder(tmp_path: Path) -> Path:
-    recordings = _data_root() / "fsdd" / "recordings"
-    if not recordings.is_dir():
-        pytest.skip(f"real FSDD clips not found at {recordings} (set DDFAD_DATA)")
-    root = tmp_path / "digits"
-    for digit in ("0", "1", "2", "3"):
-        (root / digit).mkdir(parents=True)
-        for take in range(10):
-            shutil.copy(recordings / f"{digit}_jackson_{take}.wav", root / digit)
-    (root / "manifest.json").write_text(json.dumps({"sample_rate": 8000, "duration": 0.5}))
-    return root
+def tiny_folder(fsdd_folder) -> Path:
+    return fsdd_folder(("0", "1", "2", "3"), 10)
 
 
 def _cicl(args: list[str]):

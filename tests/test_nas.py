@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -31,20 +30,15 @@ from ddfad_apps.features.dataset import FeatureSet, load_features
 from ddfad_apps.nas.job import NASJob
 from ddfad_apps.nas.objective import Objective, holds
 from ddfad_apps.nas.proxies import proxy_spec
-from ddfad_apps.nas.report import ArchResult, collect, compare
+from ddfad_apps.nas.report import ArchResult, compare
 from ddfad_apps.nas.space import build, distributions, grid, resolve_space, stratified_sample, suggest
 from ddfad_apps.nas.study import make_storage
 from ddfad_apps.nas.workers import open_study, prepare_study, run_worker, spawn_workers
 from search_spaces import SearchSpace, get_space
 
-REPO = Path(__file__).resolve().parents[1]
 # 2 x 1 x 1 x 2 x 2 = 8 cheap architectures of the real space
 TINY = {"depth": ["1", "2"], "width": ["32"], "activation": ["relu"], "norm": ["none", "batchnorm"],
         "pooling": ["none", "max"]}
-
-
-def _data_root() -> Path:
-    return Path(os.environ["DDFAD_DATA"]) if os.environ.get("DDFAD_DATA") else REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -56,17 +50,8 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def tiny_folder(tmp_path: Path) -> Path:
-    recordings = _data_root() / "fsdd" / "recordings"
-    if not recordings.is_dir():
-        pytest.skip(f"real FSDD clips not found at {recordings} (set DDFAD_DATA)")
-    root = tmp_path / "digits"
-    for digit in ("0", "1", "2"):
-        (root / digit).mkdir(parents=True)
-        for take in range(6):
-            shutil.copy(recordings / f"{digit}_jackson_{take}.wav", root / digit)
-    (root / "manifest.json").write_text(json.dumps({"sample_rate": 8000, "duration": 0.5}))
-    return root
+def tiny_folder(fsdd_folder) -> Path:
+    return fsdd_folder(("0", "1", "2"), 6)
 
 
 def tiny_job(storage: str, data: Path, study: str = "tiny", proxy: str = "random", **kw) -> NASJob:

@@ -6,9 +6,6 @@ the real decode -> FD-MFCC -> train -> MLflow path; the copies never touch the r
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,11 +16,6 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from ddfad_apps.cli.main import cli  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _data_root() -> Path:
-    return Path(os.environ["DDFAD_DATA"]) if os.environ.get("DDFAD_DATA") else REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -34,17 +26,8 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def tiny_folder(tmp_path: Path) -> Path:
-    recordings = _data_root() / "fsdd" / "recordings"
-    if not recordings.is_dir():
-        pytest.skip(f"real FSDD clips not found at {recordings} (set DDFAD_DATA)")
-    root = tmp_path / "digits"
-    for digit in ("0", "1", "2"):
-        (root / digit).mkdir(parents=True)
-        for take in range(6):
-            shutil.copy(recordings / f"{digit}_jackson_{take}.wav", root / digit)
-    (root / "manifest.json").write_text(json.dumps({"sample_rate": 8000, "duration": 0.5}))
-    return root
+def tiny_folder(fsdd_folder) -> Path:
+    return fsdd_folder(("0", "1", "2"), 6)
 
 
 def test_train_logs_run(tiny_folder: Path, tmp_path: Path) -> None:

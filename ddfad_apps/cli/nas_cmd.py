@@ -70,7 +70,7 @@ def nas(proxies: tuple[str, ...], dataset: str, space: str, restrict: tuple[str,
     from ddfad_apps.nas.ground_truth import ground_truth_job
     from ddfad_apps.nas.job import NASJob
     from ddfad_apps.nas.proxies import proxy_spec
-    from ddfad_apps.nas.report import collect, compare, format_reports, scatter_figure
+    from ddfad_apps.nas.report import compare, format_reports, scatter_figure
     from ddfad_apps.nas.runner import NASRunError, run_study
     from ddfad_apps.nas.space import resolve_space, stratified_sample
     from ddfad_apps.nas.study import default_storage, study_name

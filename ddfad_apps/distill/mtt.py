@@ -12,7 +12,6 @@ preset uses a narrow ConvNet and a synthetic mini-batch.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
