@@ -38,6 +38,8 @@ def main() -> None:
     ap.add_argument("--baseline", default="random,herding",
                     help="comma-separated coreset methods evaluated in the same run ('' for none)")
     ap.add_argument("--iterations", type=int, default=None, help="override the preset's distillation iterations")
+    ap.add_argument("--init", choices=["random", "herding"], default=None,
+                    help="real clips the synthetic set starts from (default: the preset's)")
     ap.add_argument("--fresh-cache", action="store_true", help="use an empty cache folder (cold features/experts)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None)
@@ -60,7 +62,9 @@ def main() -> None:
     t0 = time.perf_counter()
     splits = load_features(args.dataset, data_root=args.data_root, progress=False)
     stages["features"] = time.perf_counter() - t0
-    overrides = {"iterations": args.iterations} if args.iterations else {}
+    overrides: dict = {"iterations": args.iterations} if args.iterations else {}
+    if args.init:
+        overrides["init"] = args.init
     settings = method_settings(args.method, args.preset, args.cpc, **overrides)
     t = time.perf_counter()
     syn = distill(splits.train, args.cpc, args.method, args.preset, settings=settings, device=device,
