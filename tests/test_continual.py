@@ -17,7 +17,7 @@ import torch
 
 from ddfad_apps.continual.avalanche_data import dataset_tensors, tensor_dataset
 from ddfad_apps.continual.benchmarks import class_order, feature_benchmark
-from ddfad_apps.continual.runner import CICLConfig, forgetting, run_cicl
+from ddfad_apps.continual.runner import CICLConfig, forgetting, make_memory, run_cicl
 from ddfad_apps.distill import NotEnoughClipsError, method_settings
 from ddfad_apps.features.dataset import FeatureSet, FeatureSplits
 from strategies import (
@@ -389,3 +389,13 @@ def test_distilled_mtt_memory_on_real_fsdd_subset() -> None:
     assert all(d["lr"] is not None for d in result["distillations"])
     assert result["memory_per_class"] == {0: 5, 1: 5, 2: 5, 3: 5}
     assert result["final_accuracy"] > 0.3  # chance is 0.25; 10 MTT iterations make a weak memory (docs/continual.md)
+
+
+def test_fast_memory_starts_from_herding_clips_and_paper_from_random_ones() -> None:
+    fast = make_memory("distilled", CICLConfig.preset("fast"), 4, 0, "cpu")
+    assert fast.method == "dm" and fast.settings.init == "herding" and fast.settings.iterations == 300
+    tuned = make_memory("distilled", CICLConfig.preset("fast", distill_overrides={"iterations": 7}), 4, 0, "cpu")
+    assert tuned.settings.init == "herding" and tuned.settings.iterations == 7
+    paper = make_memory("distilled", CICLConfig.preset("paper"), 4, 0, "cpu")
+    assert paper.method == "mtt" and paper.settings.mtt.init == "random"
+    assert make_memory("distilled", CICLConfig.preset("fast", distill_method="kcenter"), 4, 0, "cpu").settings is None

@@ -77,7 +77,7 @@ def _save(path: Path, result: dict[str, Any]) -> None:
 @click.option("--distill-iterations", type=click.IntRange(min=1), default=None,
               help="Distillation iterations (default: the preset's).")
 @click.option("--distill-init", type=click.Choice(["random", "herding"]), default=None,
-              help="Real clips the distilled memory starts from (default: the method's preset).")
+              help="Real clips the distilled memory starts from (default: herding for the fast preset, random for paper).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per experience (default: preset).")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=None,
               help="Balanced fine-tuning epochs (default: preset; 0 disables).")
@@ -124,10 +124,10 @@ def cicl(
     overrides: dict[str, Any] = {}
     if distill_iterations is not None:
         overrides["iterations"] = distill_iterations
-    if distill_init is not None:
-        overrides["init"] = distill_init
     if overrides:
         changes["distill_overrides"] = overrides
+    if distill_init is not None:
+        changes["distill_init"] = distill_init
     cfg = CICLConfig.preset(preset, **changes)
 
     started = time.perf_counter()

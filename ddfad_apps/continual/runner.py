@@ -39,18 +39,20 @@ class CICLConfig:
     mem_per_class: int = 20
     distill_method: str = "dm"
     distill_preset: str = "fast"
+    distill_init: str = "herding"
     distill_overrides: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def preset(cls, name: str, **changes: Any) -> "CICLConfig":
-        """``fast`` (a shared 2-core CPU): ConvNet width 32, 6 + 6 epochs, memory distilled by DM fast (MTT fast
-        took 5-7 min per experience there and made a worse memory, see docs/continual.md); ``paper``: width 128,
-        EEIL's 40 + 30 epochs, memory distilled by MTT with the paper's settings (a GPU)."""
+        """``fast`` (a shared 2-core CPU): ConvNet width 32, 6 + 6 epochs, memory distilled by DM fast starting
+        from the herding clips (MTT fast took 5-7 min per experience there and made a worse memory; DM from random
+        clips replayed worse than DM from herding ones, see docs/continual.md); ``paper``: width 128, EEIL's
+        40 + 30 epochs, memory distilled by MTT with the paper's settings (random start, a GPU)."""
         if name == "fast":
             base = cls()
         elif name == "paper":
             base = cls(model_kwargs={"width": 128}, epochs=40, finetune_epochs=30, distill_method="mtt",
-                       distill_preset="paper")
+                       distill_preset="paper", distill_init="random")
         else:
             raise ValueError(f"unknown preset {name!r}; use 'fast' or 'paper'")
         return replace(base, **changes)
@@ -62,13 +64,16 @@ class CICLConfig:
 def make_memory(kind: str, cfg: CICLConfig, num_classes: int, seed: int, device: torch.device | str):
     """The storage policy of ``kind`` holding ``cfg.mem_per_class`` inputs for each of ``num_classes`` classes."""
     from ddfad_apps.distill import method_settings
+    from ddfad_apps.distill.presets import SYNTHETIC_METHODS
     from strategies import DistilledMemory, HerdingMemory, RandomMemory
 
     size = cfg.mem_per_class * num_classes
     if kind == "distilled":
+        # coreset "distillation" (random/herding/kcenter) has no settings, so no start to choose
         settings = None
-        if cfg.distill_overrides:
-            settings = method_settings(cfg.distill_method, cfg.distill_preset, **cfg.distill_overrides)
+        if cfg.distill_method in SYNTHETIC_METHODS:
+            settings = method_settings(cfg.distill_method, cfg.distill_preset, cfg.mem_per_class,
+                                       **{"init": cfg.distill_init, **cfg.distill_overrides})
         # the distillation network is the CL network (MTT's student must match its experts, which it trains)
         return DistilledMemory(size, cfg.mem_per_class, cfg.distill_method, cfg.distill_preset, settings=settings,
                                model=cfg.model, model_kwargs=cfg.model_kwargs, device=device, seed=seed)
