@@ -65,7 +65,7 @@ def main() -> None:
     overrides: dict = {"iterations": args.iterations} if args.iterations else {}
     if args.init:
         overrides["init"] = args.init
-    settings = method_settings(args.method, args.preset, args.cpc, **overrides)
+    settings = method_settings(args.method, args.preset, args.cpc, len(splits.train), **overrides)
     t = time.perf_counter()
     syn = distill(splits.train, args.cpc, args.method, args.preset, settings=settings, device=device,
                   test=splits.test, stats=splits.stats)

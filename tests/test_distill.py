@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from ddfad_apps.distill import METHODS, NotEnoughClipsError, SyntheticSet, distill, evaluate, method_settings
+from ddfad_apps.distill import api as api_mod
 from ddfad_apps.distill import experts as experts_mod
 from ddfad_apps.distill.evaluate import EvalSettings
 from ddfad_apps.distill.experts import ExpertSettings, train_experts
@@ -140,6 +141,26 @@ def test_every_method_returns_cpc_clips_per_class(small, method, tmp_path):
     if method in ("random", "herding", "kcenter"):  # real clips, each from its own class
         idx = torch.tensor(syn.meta["indices"])
         assert torch.equal(small.labels[idx], syn.labels)
+
+
+def test_fast_experts_take_more_smaller_steps_on_small_training_sets(small, monkeypatch):
+    large = method_settings("mtt", "fast", 10, num_train=2700).experts
+    few = method_settings("mtt", "fast", 10, num_train=1200).experts
+    assert (large.batch_size, large.epochs) == (64, 8) and (few.batch_size, few.epochs) == (32, 25)
+    assert method_settings("mtt", "fast", 10, num_train=1200).mtt.max_start_epoch == 10  # matches later epochs
+    assert method_settings("mtt", "fast", 10, num_train=2700).mtt.max_start_epoch == 5
+    assert method_settings("mtt", "fast", 10).experts == large  # size unknown: the large-set values
+    # distill() sizes the preset's experts to the training set it is given (``small`` has 200 clips)
+    seen: list[ExpertSettings] = []
+
+    def capture(train, settings, **kwargs):
+        seen.append(settings)
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(api_mod, "train_experts", capture)
+    with pytest.raises(RuntimeError, match="captured"):
+        distill(small, 1, "mtt", progress=False)
+    assert (seen[0].batch_size, seen[0].epochs) == (32, 25)
 
 
 def test_distill_refuses_more_clips_than_a_class_has(small):

@@ -105,8 +105,9 @@ class FileServer:
                 if server.cut_after is not None:
                     body = body[: server.cut_after]
                     self.close_connection = True
-                self.wfile.write(body)
+                # recorded before the body goes out: the client may finish and assert before this thread resumes
                 record.update(status=status, sent=len(body))
+                self.wfile.write(body)
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -112,20 +112,27 @@ def test_mel_to_stft_is_a_better_nnls_and_close_to_librosa(mel_power) -> None:
     assert rel.max() < 0.08, rel
 
 
-def test_griffin_lim_converges_as_well_as_librosa(mel_power) -> None:
-    magnitude = mel_to_stft_magnitude(mel_power, SR, N_FFT)
-    ours = griffin_lim(magnitude, N_FFT, HOP, WIN, n_iter=32, momentum=0.99, init="zeros", length=SR)
+def test_griffin_lim_converges_as_well_as_librosa(clips, mel_power) -> None:
+    # Well posed (frames overlapping by 3/4): same algorithm, same zero-phase start, so the same result.
+    hop = WIN // 4
+    stft = [np.abs(librosa.stft(w.numpy(), n_fft=N_FFT, hop_length=hop, win_length=WIN)) for w in clips[0]]
+    magnitude = torch.from_numpy(np.stack(stft)).float()
+    ours = griffin_lim(magnitude, N_FFT, hop, WIN, n_iter=32, momentum=0.99, init="zeros", length=SR)
     lib = np.stack([
-        librosa.griffinlim(m, n_iter=32, hop_length=HOP, win_length=WIN, n_fft=N_FFT, momentum=0.99, init=None,
+        librosa.griffinlim(m, n_iter=32, hop_length=hop, win_length=WIN, n_fft=N_FFT, momentum=0.99, init=None,
                            length=SR)
         for m in magnitude.numpy()
     ])
-    sc_ours = spectral_convergence(magnitude, ours, N_FFT, HOP, WIN)
-    sc_lib = spectral_convergence(magnitude, torch.from_numpy(lib), N_FFT, HOP, WIN)
-    # Same algorithm, same zero-phase start; the runs part ways in float32 rounding (non-overlapping frames make
-    # the synthesis divide by ~1e-7 at frame edges), so compare means over the clips with a 10 % margin.
-    assert sc_ours.mean() <= 1.10 * sc_lib.mean(), (sc_ours, sc_lib)
-    assert sc_ours.max() < 0.1
+    sc_ours = spectral_convergence(magnitude, ours, N_FFT, hop, WIN)
+    sc_lib = spectral_convergence(magnitude, torch.from_numpy(lib), N_FFT, hop, WIN)
+    torch.testing.assert_close(sc_ours, sc_lib, rtol=0.02, atol=1e-4)
+    assert sc_ours.max() < 0.15
+    # The features' own frames do not overlap (hop = window): there each bin is fitted almost independently and
+    # both implementations' last digits steer the phases apart (float64 even ends worse than float32, in ours and
+    # in librosa alike), so only the quality of our reconstruction of the inverted mel spectrogram is bounded.
+    magnitude = mel_to_stft_magnitude(mel_power, SR, N_FFT)
+    ours = griffin_lim(magnitude, N_FFT, HOP, WIN, n_iter=32, momentum=0.99, init="zeros", length=SR)
+    assert spectral_convergence(magnitude, ours, N_FFT, HOP, WIN).max() < 0.1
 
 
 def test_istft_inverts_stft_where_the_window_sees_the_signal(clips) -> None:

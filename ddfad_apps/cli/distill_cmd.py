@@ -94,7 +94,7 @@ def distill(dataset: str, data_root: Path | None, split_mode: str | None, method
     short = Path(dataset).name if Path(dataset).exists() else dataset.lower()
     out = out or Path("runs") / "distill" / f"{short}-{method}-cpc{cpc}-{model_name}-{preset}-s{seed}"
     overrides = {"iterations": iterations} if iterations and method not in ("random", "herding", "kcenter") else {}
-    settings = method_settings(method, preset, cpc, **overrides)
+    settings = method_settings(method, preset, cpc, len(splits.train), **overrides)
     try:
         check_clips_per_class(splits.train, cpc)
     except NotEnoughClipsError as exc:

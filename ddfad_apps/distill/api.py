@@ -62,7 +62,7 @@ def distill(
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     check_clips_per_class(train, cpc)
     generator = torch.Generator().manual_seed(seed)
-    settings = settings if settings is not None else method_settings(method, preset, cpc)
+    settings = settings if settings is not None else method_settings(method, preset, cpc, len(train))
     if method in CORESET_METHODS:
         result = coreset(train, cpc, method, embed=embed, generator=generator)
     elif method == "mtt":

@@ -95,7 +95,7 @@ def proxy_folder(spec: ProxySpec, train: FeatureSet, root: Path | None = None) -
     from ddfad_apps.distill.presets import method_settings
 
     # the method's settings are part of the key: a changed preset must make a new set, not reuse a stale one
-    made_by = method_settings(spec.method, spec.preset, spec.cpc)
+    made_by = method_settings(spec.method, spec.preset, spec.cpc, len(train))
     data = settings_digest(tensor_digest(train.features), tensor_digest(train.labels), made_by)[:12]
     name = f"{train.meta.get('dataset', 'data')}-{spec.method}-cpc{spec.cpc}-{spec.preset}-seed{spec.seed}-{data}"
     return (root or cache_dir() / "nas" / "proxies") / name
