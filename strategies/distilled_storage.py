@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ddfad_apps.distill import distill
+from ddfad_apps.distill import distill, method_settings
 from strategies.class_memory import ClassMemoryBuffer
 from strategies.exemplar_storage import local_feature_set
 
@@ -24,26 +24,37 @@ from strategies.exemplar_storage import local_feature_set
 class DistilledMemory(ClassMemoryBuffer):
     """Storage policy keeping ``k`` distilled inputs per class (see the module docstring).
 
-    ``method``/``preset``/``settings``/``model``/``model_kwargs`` go to :func:`ddfad_apps.distill.distill`;
-    ``device`` is where distillation runs.  ``results`` keeps each distillation's metadata (method, learned
-    lr, seconds) for logging.  Synthetic rows of a class are unordered, so a shrinking quota keeps the first.
+    ``method``/``preset``/``settings``/``model``/``model_kwargs`` go to :func:`ddfad_apps.distill.distill`.
+    Without ``settings``, each experience gets the preset's settings for its own size (MTT's fast experts train
+    longer on small sets), with the fields in ``overrides`` replaced.  ``device`` is where distillation runs.
+    ``results`` keeps each distillation's metadata (method, learned lr, seconds) for logging.  Synthetic rows
+    of a class are unordered, so a shrinking quota keeps the first.
     """
 
     kind = "distilled"
 
     def __init__(self, max_size: int, mem_per_class: int | None = None, method: str = "mtt", preset: str = "fast",
-                 *, settings: Any = None, model: str = "convnet", model_kwargs: dict | None = None,
-                 device: torch.device | str = "cpu", seed: int = 0, progress: bool = False) -> None:
+                 *, settings: Any = None, overrides: dict[str, Any] | None = None, model: str = "convnet",
+                 model_kwargs: dict | None = None, device: torch.device | str = "cpu", seed: int = 0,
+                 progress: bool = False) -> None:
         super().__init__(max_size, mem_per_class, seed)
-        self.method, self.preset, self.settings = method, preset, settings
+        if settings is not None and overrides:
+            raise ValueError("pass either settings or overrides, not both")
+        self.method, self.preset, self.settings, self.overrides = method, preset, settings, dict(overrides or {})
         self.model, self.model_kwargs, self.device, self.progress = model, model_kwargs, device, progress
         self.results: list[dict[str, Any]] = []
+
+    def settings_for(self, num_train: int, k: int) -> Any:
+        """The settings distilling ``k`` per class from an experience of ``num_train`` inputs."""
+        if self.settings is not None:
+            return self.settings
+        return method_settings(self.method, self.preset, k, num_train, **self.overrides)
 
     def select(self, x: torch.Tensor, y: torch.Tensor, new_classes: list[int], k: int,
                agent: Any) -> dict[int, torch.Tensor]:
         data = local_feature_set(x.float(), y, new_classes)
         start = time.perf_counter()
-        syn = distill(data, k, self.method, self.preset, settings=self.settings, model=self.model,
+        syn = distill(data, k, self.method, self.preset, settings=self.settings_for(len(data), k), model=self.model,
                       model_kwargs=self.model_kwargs, device=self.device, seed=self.seed * 1000 + self.updates,
                       progress=self.progress)
         self.results.append({"classes": new_classes, "method": syn.method, "lr": syn.lr,

@@ -392,10 +392,21 @@ def test_distilled_mtt_memory_on_real_fsdd_subset() -> None:
 
 
 def test_fast_memory_starts_from_herding_clips_and_paper_from_random_ones() -> None:
-    fast = make_memory("distilled", CICLConfig.preset("fast"), 4, 0, "cpu")
-    assert fast.method == "dm" and fast.settings.init == "herding" and fast.settings.iterations == 300
+    fast = make_memory("distilled", CICLConfig.preset("fast"), 4, 0, "cpu").settings_for(500, 20)
+    assert fast.init == "herding" and fast.iterations == 300
     tuned = make_memory("distilled", CICLConfig.preset("fast", distill_overrides={"iterations": 7}), 4, 0, "cpu")
-    assert tuned.settings.init == "herding" and tuned.settings.iterations == 7
+    assert tuned.settings_for(500, 20).init == "herding" and tuned.settings_for(500, 20).iterations == 7
     paper = make_memory("distilled", CICLConfig.preset("paper"), 4, 0, "cpu")
-    assert paper.method == "mtt" and paper.settings.mtt.init == "random"
-    assert make_memory("distilled", CICLConfig.preset("fast", distill_method="kcenter"), 4, 0, "cpu").settings is None
+    assert paper.method == "mtt" and paper.settings_for(500, 20).mtt.init == "random"
+    kcenter = make_memory("distilled", CICLConfig.preset("fast", distill_method="kcenter"), 4, 0, "cpu")
+    assert kcenter.settings_for(500, 20) is None
+
+
+def test_mtt_memory_sizes_its_experts_to_each_experience() -> None:
+    mtt = make_memory("distilled", CICLConfig.preset("fast", distill_method="mtt"), 4, 0, "cpu")
+    small, large = mtt.settings_for(540, 20), mtt.settings_for(2700, 20)
+    assert small.mtt.init == large.mtt.init == "herding"
+    assert (small.experts.epochs, small.experts.batch_size) == (25, 32)
+    assert (large.experts.epochs, large.experts.batch_size) == (8, 64)
+    with pytest.raises(ValueError, match="either settings or overrides"):
+        DistilledMemory(8, 2, method="dm", settings=TINY_DM, overrides={"iterations": 1})

@@ -63,19 +63,18 @@ class CICLConfig:
 
 def make_memory(kind: str, cfg: CICLConfig, num_classes: int, seed: int, device: torch.device | str):
     """The storage policy of ``kind`` holding ``cfg.mem_per_class`` inputs for each of ``num_classes`` classes."""
-    from ddfad_apps.distill import method_settings
     from ddfad_apps.distill.presets import SYNTHETIC_METHODS
     from strategies import DistilledMemory, HerdingMemory, RandomMemory
 
     size = cfg.mem_per_class * num_classes
     if kind == "distilled":
-        # coreset "distillation" (random/herding/kcenter) has no settings, so no start to choose
-        settings = None
+        # coreset "distillation" (random/herding/kcenter) has no settings, so no start to choose; the settings
+        # themselves are made per experience, for its size (DistilledMemory.settings_for)
+        overrides = {}
         if cfg.distill_method in SYNTHETIC_METHODS:
-            settings = method_settings(cfg.distill_method, cfg.distill_preset, cfg.mem_per_class,
-                                       **{"init": cfg.distill_init, **cfg.distill_overrides})
+            overrides = {"init": cfg.distill_init, **cfg.distill_overrides}
         # the distillation network is the CL network (MTT's student must match its experts, which it trains)
-        return DistilledMemory(size, cfg.mem_per_class, cfg.distill_method, cfg.distill_preset, settings=settings,
+        return DistilledMemory(size, cfg.mem_per_class, cfg.distill_method, cfg.distill_preset, overrides=overrides,
                                model=cfg.model, model_kwargs=cfg.model_kwargs, device=device, seed=seed)
     if kind == "herding":
         return HerdingMemory(size, cfg.mem_per_class, seed)
