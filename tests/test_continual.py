@@ -392,21 +392,22 @@ def test_distilled_mtt_memory_on_real_fsdd_subset() -> None:
 
 
 def test_fast_memory_starts_from_herding_clips_and_paper_from_random_ones() -> None:
-    fast = make_memory("distilled", CICLConfig.preset("fast"), 4, 0, "cpu").settings_for(500, 20)
+    fast = make_memory("distilled", CICLConfig.preset("fast"), 4, 0, "cpu").settings_for(20)
     assert fast.init == "herding" and fast.iterations == 300
     tuned = make_memory("distilled", CICLConfig.preset("fast", distill_overrides={"iterations": 7}), 4, 0, "cpu")
-    assert tuned.settings_for(500, 20).init == "herding" and tuned.settings_for(500, 20).iterations == 7
+    assert tuned.settings_for(20).init == "herding" and tuned.settings_for(20).iterations == 7
     paper = make_memory("distilled", CICLConfig.preset("paper"), 4, 0, "cpu")
-    assert paper.method == "mtt" and paper.settings_for(500, 20).mtt.init == "random"
+    assert paper.method == "mtt" and paper.settings_for(20).mtt.init == "random"
     kcenter = make_memory("distilled", CICLConfig.preset("fast", distill_method="kcenter"), 4, 0, "cpu")
-    assert kcenter.settings_for(500, 20) is None
+    assert kcenter.settings_for(20) is None
 
 
-def test_mtt_memory_sizes_its_experts_to_each_experience() -> None:
-    mtt = make_memory("distilled", CICLConfig.preset("fast", distill_method="mtt"), 4, 0, "cpu")
-    small, large = mtt.settings_for(540, 20), mtt.settings_for(2700, 20)
-    assert small.mtt.init == large.mtt.init == "herding"
-    assert (small.experts.epochs, small.experts.batch_size) == (25, 32)
-    assert (large.experts.epochs, large.experts.batch_size) == (8, 64)
+def test_mtt_memory_keeps_the_standard_experts_on_small_experiences() -> None:
+    # an experience of 540 clips would get the engine's small-set experts; CL memory must not (class docstring)
+    mtt = make_memory("distilled", CICLConfig.preset("fast", distill_method="mtt"), 4, 0, "cpu").settings_for(20)
+    assert mtt.mtt.init == "herding" and mtt.mtt.max_start_epoch == 5
+    assert (mtt.experts.epochs, mtt.experts.batch_size) == (8, 64)
+    plain = DistilledMemory(200, 20).settings_for(20)  # the one-line plugin: MTT, fast preset
+    assert (plain.experts.epochs, plain.experts.batch_size) == (8, 64)
     with pytest.raises(ValueError, match="either settings or overrides"):
         DistilledMemory(8, 2, method="dm", settings=TINY_DM, overrides={"iterations": 1})

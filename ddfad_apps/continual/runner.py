@@ -68,8 +68,7 @@ def make_memory(kind: str, cfg: CICLConfig, num_classes: int, seed: int, device:
 
     size = cfg.mem_per_class * num_classes
     if kind == "distilled":
-        # coreset "distillation" (random/herding/kcenter) has no settings, so no start to choose; the settings
-        # themselves are made per experience, for its size (DistilledMemory.settings_for)
+        # coreset "distillation" (random/herding/kcenter) has no settings, so no start to choose
         overrides = {}
         if cfg.distill_method in SYNTHETIC_METHODS:
             overrides = {"init": cfg.distill_init, **cfg.distill_overrides}
