@@ -45,7 +45,9 @@ def fast_experts(num_train: int | None = None) -> ExpertSettings:
     Why: MTT can only distil what its experts learned.  FSDD (2,700 clips) gets 42 steps an epoch at batch 64;
     RAVDESS (1,200 clips) only 19, and after 8 such epochs its experts reached 24-51% test accuracy and the MTT
     set fell below random clips (40.6% against 41.3%).  Batch 32 for 25 epochs (experts 49-57%), matched from
-    start epochs up to 10, gave 53.5% (README).
+    start epochs up to 10, gave 53.5% (README).  The rule knows only the clip count: a small set of few, easy
+    classes converges in a few epochs, and matching 25 such epochs made a 2-class continual-learning memory
+    collapse, so ``strategies.DistilledMemory`` keeps the standard values (docs/continual.md).
     """
     if is_small(num_train):
         return ExpertSettings(model_kwargs={"width": 32}, num_experts=4, epochs=25, lr=0.05, batch_size=32)
