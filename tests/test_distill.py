@@ -144,11 +144,11 @@ def test_every_method_returns_cpc_clips_per_class(small, method, tmp_path):
 
 
 def test_fast_experts_take_more_smaller_steps_on_small_training_sets(small, monkeypatch):
-    large = method_settings("mtt", "fast", 10, num_train=2700).experts
-    few = method_settings("mtt", "fast", 10, num_train=1200).experts
+    large_plan = method_settings("mtt", "fast", 10, num_train=2700)
+    few_plan = method_settings("mtt", "fast", 10, num_train=1200)
+    large, few = large_plan.experts, few_plan.experts
     assert (large.batch_size, large.epochs) == (64, 8) and (few.batch_size, few.epochs) == (32, 25)
-    assert method_settings("mtt", "fast", 10, num_train=1200).mtt.max_start_epoch == 10  # matches later epochs
-    assert method_settings("mtt", "fast", 10, num_train=2700).mtt.max_start_epoch == 5
+    assert few_plan.mtt.max_start_epoch == 10 and large_plan.mtt.max_start_epoch == 5  # later epochs matched
     assert method_settings("mtt", "fast", 10).experts == large  # size unknown: the large-set values
     # distill() sizes the preset's experts to the training set it is given (``small`` has 200 clips)
     seen: list[ExpertSettings] = []

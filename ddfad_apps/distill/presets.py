@@ -49,9 +49,8 @@ def fast_experts(num_train: int | None = None) -> ExpertSettings:
     classes converges in a few epochs, and matching 25 such epochs made a 2-class continual-learning memory
     collapse, so ``strategies.DistilledMemory`` keeps the standard values (docs/continual.md).
     """
-    if is_small(num_train):
-        return ExpertSettings(model_kwargs={"width": 32}, num_experts=4, epochs=25, lr=0.05, batch_size=32)
-    return ExpertSettings(model_kwargs={"width": 32}, num_experts=4, epochs=8, lr=0.05, batch_size=64)
+    epochs, batch_size = (25, 32) if is_small(num_train) else (8, 64)
+    return ExpertSettings(model_kwargs={"width": 32}, num_experts=4, epochs=epochs, lr=0.05, batch_size=batch_size)
 
 
 def mtt_plan(preset: str, cpc: int | None = None, num_train: int | None = None) -> MTTPlan:
