@@ -2,19 +2,17 @@
 
 Toy sets check the selection rules where the answer is known by hand; real FSDD features (40 training clips per
 class, to stay fast) check the methods' contract: ``cpc`` rows per class grouped by class, settings recorded,
-synthetic clips that change and a matching loss that falls.  Skipped when FSDD is not available
-(``DDFAD_DATA``, default ``/work/shared/data``).
+synthetic clips that change and a matching loss that falls.  Real FSDD comes from the ``fsdd_splits`` fixture
+(``tests/conftest.py``), which fails when the data is missing.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import pytest
 import torch
 
-from ddfad_apps.data.locate import DatasetNotFoundError
 from ddfad_apps.distill.coreset import coreset, herding_order, select_herding, select_kcenter
 from ddfad_apps.distill.dc import DCSettings, distill_dc, distill_dsa, gradient_distance
 from ddfad_apps.distill.dm import DMSettings, distill_dm
@@ -41,14 +39,9 @@ def toy(values: list[list[float]], labels: list[int], classes: int = 2) -> Featu
 
 
 @pytest.fixture(scope="module")
-def fsdd() -> tuple[FeatureSet, FeatureSet]:
+def fsdd(fsdd_splits) -> tuple[FeatureSet, FeatureSet]:
     """FSDD train features cut to 40 clips per class, and the test split."""
-    from ddfad_apps.features import load_features
-
-    try:
-        splits = load_features("fsdd", data_root=os.environ.get("DDFAD_DATA", "/work/shared/data"), progress=False)
-    except DatasetNotFoundError as err:
-        pytest.skip(f"FSDD not available: {err}")
+    splits = fsdd_splits
     train = splits.train
     idx = torch.cat([train.class_indices(c)[:PER_CLASS] for c in range(train.num_classes)])
     return train.subset(idx), splits.test

@@ -6,9 +6,7 @@ accuracy figures come from ``scripts/bench_distill.py`` and the slow end-to-end 
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,20 +19,16 @@ from ddfad_apps.distill.experts import ExpertSettings, train_experts
 from ddfad_apps.distill.mtt import MTTDistiller, MTTSettings
 from ddfad_apps.distill.presets import MTTPlan
 from ddfad_apps.distill.run_folder import ForeignRunError, prepare_run_folder, read_request
-from ddfad_apps.features.dataset import FeatureSet, load_features
+from ddfad_apps.features.dataset import FeatureSet
 from ddfad_apps.training.loops import NonFiniteLossError
 
-DATA = os.environ.get("DDFAD_DATA") or str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
 TINY = {"width": 8}
 
 
 @pytest.fixture(scope="module")
-def fsdd():
+def fsdd(fsdd_splits):
     torch.set_num_threads(1)
-    try:
-        return load_features("fsdd", data_root=DATA, progress=False)
-    except FileNotFoundError as err:
-        pytest.skip(f"FSDD not available: {err}")
+    return fsdd_splits
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """FD-MFCC -> audio: each stage against its librosa twin, the full round trip, the WAV export and Figure 6.
 
-Runs on six real FSDD clips (``DDFAD_DATA``, default ``<repo>/../shared/data``; skipped when absent).  torch runs
+Runs on six real FSDD clips (the ``fsdd_root`` fixture; fails when absent).  torch runs
 on one thread here: on a shared 2-core machine OpenMP's two-thread barriers turn every small op into a scheduler
 wait, and the point of these tests is the numbers, not the threading.
 """
@@ -8,7 +8,6 @@ wait, and the point of these tests is the numbers, not the threading.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import librosa
@@ -20,7 +19,6 @@ import torch
 
 from ddfad_apps.data.audio_io import read_many
 from ddfad_apps.data.folder import list_folder
-from ddfad_apps.data.locate import DatasetNotFoundError
 from ddfad_apps.data.registry import list_clips
 from ddfad_apps.distill.synthetic_set import SyntheticSet
 from ddfad_apps.features import functional as AF
@@ -34,7 +32,6 @@ from ddfad_apps.reconstruct import (
 SR = 8000
 CONFIG = FeatureConfig()
 WIN, HOP, N_FFT = AF.frame_params(SR, CONFIG.frame_ms, CONFIG.hop_ms)
-DATA_ROOT = os.environ.get("DDFAD_DATA") or str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,12 +43,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def clips() -> tuple[torch.Tensor, torch.Tensor]:
+def clips(fsdd_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Six 1 s FSDD clips (digits 0, 2, 4, 5, 7, 9: different speakers and lengths) and their labels."""
-    try:
-        listing = list_clips("fsdd", "train", data_root=DATA_ROOT)
-    except DatasetNotFoundError as err:
-        pytest.skip(f"FSDD not available: {err}")
+    listing = list_clips("fsdd", "train", data_root=fsdd_root.parent)
     labels = torch.tensor(listing.labels)
     idx = [int((labels == c).nonzero()[k]) for k, c in enumerate((0, 2, 4, 5, 7, 9))]
     waves, _ = read_many([listing.paths[i] for i in idx], SR, listing.num_samples, progress=False)
