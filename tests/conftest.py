@@ -96,3 +96,6 @@ def fsdd_folder(fsdd_root: Path, tmp_path: Path):
         return root
 
     return make
+
+
+pytest_plugins = ["pytester"]  # tests/test_ci_guard.py runs small pytest sessions under this conftest
