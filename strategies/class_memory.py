@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from avalanche.training.storage_policy import ExemplarsBuffer
 
-from ddfad_apps.continual.avalanche_data import dataset_tensors, tensor_dataset
+from strategies.avalanche_data import dataset_tensors, tensor_dataset
 from ddfad_apps.distill import NotEnoughClipsError
 
 

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ddfad_apps.continual.avalanche_data import dataset_tensors, tensor_dataset
+from strategies.avalanche_data import dataset_tensors, tensor_dataset
 from ddfad_apps.continual.benchmarks import class_order, feature_benchmark
 from ddfad_apps.continual.runner import CICLConfig, forgetting, make_memory, run_cicl
 from ddfad_apps.distill import NotEnoughClipsError, method_settings

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ddfad_apps.continual.avalanche_data import tensor_dataset
+from strategies.avalanche_data import tensor_dataset
 from ddfad_apps.features.dataset import FeatureSet, FeatureSplits
 
 

@@ -20,9 +20,6 @@ from tqdm.auto import tqdm
 from ddfad_apps.continual.benchmarks import class_order, feature_benchmark
 from ddfad_apps.features.dataset import FeatureSplits
 
-MEMORY_KINDS: tuple[str, ...] = ("distilled", "herding", "random")
-
-
 @dataclass
 class CICLConfig:
     """The EEIL recipe and the memory settings shared by every memory kind of a comparison."""
@@ -62,24 +59,24 @@ class CICLConfig:
 
 
 def make_memory(kind: str, cfg: CICLConfig, num_classes: int, seed: int, device: torch.device | str):
-    """The storage policy of ``kind`` holding ``cfg.mem_per_class`` inputs for each of ``num_classes`` classes."""
+    """The storage policy of ``kind`` (a key of :data:`strategies.MEMORIES`) holding ``cfg.mem_per_class`` inputs
+    for each of ``num_classes`` classes."""
     from ddfad_apps.distill.presets import SYNTHETIC_METHODS
-    from strategies import DistilledMemory, HerdingMemory, RandomMemory
+    from strategies import MEMORIES, DistilledMemory
 
+    if kind not in MEMORIES:
+        raise ValueError(f"unknown memory {kind!r}; use one of {', '.join(MEMORIES)}")
     size = cfg.mem_per_class * num_classes
-    if kind == "distilled":
+    memory = MEMORIES[kind]
+    if issubclass(memory, DistilledMemory):
         # coreset "distillation" (random/herding/kcenter) has no settings, so no start to choose
         overrides = {}
         if cfg.distill_method in SYNTHETIC_METHODS:
             overrides = {"init": cfg.distill_init, **cfg.distill_overrides}
         # the distillation network is the CL network (MTT's student must match its experts, which it trains)
-        return DistilledMemory(size, cfg.mem_per_class, cfg.distill_method, cfg.distill_preset, overrides=overrides,
-                               model=cfg.model, model_kwargs=cfg.model_kwargs, device=device, seed=seed)
-    if kind == "herding":
-        return HerdingMemory(size, cfg.mem_per_class, seed)
-    if kind == "random":
-        return RandomMemory(size, cfg.mem_per_class, seed)
-    raise ValueError(f"unknown memory {kind!r}; use one of {', '.join(MEMORY_KINDS)}")
+        return memory(size, cfg.mem_per_class, cfg.distill_method, cfg.distill_preset, overrides=overrides,
+                      model=cfg.model, model_kwargs=cfg.model_kwargs, device=device, seed=seed)
+    return memory(size, cfg.mem_per_class, seed)
 
 
 def check_memory_fits(splits: FeatureSplits, mem_per_class: int) -> None:
