@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ddfad_apps.distill.compat import check_finite
 from ddfad_apps.distill.coreset import coreset
 from ddfad_apps.distill.dc import distill_dc
 from ddfad_apps.distill.dm import distill_dm
@@ -55,12 +56,15 @@ def distill(
     override the network the method distils with (MTT's experts and student alike).  ``test`` only reports the
     experts' accuracy; ``stats`` is stored with the result so its audio can be reconstructed; ``checkpoint``
     makes MTT resumable; ``embed`` is herding's/k-center's embedding network (default: raw features).
-    Raises :class:`~ddfad_apps.distill.NotEnoughClipsError` when a class has fewer than ``cpc`` clips and
+    Raises :class:`~ddfad_apps.distill.NotEnoughClipsError` when a class has fewer than ``cpc`` clips,
+    :class:`~ddfad_apps.distill.compat.NonFiniteInputError` when ``train`` holds NaN/inf features and
     :class:`~ddfad_apps.training.loops.NonFiniteLossError` when a loss diverges.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     check_clips_per_class(train, cpc)
+    # NaN/inf in the inputs would otherwise surface as a diverging loss blamed on the learning rate.
+    check_finite(train.features, "the training features")
     generator = torch.Generator().manual_seed(seed)
     settings = settings if settings is not None else method_settings(method, preset, cpc, len(train))
     if method in CORESET_METHODS:
@@ -86,4 +90,7 @@ def distill(
     result.meta.setdefault("preset", preset)
     result.meta.setdefault("dataset", train.meta.get("dataset"))
     result.meta.setdefault("features", train.meta.get("features"))
+    for key in ("sample_rate", "duration"):  # what the set must match to be evaluated on other data (compat)
+        if train.meta.get(key) is not None:
+            result.meta.setdefault(key, train.meta[key])
     return result
