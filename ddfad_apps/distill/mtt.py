@@ -3,11 +3,10 @@
 Synthetic clips and a learnable student learning rate are optimised so that ``syn_steps`` SGD steps on the
 synthetic set, started from an expert's epoch-``t`` parameters, land near the same expert's epoch ``t + M``
 parameters; the distance is normalised by how far the expert itself moved.  The student is a flat parameter
-vector run through ``torch.func.functional_call``, its gradient taken with ``torch.func.grad`` so the whole
-unroll stays differentiable with respect to the synthetic features and the learning rate.
-
-Memory grows with ``syn_steps x batch_syn`` (one activation set per unrolled step), which is why the ``fast``
-preset uses a narrow ConvNet and a synthetic mini-batch.
+vector run through ``torch.func.functional_call``.  The unroll (``distill/unroll.py``) is differentiated either
+exactly at the memory of one step (``unroll="lean"``, the default: the parameters of every step are kept and each
+step is recomputed in the backward pass) or by plain autograd through all steps (``unroll="full"``, whose memory
+grows with ``syn_steps x batch_syn``); both give the same loss and gradients.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from ddfad_apps.distill.augment import AudioAugment
 from ddfad_apps.distill.coreset import initial_clips
 from ddfad_apps.distill.experts import ExpertBank
 from ddfad_apps.distill.synthetic_set import SyntheticSet, check_clips_per_class
+from ddfad_apps.distill.unroll import match_loss, plan_batches, unroll
 from ddfad_apps.features.dataset import FeatureSet
 from ddfad_apps.models import ParamSpec, build_model
 from ddfad_apps.training.loops import NonFiniteLossError
@@ -47,6 +47,9 @@ class MTTSettings:
     momentum_img: float = 0.5
     checkpoint_every: int = 25
     init: str = "random"  # real clips to start from: 'random' (MTT) or 'herding' (closest to the class mean)
+    # 'lean': exact meta-gradients holding one step's graph at a time (distill/unroll.py); 'full': autograd through
+    # the whole unroll, every step's graph kept (the MTT authors' way; memory grows with syn_steps x batch_syn).
+    unroll: str = "lean"
 
 
 def _student_loss(model, spec: ParamSpec, buffers: dict) -> Callable:
@@ -63,6 +66,7 @@ class MTTDistiller:
     def __init__(self, train: FeatureSet, cpc: int, experts: ExpertBank, settings: MTTSettings, model: str,
                  model_kwargs: dict, device: torch.device | str = "cpu", seed: int = 0) -> None:
         check_clips_per_class(train, cpc)
+        self._unroll = unroll(settings.unroll)
         if not len(experts):
             raise ValueError("MTT needs at least one expert trajectory")
         epochs = experts.trajectories[0].shape[0] - 1
@@ -89,7 +93,7 @@ class MTTDistiller:
         self.iteration = 0
         self.history: list[dict[str, float]] = []
         self.augment = AudioAugment() if settings.augment else None
-        self._grad = torch.func.grad(_student_loss(self.model, self.spec, self.buffers))
+        self._loss = _student_loss(self.model, self.spec, self.buffers)
 
     # -- one iteration ---------------------------------------------------------------------------------------
     def step(self) -> dict[str, float]:
@@ -98,24 +102,10 @@ class MTTDistiller:
         start = int(torch.randint(s.max_start_epoch + 1, (1,), generator=g))
         start_p = traj[start].to(self.device)
         target = traj[start + s.expert_epochs].to(self.device)
-        flat = start_p.clone().requires_grad_(True)
-        n = self.syn.shape[0]
-        bs = n if s.batch_syn is None else min(s.batch_syn, n)
-        order = torch.randperm(n, generator=g)
-        for step in range(s.syn_steps):
-            if bs < n:
-                j = step * bs % n
-                idx = order[j : j + bs]
-                if len(idx) < bs:
-                    order = torch.randperm(n, generator=g)
-                    idx = order[:bs]
-            else:
-                idx = slice(None)
-            x, y = self.syn[idx], self.labels[idx]
-            if self.augment is not None:
-                x = self.augment(x, generator=g)
-            flat = flat - self.syn_lr * self._grad(flat, x, y)
-        loss = (flat - target).square().sum() / (start_p - target).square().sum()
+        _, _, coeffs, frames = self.syn.shape
+        plan = plan_batches(self.syn.shape[0], s.syn_steps, s.batch_syn, g, self.augment, coeffs, frames, self.device)
+        final = self._unroll(self._loss, self.syn, self.labels, self.syn_lr, start_p, plan, self.augment)
+        loss = match_loss(final, start_p, target)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"MTT loss became {loss.item()} at iteration {self.iteration + 1} (learned lr {self.syn_lr.item():.4g}); "

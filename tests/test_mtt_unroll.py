@@ -1,0 +1,155 @@
+"""The memory-lean MTT unroll gives the straightforward unroll's loss and meta-gradients, and keeps less.
+
+Tiny ConvNet (width 8) on random inputs smaller than FD-MFCC clips, one thread: seconds.  Memory and speed on
+real sizes are measured by ``scripts/bench_mtt.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ddfad_apps.distill.augment import AudioAugment
+from ddfad_apps.distill.experts import ExpertBank
+from ddfad_apps.distill.mtt import MTTDistiller, MTTSettings
+from ddfad_apps.distill.unroll import match_loss, plan_batches, unroll, unroll_full, unroll_lean
+from ddfad_apps.features.dataset import FeatureSet
+from ddfad_apps.models import ParamSpec, build_model, flatten_params
+
+SHAPE = (3, 12, 20)
+CLASSES = 4
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _student(dtype: torch.dtype):
+    torch.manual_seed(0)
+    model = build_model("convnet", CLASSES, SHAPE, width=8).to(dtype)
+    spec = ParamSpec.from_module(model)
+
+    def loss(flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(torch.func.functional_call(model, spec.unflatten(flat), (x,)), y)
+
+    return model, loss
+
+
+def _run(fn, loss, syn, labels, start, target, plan, augment, dtype, start_grad=False):
+    s = syn.clone().requires_grad_(True)
+    lr = torch.tensor(0.05, dtype=dtype, requires_grad=True)
+    w0 = start.clone().requires_grad_(start_grad)
+    value = match_loss(fn(loss, s, labels, lr, w0, plan, augment), start, target)
+    value.backward()
+    return value.detach(), s.grad, lr.grad, w0.grad
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("augment", [False, True])
+@pytest.mark.parametrize("batch_syn", [None, 3])
+def test_lean_unroll_gives_the_full_unrolls_loss_and_gradients(dtype, tol, augment, batch_syn):
+    model, loss = _student(dtype)
+    gen = torch.Generator().manual_seed(1)
+    syn = torch.randn(8, *SHAPE, generator=gen, dtype=dtype)
+    labels = torch.arange(CLASSES).repeat(2)
+    start = flatten_params(model)
+    target = start + 0.05 * torch.randn(start.shape, generator=gen, dtype=dtype)
+    aug = AudioAugment() if augment else None
+    plan = plan_batches(8, 5, batch_syn, gen, aug, SHAPE[1], SHAPE[2])
+    assert all((b.idx is None) == (batch_syn is None) for b in plan)
+    assert all((b.aug is None) != augment for b in plan)
+
+    full = _run(unroll_full, loss, syn, labels, start, target, plan, aug, dtype, start_grad=True)
+    lean = _run(unroll_lean, loss, syn, labels, start, target, plan, aug, dtype, start_grad=True)
+    assert 0 < float(full[0]) < 10
+    assert abs(float(lean[0] - full[0])) <= tol * float(full[0])
+    for name, a, b in zip(("syn", "lr", "start"), lean[1:], full[1:]):
+        assert b.abs().max() > 0, f"the full unroll gave no {name} gradient: nothing would be compared"
+        assert _rel(a, b) <= tol, f"{name} gradient differs: {_rel(a, b):.3g} relative"
+
+
+def test_lean_unroll_keeps_only_parameters_for_the_backward():
+    """What autograd holds between forward and backward: the lean unroll keeps the start parameters of every step
+    (and the synthetic clips), not activations - several times less here, growing with batch and width."""
+    model, loss = _student(torch.float32)
+    syn = torch.randn(8, *SHAPE)
+    labels = torch.arange(CLASSES).repeat(2)
+    start = flatten_params(model)
+    plan = plan_batches(8, 6, None, torch.Generator().manual_seed(0), None, SHAPE[1], SHAPE[2])
+
+    def held_bytes(fn) -> int:
+        """Bytes of the distinct storages saved in the graph of ``fn``'s output (walked node by node)."""
+        s, lr = syn.clone().requires_grad_(True), torch.tensor(0.05, requires_grad=True)
+        out = fn(loss, s, labels, lr, start, plan)
+        storages: dict[int, int] = {}
+        todo, seen = [out.grad_fn], set()
+        while todo:
+            node = todo.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            saved = list(getattr(node, "saved_tensors", ()))  # a custom autograd.Function's ctx
+            saved += [getattr(node, a) for a in dir(node) if a.startswith("_saved_")]
+            for t in saved:
+                for u in t if isinstance(t, (tuple, list)) else (t,):
+                    if isinstance(u, torch.Tensor):
+                        storages[u.untyped_storage().data_ptr()] = u.untyped_storage().nbytes()
+            todo.extend(f for f, _ in node.next_functions)
+        return sum(storages.values())
+
+    params_and_syn = (len(plan) + 1) * start.numel() * 4 + syn.numel() * 4
+    lean = held_bytes(unroll_lean)
+    assert lean <= params_and_syn * 1.05
+    assert held_bytes(unroll_full) > 3 * lean
+
+
+def _bank(spec_total: int, epochs: int, gen: torch.Generator) -> ExpertBank:
+    steps = 0.01 * torch.randn(epochs, spec_total, generator=gen)
+    start = 0.1 * torch.randn(1, spec_total, generator=gen)
+    return ExpertBank(Path("unused"), [torch.cat([start, start + steps.cumsum(0)])], [0.0])
+
+
+@pytest.mark.parametrize("batch_syn,augment", [(None, False), (5, True)])
+def test_one_mtt_iteration_is_the_same_with_either_unroll(batch_syn, augment):
+    gen = torch.Generator().manual_seed(2)
+    train = FeatureSet(torch.randn(24, *SHAPE, generator=gen), torch.arange(CLASSES).repeat(6),
+                       [f"c{i}" for i in range(CLASSES)])
+    total = ParamSpec.from_module(build_model("convnet", CLASSES, SHAPE, width=8)).total
+    bank = _bank(total, 4, gen)
+    syns = {}
+    for kind in ("lean", "full"):
+        settings = MTTSettings(syn_steps=4, expert_epochs=2, max_start_epoch=2, batch_syn=batch_syn,
+                               iterations=1, augment=augment, unroll=kind)
+        d = MTTDistiller(train, 2, bank, settings, "convnet", {"width": 8}, seed=5)
+        before = d.syn.detach().clone()
+        rec = d.step()
+        syns[kind] = (before, d.syn.detach().clone(), d.syn_lr.item(), rec["loss"])
+    (b0, lean, lr_lean, loss_lean), (b1, full, lr_full, loss_full) = syns["lean"], syns["full"]
+    assert torch.equal(b0, b1)
+    assert (full - b1).abs().max() > 1e-4, "the iteration did not move the clips: nothing would be compared"
+    assert _rel(lean - b0, full - b1) <= 1e-5
+    assert loss_lean == pytest.approx(loss_full, rel=1e-6)
+    assert lr_lean == pytest.approx(lr_full, rel=1e-6) and lr_full != 0.01
+
+
+def test_an_unknown_unroll_is_refused_by_name():
+    with pytest.raises(ValueError, match="'fast'.*lean, full"):
+        unroll("fast")
+    gen = torch.Generator().manual_seed(0)
+    train = FeatureSet(torch.randn(8, *SHAPE, generator=gen), torch.arange(CLASSES).repeat(2),
+                       [f"c{i}" for i in range(CLASSES)])
+    total = ParamSpec.from_module(build_model("convnet", CLASSES, SHAPE, width=8)).total
+    with pytest.raises(ValueError, match="unknown MTT unroll 'leen'"):
+        MTTDistiller(train, 1, _bank(total, 4, gen), MTTSettings(max_start_epoch=2, unroll="leen"), "convnet",
+                     {"width": 8})
