@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from torchaudio.functional import resample as torchaudio_resample
 
 from ddfad_apps.data import (
     AudioReadError,
@@ -206,6 +207,36 @@ def test_urbansound8k_resampling_and_mono(us8k_root):
         assert native.abs().max().item() == pytest.approx(expected_amp, abs=0.01)
     assert {sf.info(str(p)).samplerate for p in clips.paths} == {44100, 22050}
     assert {sf.info(str(p)).channels for p in clips.paths} == {1, 2}
+
+
+@pytest.mark.parametrize("file_rate, channels, sample_rate", [(44100, 2, 16000), (22050, 1, 16000), (16000, 1, 16000)])
+def test_long_file_is_read_only_as_far_as_the_clip_needs(tmp_path, monkeypatch, file_rate, channels, sample_rate):
+    """A 60 s recording cropped to 0.5 s decodes about 0.5 s, and gives the samples a whole-file read gives."""
+    rng = np.random.default_rng(0)
+    wave = (0.2 * rng.standard_normal((60 * file_rate, channels))).astype(np.float32)
+    path = write_wav(tmp_path / "long.wav", wave, file_rate, subtype="FLOAT")
+    num_samples = sample_rate // 2
+
+    read_frames: list[int] = []
+    real_read = sf.SoundFile.read
+
+    def spy(self, *args, **kwargs):
+        data = real_read(self, *args, **kwargs)
+        read_frames.append(len(data))
+        return data
+
+    monkeypatch.setattr(sf.SoundFile, "read", spy)  # sf.read goes through SoundFile.read too
+    got = read_audio(path, sample_rate, num_samples)
+    assert got.shape == (num_samples,)
+    needed = num_samples * file_rate // sample_rate
+    assert needed <= sum(read_frames) <= needed + file_rate // 20, read_frames  # a margin of under 50 ms
+
+    monkeypatch.setattr(sf.SoundFile, "read", real_read)
+    whole = torch.from_numpy(wave.mean(axis=1))
+    if file_rate != sample_rate:
+        whole = torchaudio_resample(whole, file_rate, sample_rate)
+    torch.testing.assert_close(got, whole[:num_samples], rtol=0, atol=1e-6)
+    assert torch.equal(read_audio(path, sample_rate), whole)  # no length asked: the whole file
 
 
 def test_urbansound8k_missing_clip_is_named(us8k_root):
