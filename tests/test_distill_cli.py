@@ -7,7 +7,7 @@ checks the distilled set trains a network far above chance, in features and thro
 from __future__ import annotations
 
 import json
-import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,15 +18,15 @@ from ddfad_apps.cli.main import cli
 from ddfad_apps.distill import SyntheticSet
 
 pytest.importorskip("mlflow")
-DATA = os.environ.get("DDFAD_DATA") or str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)
-def _env(monkeypatch, tmp_path):
-    if not (Path(DATA) / "fsdd").exists():
-        pytest.skip(f"FSDD not found under {DATA} (set DDFAD_DATA)")
-    monkeypatch.setenv("DDFAD_DATA", DATA)
+def _env(monkeypatch, tmp_path, fsdd_root):
+    """Real FSDD (the test fails without it), a throwaway MLflow store, and tmp_path as working directory so a
+    default ``--out`` never lands in the repository."""
+    monkeypatch.setenv("DDFAD_DATA", str(fsdd_root.parent))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
     torch.set_num_threads(1)
 
 
@@ -119,3 +119,68 @@ def test_dm_fast_preset_distils_a_set_that_trains_a_network(tmp_path):
     assert res.exit_code == 0, res.output
     acc = json.loads((out / "evaluation.json").read_text())["convnet"]["mean"]
     assert acc > 0.7  # 100 clips of 10 spoken digits (chance 0.1); README: ~0.9
+
+
+def test_folder_set_is_found_by_path_and_refused_on_data_it_does_not_describe(tmp_path, monkeypatch, fsdd_folder,
+                                                                              fsdd_root):
+    digits = fsdd_folder(("0", "1", "2"), 6)  # tmp_path/digits, 0.5 s clips
+    out = tmp_path / "set"
+    res = run("distill", "--dataset", "digits", "--method", "random", "--cpc", "2", "--out", str(out),
+              "--eval-seeds", "0", "--no-audio", "--no-progress")
+    assert res.exit_code == 0, res.output
+    recorded = json.loads((out / "run.json").read_text())["dataset"]
+    assert recorded["name"] == "digits" and recorded["folder"] == str(digits.resolve()) and recorded["fingerprint"]
+
+    # Evaluated from another directory holding another 'digits' (5 other classes): the recorded folder is used.
+    decoy = tmp_path / "elsewhere" / "digits"
+    for digit in "34567":
+        (decoy / digit).mkdir(parents=True)
+        for take in range(3):
+            shutil.copy(fsdd_root / "recordings" / f"{digit}_jackson_{take}.wav", decoy / digit)
+    monkeypatch.chdir(decoy.parent)
+    args = ("--seeds", "1", "--epochs", "2", "--width", "8", "--no-progress")
+    res = run("evaluate", str(out), *args)
+    assert res.exit_code == 0, res.output
+    assert f"tested on data set 'digits' ({digits.resolve()})" in res.output and "3 classes" in res.output
+
+    # The 3-class set against the real 10-class FSDD: refused, naming what differs (it used to score 8.67%).
+    res = run("evaluate", str(out), "--dataset", "fsdd", *args)
+    assert res.exit_code == 1 and "+-" not in res.output, res.output
+    assert f"the distilled set in {out} does not fit data set 'fsdd'" in res.output
+    assert "classes differ (set has 3" in res.output and "data has 10" in res.output
+    assert "input shape differs (set (3, 20, 26), data (3, 20, 51))" in res.output
+    assert "normalisation statistics differ" in res.output
+    run_file = out / "run.json"
+    run_file.write_text(json.dumps({**json.loads(run_file.read_text()), "dataset": "fsdd"}))  # the old bug
+    res = run("reconstruct", str(out), "--n-iter", "2")
+    assert res.exit_code == 1 and "classes differ" in res.output
+    assert "clip length (s) differs (set 0.5, data 1.0)" in res.output
+    assert not (out / "audio").exists()
+    res = run("evaluate", str(out), "--dataset", str(digits), "--data-root", str(tmp_path), *args)
+    assert res.exit_code == 2 and "--data-root applies to the registered data sets" in res.output
+
+    # The folder changed since distillation: refused rather than evaluated on other clips.
+    run_file.write_text(json.dumps({**json.loads(run_file.read_text()), "dataset": recorded}))
+    shutil.copy(fsdd_root / "recordings" / "0_jackson_40.wav", digits / "0")
+    res = run("evaluate", str(out), *args)
+    assert res.exit_code == 1 and f"folder data set {digits.resolve()} changed since" in res.output
+
+    # A damaged set file: one clear error naming it, no traceback.
+    tensors = out / "distilled.safetensors"
+    tensors.write_bytes(tensors.read_bytes()[:100])
+    res = run("evaluate", str(out), "--dataset", str(digits), *args)
+    assert res.exit_code == 1 and f"{tensors} is not a readable safetensors file" in res.output
+
+
+def test_options_that_cannot_be_honoured_are_refused(tmp_path, fsdd_folder):
+    res = run("distill", "--method", "random", "--iterations", "5", "--out", str(tmp_path / "r"), "--eval-seeds",
+              "0", "--no-audio", "--no-progress")
+    assert res.exit_code == 2 and "--iterations does not apply to --method random" in res.output
+    res = run("distill", "--method", "random", "--eval-seeds", "0", "--eval-epochs", "5", "--out",
+              str(tmp_path / "e"), "--no-audio", "--no-progress")
+    assert res.exit_code == 2 and "--eval-epochs has no effect with --eval-seeds 0" in res.output
+    digits = fsdd_folder(("0", "1"), 4)
+    res = run("distill", "--dataset", str(digits), "--data-root", str(tmp_path), "--method", "random", "--cpc", "1",
+              "--out", str(tmp_path / "d"), "--eval-seeds", "0", "--no-audio", "--no-progress")
+    assert res.exit_code == 2 and "--data-root applies to the registered data sets" in res.output
+    assert not any((tmp_path / name).exists() for name in ("r", "e", "d"))

@@ -6,6 +6,7 @@ the real decode -> FD-MFCC -> train -> MLflow path; the copies never touch the r
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,40 @@ def test_option_misuse_is_a_usage_error() -> None:
     assert result.exit_code == 2 and "--depth applies to --model convnet only" in result.output
     result = runner.invoke(cli, ["train", "--dataset", "no-such-set"])
     assert result.exit_code == 1 and "unknown data set 'no-such-set'" in result.output
+
+
+def test_options_that_cannot_be_honoured_are_refused(tiny_folder: Path, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    base = ["train", "--dataset", str(tiny_folder), "--epochs", "1", "--width", "4", "--depth", "1",
+            "--tracking-uri", uri, "--no-progress"]
+    result = CliRunner().invoke(cli, [*base, "--n-mfcc", "500"])  # used to train on 40 and log 500
+    assert result.exit_code == 2, result.output
+    assert "500 cepstral coefficients requested but the DCT of 40 mel bands has only 40" in result.output
+    result = CliRunner().invoke(cli, [*base, "--data-root", str(tmp_path)])  # a folder ignores --data-root
+    assert result.exit_code == 2 and "--data-root applies to the registered data sets" in result.output
+    result = CliRunner().invoke(cli, [*base, "--duration", "0.05"])  # 3 frames, fewer than the delta window
+    assert result.exit_code == 1 and "fewer than the 9-frame delta window" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_nan_features_are_named_not_blamed_on_the_learning_rate(tiny_folder: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddfad_apps import features
+
+    real = features.load_features
+
+    def poisoned(*args, **kwargs):  # as a damaged feature cache or clip would deliver them
+        splits = real(*args, **kwargs)
+        splits.train.features[1, 0, 0, 0] = float("nan")
+        splits.train.features[4, 2, 5, 1] = float("inf")
+        return splits
+
+    monkeypatch.setattr(features, "load_features", poisoned)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = CliRunner().invoke(cli, ["train", "--dataset", str(tiny_folder), "--epochs", "1", "--width", "4",
+                                      "--tracking-uri", uri, "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert re.search(r"the training features contain NaN/inf in 2 of \d+ clip\(s\), e\.g\. index 1, 4",
+                     result.output), result.output
+    assert "lower the lr" not in result.output

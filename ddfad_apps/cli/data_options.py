@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ddfad_apps.data.registry import DATASETS
+from ddfad_apps.data.registry import DATASETS, DatasetRef, resolve_dataset
 
 
 def data_options(f: Callable) -> Callable:
@@ -27,6 +27,39 @@ def dataset_options(dataset: str, split_mode: str | None) -> dict[str, Any]:
     if split_mode is not None and dataset.lower() != "ravdess":
         raise click.UsageError("--split-mode applies to --dataset ravdess only")
     return {"split_mode": split_mode} if split_mode else {}
+
+
+def resolve_dataset_or_fail(dataset: str | Path, data_root: Path | str | None = None) -> DatasetRef:
+    """:func:`~ddfad_apps.data.registry.resolve_dataset` for the CLI: an unknown name is a ClickException, and a
+    ``--data-root`` given with a folder data set is refused (a folder is found by its own path; the option would
+    be silently ignored)."""
+    try:
+        ref = resolve_dataset(dataset)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    check_data_root(ref, data_root)
+    return ref
+
+
+def check_data_root(ref: DatasetRef, data_root: Path | str | None) -> None:
+    """Refuse ``--data-root`` for a folder data set, which it cannot affect."""
+    if data_root is not None and ref.folder is not None:
+        raise click.UsageError(
+            f"--data-root applies to the registered data sets ({', '.join(sorted(DATASETS))}); {ref.folder} is a "
+            "folder data set, found by its own path"
+        )
+
+
+def check_features_or_fail(splits: Any) -> None:
+    """Refuse training or test features holding NaN/inf (a damaged cache or clip), naming how many clips and
+    which, before any training blames the learning rate for it."""
+    from ddfad_apps.distill.compat import NonFiniteInputError, check_finite
+
+    try:
+        check_finite(splits.train.features, "the training features")
+        check_finite(splits.test.features, "the test features")
+    except NonFiniteInputError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def load_splits_or_fail(dataset: str, data_root: Path | str | None, progress: bool = True, **options: Any):

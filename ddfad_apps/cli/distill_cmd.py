@@ -15,7 +15,10 @@ from typing import Any
 
 import click
 
-from ddfad_apps.cli.data_options import data_options, dataset_options, load_splits_or_fail
+from ddfad_apps.cli.data_options import (
+    check_data_root, check_features_or_fail, data_options, dataset_options, load_splits_or_fail,
+    resolve_dataset_or_fail,
+)
 from ddfad_apps.distill.presets import METHODS, PRESETS
 
 MODEL_CHOICES = ("convnet", "resnet18", "vgg11")
@@ -82,24 +85,33 @@ def distill(dataset: str, data_root: Path | None, split_mode: str | None, method
     from ddfad_apps.data.registry import list_clips
     from ddfad_apps.distill import NotEnoughClipsError, SyntheticSet, check_clips_per_class
     from ddfad_apps.distill import distill as run_distill
-    from ddfad_apps.distill.presets import method_settings
+    from ddfad_apps.distill.compat import IncompatibleSetError, NonFiniteInputError, check_compatible
+    from ddfad_apps.distill.presets import CORESET_METHODS, method_settings
     from ddfad_apps.distill.run_folder import CHECKPOINT_FILE, ForeignRunError, prepare_run_folder
+    from ddfad_apps.distill.synthetic_set import InvalidSetError
     from ddfad_apps.training import NonFiniteLossError, resolve_device
 
     progress = not no_progress
     echo = _progress_echo(progress)
     options = dataset_options(dataset, split_mode)
+    if iterations is not None and method in CORESET_METHODS:
+        raise click.UsageError(f"--iterations does not apply to --method {method}: a coreset method selects "
+                               "clips in one pass")
+    if eval_epochs is not None and not eval_seeds:
+        raise click.UsageError("--eval-epochs has no effect with --eval-seeds 0 (no evaluation)")
+    ref = resolve_dataset_or_fail(dataset, data_root)
     dev = resolve_device(device)
-    splits = load_splits_or_fail(dataset, data_root, progress, **options)
-    short = Path(dataset).name if Path(dataset).exists() else dataset.lower()
+    splits = load_splits_or_fail(ref.argument, data_root, progress, **options)
+    check_features_or_fail(splits)
+    short = ref.name
     out = out or Path("runs") / "distill" / f"{short}-{method}-cpc{cpc}-{model_name}-{preset}-s{seed}"
-    overrides = {"iterations": iterations} if iterations and method not in ("random", "herding", "kcenter") else {}
+    overrides = {"iterations": iterations} if iterations else {}
     settings = method_settings(method, preset, cpc, len(splits.train), **overrides)
     try:
         check_clips_per_class(splits.train, cpc)
     except NotEnoughClipsError as exc:
         raise click.ClickException(str(exc)) from exc
-    request = {"dataset": short, "options": options, "method": method, "cpc": cpc, "model": model_name,
+    request = {"dataset": ref.record(), "options": options, "method": method, "cpc": cpc, "model": model_name,
                "preset": preset, "seed": seed, "settings": settings, "features": splits.config.as_dict()}
     try:
         state = prepare_run_folder(out, request, force)
@@ -113,15 +125,20 @@ def distill(dataset: str, data_root: Path | None, split_mode: str | None, method
 
     from ddfad_apps.tracking import tracking_run
 
-    params = {"dataset": short, **options, "method": method, "cpc": cpc, "model": model_name, "preset": preset,
-              "seed": seed, "device": str(dev), "out": str(out), "settings": settings,
+    params = {"dataset": ref.record(), **options, "method": method, "cpc": cpc, "model": model_name,
+              "preset": preset, "seed": seed, "device": str(dev), "out": str(out), "settings": settings,
               "features": splits.config.as_dict()}
     try:
         with tracking_run(experiment, out.name, params, tracking_uri, tags={"command": "distill"}) as run:
             started = time.perf_counter()
             steps: list[dict[str, float]] = []
             if state == "complete":
-                syn = SyntheticSet.load(out)
+                try:
+                    syn = SyntheticSet.load(out)
+                    check_compatible(syn, splits.train, splits.stats, f"the distilled set in {out}",
+                                     f"data set {short!r} ({ref.argument})")
+                except (InvalidSetError, IncompatibleSetError) as exc:
+                    raise click.ClickException(f"{exc}; pass --force to distil it again") from exc
             else:
                 def on_step(rec: dict[str, float]) -> None:
                     steps.append({"iteration": int(rec["iteration"]), "loss": float(rec["loss"])})
@@ -131,7 +148,7 @@ def distill(dataset: str, data_root: Path | None, split_mode: str | None, method
                     syn = run_distill(splits.train, cpc, method, preset, settings=settings, model=model_name,
                                       device=dev, seed=seed, test=splits.test, stats=splits.stats,
                                       checkpoint=out / CHECKPOINT_FILE, progress=progress, on_step=on_step)
-                except NotEnoughClipsError as exc:
+                except (NotEnoughClipsError, NonFiniteInputError) as exc:
                     raise click.ClickException(str(exc)) from exc
                 except NonFiniteLossError as exc:
                     kept = out / CHECKPOINT_FILE
@@ -158,7 +175,7 @@ def distill(dataset: str, data_root: Path | None, split_mode: str | None, method
             if audio:
                 from ddfad_apps.reconstruct.export import export_audio
 
-                clips = list_clips(dataset, "train", data_root, **options)
+                clips = list_clips(ref.argument, "train", data_root, **options)
                 exported = export_audio(syn, clips, out)
                 run.artifact(exported.audio_dir, "audio")
                 run.artifact(exported.figure)
@@ -199,32 +216,38 @@ def _history(syn, out: Path, steps: list[dict[str, float]]) -> list[dict[str, fl
               help="Gaussian noise (normalised feature units) added to the set before training: robustness test.")
 @click.option("--roundtrip", is_flag=True,
               help="Also train on FD-MFCC extracted from the reconstructed audio (run `reconstruct` first).")
+@click.option("--dataset", "dataset_override", default=None, metavar="NAME|DIR",
+              help="Data set to test on instead of the one recorded in FOLDER/run.json (e.g. a folder that moved); "
+                   "it must match the set (classes, features, normalisation).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--tracking-uri", default=None, metavar="URI")
 @click.option("--experiment", default="ddfad-evaluate", show_default=True)
 @click.option("--no-progress", is_flag=True)
 def evaluate(folder: Path, models: str, seeds: int, epochs: int | None, width: int | None, noise_std: float,
-             roundtrip: bool, data_root: Path | None, device: str, tracking_uri: str | None, experiment: str,
-             no_progress: bool) -> None:
+             roundtrip: bool, dataset_override: str | None, data_root: Path | None, device: str,
+             tracking_uri: str | None, experiment: str, no_progress: bool) -> None:
     """Train fresh networks on the distilled set in FOLDER and report real test accuracy (mean +- std)."""
-    from ddfad_apps.distill import SyntheticSet
-    from ddfad_apps.distill.run_folder import read_request
+    from ddfad_apps.distill.compat import IncompatibleSetError, check_compatible
     from ddfad_apps.tracking import tracking_run
     from ddfad_apps.training import resolve_device
 
     progress = not no_progress
-    try:
-        request = read_request(folder)
-        syn = SyntheticSet.load(folder)
-    except FileNotFoundError as exc:
-        raise click.ClickException(str(exc)) from exc
     names = [m.strip().lower() for m in models.split(",") if m.strip()]
     bad = [m for m in names if m not in MODEL_CHOICES]
     if bad:
         raise click.UsageError(f"unknown model(s) {bad}; choose from {', '.join(MODEL_CHOICES)}")
+    request, syn, ref, options = _load_run(folder, dataset_override, data_root)
     dev = resolve_device(device)
-    splits = load_splits_or_fail(request["dataset"], data_root, progress, **request.get("options", {}))
+    splits = load_splits_or_fail(ref.argument, data_root, progress, **options)
+    check_features_or_fail(splits)
+    try:
+        check_compatible(syn, splits.test, splits.stats, f"the distilled set in {folder}",
+                         f"data set {ref.name!r} ({ref.argument})")
+    except IncompatibleSetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{len(syn)} {syn.method} clips from {folder}, tested on data set {ref.name!r} ({ref.argument}): "
+               f"{len(splits.test)} test clips, {splits.test.num_classes} classes")
     sets = {"features": syn}
     if roundtrip:
         sets["audio roundtrip"] = _roundtrip_set(folder, splits)
@@ -247,6 +270,32 @@ def evaluate(folder: Path, models: str, seeds: int, epochs: int | None, width: i
             click.echo(f"{kind:<16} {m:<10} {100 * r['mean']:.2f} +- {100 * r['std']:.2f}")
 
 
+def _load_run(folder: Path, dataset_override: str | None, data_root: Path | None):
+    """A run folder's request, its checked set, the data set it names (or ``dataset_override``) and that data
+    set's options; every fault (missing or damaged files, a recorded folder that moved or changed) becomes a
+    ClickException naming it."""
+    from ddfad_apps.data.registry import dataset_from_record
+    from ddfad_apps.distill import SyntheticSet
+    from ddfad_apps.distill.run_folder import RUN_FILE, read_request
+    from ddfad_apps.distill.synthetic_set import InvalidSetError
+
+    try:
+        request = read_request(folder)
+        syn = SyntheticSet.load(folder)
+        ref = dataset_from_record(request.get("dataset"), dataset_override, str(folder / RUN_FILE))
+    except (FileNotFoundError, InvalidSetError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    check_data_root(ref, data_root)
+    if request.get("preset") not in PRESETS:
+        raise click.ClickException(f"{folder / RUN_FILE} records preset {request.get('preset')!r}; expected one "
+                                   f"of {', '.join(PRESETS)}")
+    options = request.get("options") or {}
+    if options and ref.name != "ravdess":
+        raise click.ClickException(f"{folder / RUN_FILE} records options {options} for data set "
+                                   f"{request.get('dataset')!r}, which {ref.argument} does not take")
+    return request, syn, ref, options
+
+
 def _roundtrip_set(folder: Path, splits):
     """FD-MFCC of the reconstructed WAVs, normalised with the real training statistics, labelled as the set."""
     from ddfad_apps.data.registry import list_clips
@@ -266,23 +315,23 @@ def _roundtrip_set(folder: Path, splits):
 @click.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--n-iter", type=click.IntRange(min=1), default=32, show_default=True, help="Griffin-Lim iterations.")
+@click.option("--dataset", "dataset_override", default=None, metavar="NAME|DIR",
+              help="Data set the set was distilled from, instead of the one recorded in FOLDER/run.json (e.g. a "
+                   "folder that moved); it must match the set (classes, sample rate, clip length).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--device", default="auto", show_default=True)
-def reconstruct(folder: Path, n_iter: int, data_root: Path | None, device: str) -> None:
+def reconstruct(folder: Path, n_iter: int, dataset_override: str | None, data_root: Path | None,
+                device: str) -> None:
     """Turn the distilled set in FOLDER into WAV clips (FOLDER/audio) and draw original vs distilled."""
     from ddfad_apps.data.registry import list_clips
-    from ddfad_apps.distill import SyntheticSet
-    from ddfad_apps.distill.run_folder import read_request
+    from ddfad_apps.distill.compat import check_compatible
     from ddfad_apps.reconstruct.export import export_audio
     from ddfad_apps.training import resolve_device
 
+    _, syn, ref, options = _load_run(folder, dataset_override, data_root)
     try:
-        request = read_request(folder)
-        syn = SyntheticSet.load(folder)
-    except FileNotFoundError as exc:
-        raise click.ClickException(str(exc)) from exc
-    try:
-        clips = list_clips(request["dataset"], "train", data_root, **request.get("options", {}))
+        clips = list_clips(ref.argument, "train", data_root, **options)
+        check_compatible(syn, clips, None, f"the distilled set in {folder}", f"data set {ref.name!r} ({ref.argument})")
         exported = export_audio(syn, clips, folder, n_iter=n_iter, device=resolve_device(device))
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

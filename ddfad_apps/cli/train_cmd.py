@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ddfad_apps.cli.data_options import check_features_or_fail, resolve_dataset_or_fail
 from ddfad_apps.data.registry import DATASETS
 
 # Settings per (data set, model) measured to reach the README's accuracies in under ~10 minutes on a 2-core CPU
@@ -92,13 +93,14 @@ def train(
 
     model_name = model_name.lower()
     progress = not no_progress
-    is_ravdess = dataset.lower() == "ravdess"
+    ref = resolve_dataset_or_fail(dataset, data_root)
+    is_ravdess = ref.name == "ravdess" and ref.folder is None
     if split_mode is not None and not is_ravdess:
         raise click.UsageError("--split-mode applies to --dataset ravdess only")
     if depth is not None and model_name != "convnet":
         raise click.UsageError("--depth applies to --model convnet only")
 
-    preset = _defaults(dataset, model_name)
+    preset = _defaults(ref.argument, model_name)
     base = TrainConfig()
     cfg = TrainConfig(
         epochs=epochs or int(preset.get("epochs", base.epochs)),
@@ -125,12 +127,13 @@ def train(
     options = {"split_mode": split_mode} if split_mode else {}
     started = time.perf_counter()
     try:
-        splits = load_features(dataset, data_root, features_cfg, duration=duration, on_error=on_error,
+        splits = load_features(ref.argument, data_root, features_cfg, duration=duration, on_error=on_error,
                                progress=progress, **options)
     except (OSError, ValueError, AudioReadError) as exc:
         # DatasetNotFoundError, EmptyClassError, AudioReadError and bad folders: their messages name the problem.
         raise click.ClickException(str(exc)) from exc
     load_s = time.perf_counter() - started
+    check_features_or_fail(splits)
     train_set, test_set = splits.train, splits.test
     if len(test_set) == 0:
         raise click.ClickException(f"data set {dataset!r} has no test clips; a test split is needed to report accuracy")
@@ -148,7 +151,7 @@ def train(
     )
 
     params = {
-        "dataset": dataset, "model": {"name": model_name, **model_kwargs, "num_params": n_params},
+        "dataset": ref.record(), "model": {"name": model_name, **model_kwargs, "num_params": n_params},
         "train": asdict(cfg), "features": features_cfg.as_dict(), "seed": seed, "device": str(dev),
         "data": {"num_train": len(train_set), "num_test": len(test_set), "num_classes": train_set.num_classes,
                  "input_shape": list(train_set.input_shape), "sample_rate": train_set.meta.get("sample_rate"),
@@ -162,7 +165,7 @@ def train(
     from ddfad_apps.tracking import confusion_matrix_figure, tracking_run, training_curves_figure
     from ddfad_apps.training import predict, train_model
 
-    short = dataset.lower() if dataset.lower() in DATASETS else Path(dataset).name
+    short = ref.name
     name = run_name or "-".join(filter(None, (short, split_mode, model_name)))
     try:
         with tracking_run(experiment, name, params, tracking_uri, tags={"command": "train"}) as run:

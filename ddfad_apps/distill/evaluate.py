@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ddfad_apps.distill.augment import AudioAugment
+from ddfad_apps.distill.compat import check_compatible
 from ddfad_apps.distill.synthetic_set import SyntheticSet
 from ddfad_apps.features.dataset import FeatureSet
 from ddfad_apps.models import build_model
@@ -75,7 +76,12 @@ def evaluate(
     settings: EvalSettings | None = None, device: torch.device | str = "cpu", progress: bool = True,
     first_seed: int = 0,
 ) -> EvalResult:
-    """Test accuracy of ``seeds`` fresh ``model`` networks trained on ``syn`` only."""
+    """Test accuracy of ``seeds`` fresh ``model`` networks trained on ``syn`` only.
+
+    Raises :class:`~ddfad_apps.distill.compat.IncompatibleSetError` when ``syn`` does not describe ``test``'s data.
+    """
+    if isinstance(syn, SyntheticSet):
+        check_compatible(syn, test)
     settings = settings or EvalSettings()
     data = syn.as_feature_set() if isinstance(syn, SyntheticSet) else syn
     learned = syn.lr if isinstance(syn, SyntheticSet) else None
