@@ -25,8 +25,9 @@ from ddfad_apps.features import functional as AF
 from ddfad_apps.features.config import FeatureConfig
 from ddfad_apps.features.normalize import FeatureStats
 from ddfad_apps.reconstruct import (
-    FDMFCCInverse, db_to_power, de_emphasis, fd_mfcc_to_audio, griffin_lim, istft, mel_to_stft_magnitude,
-    mfcc_to_mel_db, plot_original_vs_distilled, spectral_convergence, write_audio_dataset,
+    FDMFCCInverse, db_to_power, de_emphasis, fd_mfcc_to_audio, griffin_lim, istft, log_spectral_distance,
+    mel_to_stft_magnitude, mfcc_to_mel_db, peak_stats, plot_original_vs_distilled, roundtrip_accuracy,
+    spectral_convergence, spectral_convergence_to, write_audio_dataset,
 )
 
 SR = 8000
@@ -199,7 +200,8 @@ def test_write_audio_dataset_reads_back_with_the_folder_loader(features, tmp_pat
     assert manifest["lr"] == pytest.approx(0.0123) and manifest["method"] == "mtt"
     assert manifest["features"] == CONFIG.as_dict()
     assert [c["index"] for c in manifest["clips"]] == list(range(6))
-    assert manifest["clips"][3] == {"class": "two", "label": 1, "path": "two/two_1.wav", "index": 3}
+    clip = {k: v for k, v in manifest["clips"][3].items() if k not in ("gain", "raw_peak")}
+    assert clip == {"class": "two", "label": 1, "path": "two/two_1.wav", "index": 3}
     info = sf.info(str(out / "four" / "four_0.wav"))
     assert (info.samplerate, info.frames, info.subtype) == (SR, SR, "PCM_16")
 
@@ -236,3 +238,101 @@ def test_figure_six_is_written(clips, features, tmp_path) -> None:
     path = plot_original_vs_distilled(waves, labels, synth, labels, classes, SR, tmp_path / "fig" / "fig6.png",
                                       dpi=60)
     assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_export_never_clips_and_records_each_gain(features, tmp_path) -> None:
+    # +40 dB on every mel band (c0 of the ortho DCT is sum(dB) / sqrt(n_mels)): raw reconstructions peak far
+    # above full scale, as distilled clips often do
+    loud = features.clone()
+    loud[:, 0, 0] += 40.0 * CONFIG.n_mels**0.5
+    synthetic = small_synthetic(loud)
+    out = write_audio_dataset(synthetic, tmp_path / "loud", SR, CONFIG, duration=1.0, n_iter=8, peak=0.99)
+    manifest = json.loads((out / "manifest.json").read_text())
+    raw = fd_mfcc_to_audio(synthetic.stats.invert(synthetic.features), SR, CONFIG, 8, momentum=0.99,
+                           regularization=1e-2, generator=torch.Generator().manual_seed(0), length=SR)
+    raw_peaks = raw.abs().amax(-1)
+    assert (raw_peaks > 5.0).all()  # the test case really is loud
+    for clip, expected_peak in zip(manifest["clips"], raw_peaks.tolist()):
+        assert clip["raw_peak"] == pytest.approx(expected_peak, rel=1e-5)
+        assert clip["gain"] == pytest.approx(0.99 / expected_peak, rel=1e-5)
+        wave, _ = sf.read(str(out / clip["path"]), dtype="float32")
+        stats = peak_stats(torch.from_numpy(wave))
+        assert float(stats.peak) <= 1.0 and float(stats.peak) == pytest.approx(0.99, abs=1e-3)
+        assert float(stats.clip_fraction) == 0.0
+
+
+# --- fidelity measures on known signals --------------------------------------------------------------------
+
+
+def tone(freq: float = 1000.0, amplitude: float = 0.5, n: int = SR) -> torch.Tensor:
+    """A sine at ``freq``; at 1 kHz and 8 kHz a period is 8 samples, so the peak sample is exactly ``amplitude``."""
+    return amplitude * torch.sin(2 * torch.pi * freq * torch.arange(n, dtype=torch.float64) / SR)
+
+
+def test_fidelity_of_a_pure_tone() -> None:
+    x = tone()
+    assert float(spectral_convergence_to(x, x, SR)) == pytest.approx(0.0, abs=1e-7)
+    assert float(log_spectral_distance(x, x, SR)) == 0.0
+    # magnitudes scale linearly: half the level is half the reference norm away
+    assert float(spectral_convergence_to(x, 0.5 * x, SR)) == pytest.approx(0.5, rel=1e-6)
+    noise = torch.randn(2, SR, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    lsd = log_spectral_distance(noise, 0.5 * noise, SR)
+    assert lsd.shape == (2,)
+    torch.testing.assert_close(lsd, torch.full((2,), 20 * np.log10(2.0), dtype=torch.float32), rtol=1e-5, atol=0)
+    assert float(spectral_convergence_to(x, tone(2000.0), SR)) > 1.0  # another pitch is no reconstruction
+    stats = peak_stats(torch.stack([x, tone(amplitude=0.25)]))
+    torch.testing.assert_close(stats.peak, torch.tensor([0.5, 0.25]))
+    assert stats.clip_fraction.tolist() == [0.0, 0.0] and not stats.clipping.any()
+
+
+def test_fidelity_of_silence_is_defined() -> None:
+    silence, x = torch.zeros(SR), tone()
+    assert float(spectral_convergence_to(silence, silence, SR)) == 0.0
+    assert float(spectral_convergence_to(silence, x, SR)) == float("inf")
+    assert float(spectral_convergence_to(x, silence, SR)) == pytest.approx(1.0)  # all of the signal is missing
+    assert float(log_spectral_distance(silence, silence, SR)) == 0.0
+    assert np.isfinite(float(log_spectral_distance(silence, x, SR)))
+    stats = peak_stats(silence)
+    assert float(stats.peak) == 0.0 and float(stats.clip_fraction) == 0.0
+    with pytest.raises(ValueError, match="same shape"):
+        spectral_convergence_to(silence, silence[:100], SR)
+
+
+def test_clip_fraction_counts_clipped_samples(tmp_path) -> None:
+    # 1.5 x a 1 kHz sine at 8 kHz: samples 0, +-1.06, +-1.5, +-1.06 -> 6 of every 8 reach full scale
+    clipped = tone(amplitude=1.5).clamp(-1.0, 1.0)
+    stats = peak_stats(clipped)
+    assert float(stats.peak) == 1.0 and float(stats.clip_fraction) == pytest.approx(0.75)
+    # as a 16-bit file, full scale reads back as 1 - 2**-15: still counted
+    sf.write(str(tmp_path / "c.wav"), clipped.numpy(), SR, subtype="PCM_16")
+    back = torch.from_numpy(sf.read(str(tmp_path / "c.wav"), dtype="float32")[0])
+    assert float(peak_stats(back).clip_fraction) == pytest.approx(0.75)
+    assert float(peak_stats(0.9 * back).clip_fraction) == 0.0
+    over = torch.tensor([[0.0, 1.2, -1.0, 0.5], [0.1, 0.2, 0.3, 0.4]])
+    assert peak_stats(over).clip_fraction.tolist() == [0.5, 0.0]
+    assert peak_stats(over).clipping.tolist() == [True, False]
+
+
+def test_roundtrip_accuracy_classifies_real_and_reconstructed_clips(fsdd_root) -> None:
+    from ddfad_apps.features import load_features
+    from ddfad_apps.models import build_model
+    from ddfad_apps.training.loops import TrainConfig, predict, train_model
+
+    splits = load_features("fsdd", data_root=fsdd_root.parent, progress=False)
+    torch.manual_seed(0)
+    model = build_model("convnet", 10, splits.train.input_shape, width=16)
+    train = splits.train.subset(torch.arange(0, len(splits.train), 3))  # 900 clips: seconds, and enough
+    train_model(model, train, TrainConfig(epochs=5, batch_size=64, lr=0.05), progress=False,
+                generator=torch.Generator().manual_seed(0))
+    test = list_clips("fsdd", "test", data_root=fsdd_root.parent)
+    idx = list(range(0, len(test), 10))  # 30 clips, every digit
+    waves, _ = read_many([test.paths[i] for i in idx], SR, test.num_samples, progress=False)
+    labels = torch.tensor([test.labels[i] for i in idx])
+    rt = roundtrip_accuracy(model, waves, labels, SR, splits.stats, CONFIG, n_iter=16)
+    # the originals' accuracy is the network's accuracy on the cached test features of the same clips
+    cached = (predict(model, splits.test.features[idx]) == labels).float().mean().item()
+    assert rt.original_accuracy == pytest.approx(cached)
+    assert rt.original_accuracy >= 0.8, rt
+    assert rt.reconstructed.shape == waves.shape and torch.isfinite(rt.reconstructed).all()
+    assert rt.roundtrip_accuracy >= rt.original_accuracy - 0.2, rt  # the class survives the trip through audio
+    assert rt.drop == pytest.approx(rt.original_accuracy - rt.roundtrip_accuracy)

@@ -26,6 +26,22 @@ from ddfad_apps.features import functional as AF
 from ddfad_apps.features.config import FeatureConfig
 
 GL_INITS = ("random", "zeros")
+WINDOWS = ("hann", "hamming")
+
+
+def analysis_window(
+    name: str, win_length: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Periodic ``name`` window (``'hann'`` or ``'hamming'``), the STFT window librosa and torch.stft use.
+
+    Griffin-Lim must analyse and synthesise with the window the features were computed with, so the window is a
+    parameter everywhere below (the features default to Hann; Hamming is what the framing benchmark compares).
+    """
+    if name == "hann":
+        return torch.hann_window(win_length, periodic=True, dtype=dtype, device=device)
+    if name == "hamming":
+        return torch.hamming_window(win_length, periodic=True, dtype=dtype, device=device)
+    raise ValueError(f"unknown window {name!r}; choose one of {WINDOWS}")
 
 
 def mfcc_to_mel_db(mfcc: torch.Tensor, n_mels: int) -> torch.Tensor:
@@ -90,9 +106,9 @@ def mel_to_stft_magnitude(
 
 @functools.lru_cache(maxsize=32)
 def _ola_operators(
-    n_fft: int, hop_length: int, win_length: int, frames: int, regularization: float
+    n_fft: int, hop_length: int, win_length: int, frames: int, regularization: float, window_name: str = "hann"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Periodic Hann zero-padded to ``n_fft`` (centred, as torch.stft and librosa) and ``1 / envelope``.
+    """Periodic ``window_name`` window zero-padded to ``n_fft`` (centred, as torch.stft and librosa), ``1 / envelope``.
 
     With ``regularization > 0`` it is ``1 / (envelope + regularization * max(envelope))`` instead.  It covers the
     whole overlap-added buffer and is zero in the ``n_fft // 2`` margins that ``center=True`` trims, so that the
@@ -100,7 +116,7 @@ def _ola_operators(
     """
     if win_length > n_fft:
         raise ValueError(f"win_length={win_length} exceeds n_fft={n_fft}")
-    window = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
+    window = analysis_window(window_name, win_length, torch.float64)
     left = (n_fft - win_length) // 2
     window = F.pad(window, (left, n_fft - win_length - left))
     full = n_fft + hop_length * (frames - 1)
@@ -134,9 +150,10 @@ def _analyse(buffer: torch.Tensor, n_fft: int, hop_length: int, window: torch.Te
 
 
 def _operators_for(
-    n_fft: int, hop_length: int, win_length: int, frames: int, regularization: float, like: torch.Tensor
+    n_fft: int, hop_length: int, win_length: int, frames: int, regularization: float, like: torch.Tensor,
+    window_name: str = "hann",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    window, inverse = _ola_operators(n_fft, hop_length, win_length, frames, float(regularization))
+    window, inverse = _ola_operators(n_fft, hop_length, win_length, frames, float(regularization), window_name)
     real = like.real.dtype if like.is_complex() else like.dtype
     return window.to(device=like.device, dtype=real), inverse.to(device=like.device, dtype=real)
 
@@ -149,8 +166,8 @@ def _trim(buffer: torch.Tensor, n_fft: int, length: int | None) -> torch.Tensor:
     return F.pad(out, (0, length - out.shape[-1])) if out.shape[-1] < length else out
 
 
-def _stft(wave: torch.Tensor, n_fft: int, hop_length: int, win_length: int) -> torch.Tensor:
-    window = torch.hann_window(win_length, periodic=True, dtype=wave.dtype, device=wave.device)
+def _stft(wave: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window_name: str = "hann") -> torch.Tensor:
+    window = analysis_window(window_name, win_length, wave.dtype, wave.device)
     return torch.stft(
         wave, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=True,
         pad_mode="constant", return_complex=True,
@@ -159,7 +176,7 @@ def _stft(wave: torch.Tensor, n_fft: int, hop_length: int, win_length: int) -> t
 
 def istft(
     spec: torch.Tensor, n_fft: int, hop_length: int, win_length: int, length: int | None = None,
-    regularization: float = 0.0,
+    regularization: float = 0.0, window: str = "hann",
 ) -> torch.Tensor:
     """Least-squares inverse STFT ``(..., n_fft // 2 + 1, frames)`` -> ``(..., T)`` (periodic Hann, centred).
 
@@ -172,15 +189,15 @@ def istft(
     """
     lead = spec.shape[:-2]
     flat = spec.reshape(-1, *spec.shape[-2:]).transpose(-1, -2)
-    window, inverse = _operators_for(n_fft, hop_length, win_length, flat.shape[1], regularization, spec)
-    wave = _trim(_synthesise(flat, n_fft, hop_length, window, inverse), n_fft, length)
+    win, inverse = _operators_for(n_fft, hop_length, win_length, flat.shape[1], regularization, spec, window)
+    wave = _trim(_synthesise(flat, n_fft, hop_length, win, inverse), n_fft, length)
     return wave.reshape(*lead, wave.shape[-1])
 
 
 def griffin_lim(
     magnitude: torch.Tensor, n_fft: int, hop_length: int, win_length: int, n_iter: int = 32,
     momentum: float = 0.99, init: str = "random", generator: torch.Generator | None = None,
-    length: int | None = None, regularization: float = 0.0,
+    length: int | None = None, regularization: float = 0.0, window: str = "hann",
 ) -> torch.Tensor:
     """Fast Griffin-Lim (Perraudin, Balazs & Soendergaard 2013) on a batch ``(..., n_fft // 2 + 1, frames)``.
 
@@ -213,7 +230,7 @@ def griffin_lim(
     mag = mag.transpose(-1, -2).contiguous()  # (B, frames, bins): rfft's own layout, no transposes in the loop
     coeffs = coeffs.transpose(-1, -2).contiguous()
     frames = mag.shape[1]
-    window, inverse = _operators_for(n_fft, hop_length, win_length, frames, regularization, mag)
+    window, inverse = _operators_for(n_fft, hop_length, win_length, frames, regularization, mag, window)
     eps = torch.finfo(mag.dtype).tiny
     beta = momentum / (1.0 + momentum)
     previous: torch.Tensor | None = None
@@ -232,11 +249,11 @@ def griffin_lim(
 
 
 def spectral_convergence(
-    magnitude: torch.Tensor, wave: torch.Tensor, n_fft: int, hop_length: int, win_length: int
+    magnitude: torch.Tensor, wave: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: str = "hann",
 ) -> torch.Tensor:
     """``||S - |STFT(y)||| / ||S||`` per clip: how consistent Griffin-Lim's answer is with its target magnitude."""
     lead = wave.shape[:-1]
-    rebuilt = _stft(wave.reshape(-1, wave.shape[-1]), n_fft, hop_length, win_length).abs()
+    rebuilt = _stft(wave.reshape(-1, wave.shape[-1]), n_fft, hop_length, win_length, window).abs()
     rebuilt = rebuilt.reshape(*lead, *rebuilt.shape[-2:])
     frames = min(rebuilt.shape[-1], magnitude.shape[-1])
     err = (magnitude[..., :frames] - rebuilt[..., :frames]).flatten(-2).norm(dim=-1)
@@ -280,7 +297,7 @@ def de_emphasis(wave: torch.Tensor, coef: float = 0.97) -> torch.Tensor:
 def fd_mfcc_to_audio(
     features_raw: torch.Tensor, sample_rate: int, config: FeatureConfig | None = None, n_iter: int = 32, *,
     momentum: float = 0.99, init: str = "random", generator: torch.Generator | None = None,
-    length: int | None = None, nnls_iter: int = 50, regularization: float = 1e-2,
+    length: int | None = None, nnls_iter: int = 50, regularization: float = 1e-2, window: str | None = None,
 ) -> torch.Tensor:
     """Raw (un-normalised) FD-MFCC ``(N, 3, n_mfcc, frames)`` -> waveforms ``(N, T)``.
 
@@ -288,6 +305,7 @@ def fd_mfcc_to_audio(
     set they only describe how it changes over time.  Plain-MFCC features ``(N, 1, n_mfcc, frames)`` work too.
     ``T`` defaults to ``hop * (frames - 1)``, the original clip length whenever that was a multiple of the hop.
     ``regularization`` is Griffin-Lim's (see :func:`griffin_lim`; 0 gives librosa's synthesis and its clicks).
+    ``window`` must be the features' analysis window: the config's ``window`` when it has one, else Hann.
     """
     config = config or FeatureConfig()
     if config.kind not in ("fd_mfcc", "mfcc"):
@@ -299,7 +317,8 @@ def fd_mfcc_to_audio(
     win_length, hop_length, n_fft = AF.frame_params(sample_rate, config.frame_ms, config.hop_ms)
     mel_power = db_to_power(mfcc_to_mel_db(features_raw[:, 0], config.n_mels))
     magnitude = mel_to_stft_magnitude(mel_power, sample_rate, n_fft, n_iter=nnls_iter)
+    window = window or getattr(config, "window", "hann")
     wave = griffin_lim(
-        magnitude, n_fft, hop_length, win_length, n_iter, momentum, init, generator, length, regularization
+        magnitude, n_fft, hop_length, win_length, n_iter, momentum, init, generator, length, regularization, window
     )
     return de_emphasis(wave, config.pre_emphasis)

@@ -54,7 +54,9 @@ def write_audio_dataset(
     """Reconstruct every clip of ``synthetic`` (fast Griffin-Lim) and write the WAV folder; returns ``out_dir``.
 
     Each clip is scaled to ``peak`` (its absolute level is whatever the optimisation made it, often far above
-    full scale).  ``seed`` fixes the random initial phases so that an export can be repeated bit for bit.
+    full scale), so no clip clips; the manifest records each clip's linear ``gain`` (1 for a silent clip) and the
+    ``raw_peak`` it was applied to, so the features' own level can be recovered.  ``seed`` fixes the random
+    initial phases so that an export can be repeated bit for bit.
     """
     if synthetic.stats is None:
         raise ValueError(
@@ -105,8 +107,13 @@ def write_audio_dataset(
                 raw, sample_rate, config, n_iter, momentum=MOMENTUM, regularization=REGULARIZATION,
                 generator=generator, length=length,
             )
-            scale = peak / waves.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12)
-            waves = (waves * scale).clamp_(-1.0, 1.0).cpu().numpy().astype(np.float32)
+            raw_peaks = waves.abs().amax(dim=-1, keepdim=True)
+            bad = (~torch.isfinite(raw_peaks)).flatten().nonzero().flatten().tolist()
+            if bad:
+                raise ValueError(f"reconstructed clip(s) {[start + i for i in bad]} are not finite (NaN/inf features?)")
+            gains = torch.where(raw_peaks > 0, peak / raw_peaks.clamp_min(1e-30), torch.ones_like(raw_peaks))
+            waves = (waves * gains).clamp_(-1.0, 1.0).cpu().numpy().astype(np.float32)
+            gains, raw_peaks = gains.flatten().tolist(), raw_peaks.flatten().tolist()
             for offset, wave in enumerate(waves):
                 index = start + offset
                 label = int(labels[index])
@@ -114,7 +121,8 @@ def write_audio_dataset(
                 rel = f"{name}/{name}_{seen[label]:0{width}d}.wav"
                 seen[label] += 1
                 sf.write(str(tmp / rel), wave, sample_rate, subtype="PCM_16")
-                clips.append({"class": name, "label": label, "path": rel, "index": index})
+                clips.append({"class": name, "label": label, "path": rel, "index": index,
+                              "gain": gains[offset], "raw_peak": raw_peaks[offset]})
         manifest = {
             "writer": WRITER,
             "classes": classes,
