@@ -166,6 +166,36 @@ def test_modules_equal_functional(fsdd_waves):
         FeatureConfig(kind="spectrogram")
 
 
+def test_modules_hold_their_matrices_as_buffers_that_follow_the_module(fsdd_waves):
+    from ddfad_apps.features.transforms import FEATURE_MODULES, feature_module
+
+    m = FDMFCC(SR)
+    assert {n for n, _ in m.named_buffers()} == {"window", "mel_fb", "dct", "delta1", "delta2"}
+    assert m.mel_fb.shape == (40, N_FFT // 2 + 1) and m.dct.shape == (20, 40) and m.window.shape == (WIN,)
+    w64 = fsdd_waves[:2].double()
+    m64 = FDMFCC(SR).to(torch.float64)  # buffers move with the module (``.to(device)`` alike)
+    assert all(b.dtype == torch.float64 for b in m64.buffers())
+    torch.testing.assert_close(m64(w64), AF.fd_mfcc(w64, SR), rtol=0, atol=1e-9)
+    # the buffers are what the module computes with: zeroing the DCT zeroes every coefficient
+    with torch.no_grad():
+        m64.dct.zero_()
+    assert m64(w64).abs().max() == 0
+    assert set(FEATURE_MODULES) == {"fd_mfcc", "mfcc", "lpcc"}
+    for kind in FEATURE_MODULES:
+        cfg = FeatureConfig(kind=kind)
+        assert isinstance(feature_module(cfg, SR), FEATURE_MODULES[kind]) and feature_module(cfg, SR).config == cfg
+
+
+@pytest.mark.slow
+def test_fd_mfcc_module_exports_to_a_graph(fsdd_waves):
+    w = fsdd_waves[:2].float()
+    module = FDMFCC(SR)
+    program = torch.export.export(module, (w,))
+    assert {"window", "mel_fb", "dct"} <= {s.target for s in program.graph_signature.input_specs if s.target}
+    assert torch.equal(program.module()(w), module(w))
+    assert torch.equal(module(w), AF.fd_mfcc(w, SR))  # exporting left no traced state behind
+
+
 def test_features_are_differentiable(fsdd_waves):
     w = fsdd_waves[:2].clone().requires_grad_(True)
     AF.fd_mfcc(w, SR).sum().backward()

@@ -99,23 +99,9 @@ class FeatureConfig:
         return 1 + num_samples // hop
 
     def extract(self, waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
-        """Waveforms ``(N, T)`` -> features ``(N, channels, n_coeffs, frames)``."""
+        """Waveforms ``(N, T)`` -> features ``(N, channels, n_coeffs, frames)``, by this kind's module
+        (:data:`ddfad_apps.features.transforms.FEATURE_MODULES`)."""
+        from ddfad_apps.features.transforms import feature_module
+
         self.check(sample_rate, waveform.shape[-1])
-        if self.kind == "fd_mfcc":
-            return AF.fd_mfcc(
-                waveform, sample_rate, n_mfcc=self.n_coeffs, frame_ms=self.frame_ms, hop_ms=self.hop_ms,
-                n_mels=self.n_mels, pre_emphasis_coef=self.pre_emphasis, delta_width=self.delta_width,
-                top_db=self.top_db,
-            )
-        if self.kind == "mfcc":
-            win, hop, n_fft = AF.frame_params(sample_rate, self.frame_ms, self.hop_ms)
-            out = AF.mfcc(
-                AF.pre_emphasis(waveform, self.pre_emphasis), sample_rate, n_mfcc=self.n_coeffs, n_fft=n_fft,
-                hop_length=hop, win_length=win, n_mels=self.n_mels, top_db=self.top_db,
-            )
-        else:
-            out = AF.lpcc(
-                waveform, sample_rate, n_lpcc=self.n_coeffs, lpc_order=self.lpc_order, frame_ms=self.frame_ms,
-                hop_ms=self.hop_ms, pre_emphasis_coef=self.pre_emphasis,
-            )
-        return out.unsqueeze(-3)
+        return feature_module(self, sample_rate).to(waveform.device)(waveform)

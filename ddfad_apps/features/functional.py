@@ -35,13 +35,20 @@ def frame_params(sample_rate: int, frame_ms: float, hop_ms: float) -> tuple[int,
     return win_length, hop_length, n_fft
 
 
+def hann_window(win_length: int, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Periodic Hann window, computed in float64 and cast (so float32 and float64 callers share its values)."""
+    return torch.hann_window(win_length, periodic=True, dtype=torch.float64, device=device).to(dtype)
+
+
 def power_spectrogram(
-    waveform: torch.Tensor, n_fft: int, hop_length: int, win_length: int, center: bool = True
+    waveform: torch.Tensor, n_fft: int, hop_length: int, win_length: int, center: bool = True,
+    window: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``|STFT|^2`` with a periodic Hann window, shape ``(..., n_fft // 2 + 1, frames)``."""
+    """``|STFT|^2`` with a periodic Hann window (or ``window``), shape ``(..., n_fft // 2 + 1, frames)``."""
     shape = waveform.shape
     flat = waveform.reshape(-1, shape[-1])
-    window = torch.hann_window(win_length, periodic=True, dtype=flat.dtype, device=flat.device)
+    if window is None:
+        window = hann_window(win_length, flat.device, flat.dtype)
     spec = torch.stft(
         flat, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
         center=center, pad_mode="constant", return_complex=True,
@@ -66,7 +73,8 @@ def mel_filterbank(
 ) -> torch.Tensor:
     """Slaney-scale, Slaney-normalised triangular filters ``(n_mels, n_fft // 2 + 1)`` (librosa's default)."""
     f_max = float(sample_rate) / 2 if f_max is None else float(f_max)
-    return _mel_fb_cpu(sample_rate, n_fft, n_mels, float(f_min), f_max).to(device=device, dtype=dtype)
+    # a copy, always: a caller that modifies its filters in place must not change the cached ones
+    return _mel_fb_cpu(sample_rate, n_fft, n_mels, float(f_min), f_max).to(device=device, dtype=dtype, copy=True)
 
 
 def power_to_db(power: torch.Tensor, amin: float = 1e-10, top_db: float | None = 80.0) -> torch.Tensor:
@@ -89,28 +97,34 @@ def _dct_cpu(n_mfcc: int, n_mels: int) -> torch.Tensor:
 
 def dct_matrix(n_mfcc: int, n_mels: int, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Orthonormal DCT-II matrix ``(n_mfcc, n_mels)``; its transpose is the inverse used for reconstruction."""
-    return _dct_cpu(n_mfcc, n_mels).to(device=device, dtype=dtype)
+    return _dct_cpu(n_mfcc, n_mels).to(device=device, dtype=dtype, copy=True)  # a copy: see mel_filterbank
 
 
 def log_mel_spectrogram(
     waveform: torch.Tensor, sample_rate: int, n_fft: int, hop_length: int, win_length: int,
     n_mels: int = 40, f_min: float = 0.0, f_max: float | None = None, top_db: float | None = 80.0,
+    window: torch.Tensor | None = None, filterbank: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """dB-scaled mel spectrogram ``(..., n_mels, frames)``."""
-    power = power_spectrogram(waveform, n_fft, hop_length, win_length)
-    fb = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, device=power.device, dtype=power.dtype)
+    """dB-scaled mel spectrogram ``(..., n_mels, frames)``; ``window`` / ``filterbank`` may be passed in
+    precomputed (a module's buffers) instead of being built for the input's device and dtype."""
+    power = power_spectrogram(waveform, n_fft, hop_length, win_length, window=window)
+    fb = filterbank if filterbank is not None else mel_filterbank(
+        sample_rate, n_fft, n_mels, f_min, f_max, device=power.device, dtype=power.dtype)
     return power_to_db(torch.matmul(fb, power), top_db=top_db)
 
 
 def mfcc(
     waveform: torch.Tensor, sample_rate: int, n_mfcc: int = 20, n_fft: int = 256, hop_length: int = 160,
     win_length: int | None = None, n_mels: int = 40, f_min: float = 0.0, f_max: float | None = None,
-    top_db: float | None = 80.0,
+    top_db: float | None = 80.0, window: torch.Tensor | None = None, filterbank: torch.Tensor | None = None,
+    dct: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MFCC ``(..., n_mfcc, frames)``: power STFT -> mel -> dB -> DCT-II (ortho), as ``librosa.feature.mfcc``."""
     win_length = n_fft if win_length is None else win_length
-    log_mel = log_mel_spectrogram(waveform, sample_rate, n_fft, hop_length, win_length, n_mels, f_min, f_max, top_db)
-    return torch.matmul(dct_matrix(n_mfcc, n_mels, log_mel.device, log_mel.dtype), log_mel)
+    log_mel = log_mel_spectrogram(waveform, sample_rate, n_fft, hop_length, win_length, n_mels, f_min, f_max, top_db,
+                                  window, filterbank)
+    dct = dct if dct is not None else dct_matrix(n_mfcc, n_mels, log_mel.device, log_mel.dtype)
+    return torch.matmul(dct, log_mel)
 
 
 @functools.lru_cache(maxsize=16)
@@ -118,7 +132,14 @@ def _savgol_kernel(width: int, order: int) -> torch.Tensor:
     return torch.tensor(savgol_coeffs(width, polyorder=order, deriv=order, use="dot"), dtype=torch.float64)
 
 
-def delta(features: torch.Tensor, order: int = 1, width: int = 9) -> torch.Tensor:
+def delta_kernel(width: int, order: int, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The Savitzky-Golay derivative filter ``(width,)`` that :func:`delta` convolves with."""
+    if width < 3 or width % 2 == 0:
+        raise ValueError(f"delta width must be an odd integer >= 3, got {width}")
+    return _savgol_kernel(width, order).to(device=device, dtype=dtype, copy=True)  # a copy: see mel_filterbank
+
+
+def delta(features: torch.Tensor, order: int = 1, width: int = 9, kernel: torch.Tensor | None = None) -> torch.Tensor:
     """Local derivative of ``order`` along the last (time) axis, as ``librosa.feature.delta``.
 
     A Savitzky-Golay filter of polynomial order ``order``: inside the clip a convolution; at the edges librosa's
@@ -130,7 +151,8 @@ def delta(features: torch.Tensor, order: int = 1, width: int = 9) -> torch.Tenso
     frames = features.shape[-1]
     if frames < width:
         raise ValueError(f"delta needs at least width={width} frames, got {frames}; use a longer clip or smaller width")
-    kernel = _savgol_kernel(width, order).to(device=features.device, dtype=features.dtype)
+    if kernel is None:
+        kernel = delta_kernel(width, order, features.device, features.dtype)
     flat = features.reshape(-1, 1, frames)
     valid = F.conv1d(flat, kernel.view(1, 1, -1))
     out = F.pad(valid, (width // 2, width // 2), mode="replicate")
@@ -140,6 +162,7 @@ def delta(features: torch.Tensor, order: int = 1, width: int = 9) -> torch.Tenso
 def fd_mfcc(
     waveform: torch.Tensor, sample_rate: int, n_mfcc: int = 20, frame_ms: float = 20.0, hop_ms: float = 20.0,
     n_mels: int = 40, pre_emphasis_coef: float = 0.97, delta_width: int = 9, top_db: float | None = 80.0,
+    window: torch.Tensor | None = None, filterbank: torch.Tensor | None = None, dct: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fused-difference MFCC: ``stack([mfcc, delta1, delta2])`` of shape ``(..., 3, n_mfcc, frames)``.
 
@@ -148,7 +171,8 @@ def fd_mfcc(
     win_length, hop_length, n_fft = frame_params(sample_rate, frame_ms, hop_ms)
     coeffs = mfcc(
         pre_emphasis(waveform, pre_emphasis_coef), sample_rate, n_mfcc=n_mfcc, n_fft=n_fft,
-        hop_length=hop_length, win_length=win_length, n_mels=n_mels, top_db=top_db,
+        hop_length=hop_length, win_length=win_length, n_mels=n_mels, top_db=top_db, window=window,
+        filterbank=filterbank, dct=dct,
     )
     return torch.stack([coeffs, delta(coeffs, 1, delta_width), delta(coeffs, 2, delta_width)], dim=-3)
 
@@ -171,7 +195,7 @@ def _levinson(autocorr: torch.Tensor, order: int) -> torch.Tensor:
 
 def lpcc(
     waveform: torch.Tensor, sample_rate: int, n_lpcc: int = 20, lpc_order: int = 12, frame_ms: float = 20.0,
-    hop_ms: float = 20.0, pre_emphasis_coef: float = 0.97,
+    hop_ms: float = 20.0, pre_emphasis_coef: float = 0.97, window: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Linear-prediction cepstral coefficients ``(..., n_lpcc, frames)`` (the paper's feature ablation).
 
@@ -182,7 +206,9 @@ def lpcc(
     x = pre_emphasis(waveform, pre_emphasis_coef)
     x = F.pad(x.reshape(-1, 1, x.shape[-1]), (win_length // 2, win_length // 2)).squeeze(1)
     frames = x.unfold(-1, win_length, hop_length)  # (B, frames, win)
-    frames = frames * torch.hann_window(win_length, periodic=True, dtype=x.dtype, device=x.device)
+    if window is None:
+        window = hann_window(win_length, x.device, x.dtype)
+    frames = frames * window
     n = 1 << (2 * win_length - 1).bit_length()
     spec = torch.fft.rfft(frames, n=n)
     autocorr = torch.fft.irfft(spec.real.square() + spec.imag.square(), n=n)[..., : lpc_order + 1]
