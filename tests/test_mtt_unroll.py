@@ -15,7 +15,13 @@ import torch.nn.functional as F
 from ddfad_apps.distill.augment import AudioAugment
 from ddfad_apps.distill.experts import ExpertBank
 from ddfad_apps.distill.mtt import MTTDistiller, MTTSettings
-from ddfad_apps.distill.unroll import match_loss, plan_batches, unroll, unroll_full, unroll_lean
+from ddfad_apps.distill.unroll import (
+    match_loss,
+    plan_batches,
+    unroll,
+    unroll_full,
+    unroll_lean,
+)
 from ddfad_apps.features.dataset import FeatureSet
 from ddfad_apps.models import ParamSpec, build_model, flatten_params
 

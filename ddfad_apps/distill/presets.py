@@ -60,6 +60,7 @@ def mtt_plan(preset: str, cpc: int | None = None, num_train: int | None = None) 
     ``fast`` is what ``scripts/bench_distill.py`` measures (FSDD, CPC 10, 2 cores): see the README for its
     wall time, memory and accuracy.  ``paper`` follows MTT/DDFAD: ConvNet-3 width 128, 50 expert epochs,
     syn_steps 30, expert_epochs 2, max_start_epoch 20, lr_img 1000, lr_lr 1e-5, lr_init 0.01, 5000 iterations.
+    Both use the lean unroll: autograd's gradients at a fraction of its memory (``scripts/bench_mtt.py``).
     """
     if preset == "fast":
         experts = fast_experts(num_train)
@@ -69,7 +70,7 @@ def mtt_plan(preset: str, cpc: int | None = None, num_train: int | None = None) 
             # against 38.8% for 150 iterations of the general settings (README).
             return MTTPlan(experts, MTTSettings(syn_steps=20, expert_epochs=2, max_start_epoch=2, lr_img=1000.0,
                                                 lr_lr=1e-5, lr_init=0.01, batch_syn=None, iterations=200,
-                                                checkpoint_every=25, init="herding"))
+                                                checkpoint_every=25, init="herding", unroll="lean"))
         # 150 iterations cannot carry random clips far: on FSDD cpc 10 the herding start reached 94.3% against
         # 91.0% from random clips (herding alone 93.3%), so fast starts from the herding clips (README).  Small
         # sets' longer expert runs are matched from later start epochs too (``fast_experts``).
@@ -77,13 +78,14 @@ def mtt_plan(preset: str, cpc: int | None = None, num_train: int | None = None) 
         return MTTPlan(
             experts,
             MTTSettings(syn_steps=12, expert_epochs=2, max_start_epoch=max_start, lr_img=1000.0, lr_lr=1e-5,
-                        lr_init=0.01, batch_syn=50, iterations=150, checkpoint_every=25, init="herding"),
+                        lr_init=0.01, batch_syn=50, iterations=150, checkpoint_every=25, init="herding",
+                        unroll="lean"),
         )
     if preset == "paper":
         return MTTPlan(
             ExpertSettings(model_kwargs={"width": 128}, num_experts=10, epochs=50, lr=0.01, batch_size=256),
             MTTSettings(syn_steps=30, expert_epochs=2, max_start_epoch=20, lr_img=1000.0, lr_lr=1e-5,
-                        lr_init=0.01, batch_syn=None, iterations=5000, checkpoint_every=100),
+                        lr_init=0.01, batch_syn=None, iterations=5000, checkpoint_every=100, unroll="lean"),
         )
     raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
 

@@ -124,7 +124,7 @@ class _LeanUnroll(torch.autograd.Function):
         return w
 
     @staticmethod
-    def backward(ctx, v: torch.Tensor):  # noqa: ANN205 - autograd's signature
+    def backward(ctx, v: torch.Tensor):
         syn, lr, *kept = ctx.saved_tensors
         need_syn, need_lr, need_start = ctx.needs_input_grad[:3]
         lr_d = lr.detach()

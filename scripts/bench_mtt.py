@@ -1,0 +1,250 @@
+"""MTT iterations side by side: ours (lean and full unroll) against a re-implementation of the MTT authors' loop.
+
+Why: the lean unroll (``ddfad_apps/distill/unroll.py``) is the default only if it gives the reference's loss and
+meta-gradients at a fraction of its memory and not much more time; this measures all three in one run.
+
+The reference (``reference_iteration``) is written here from the MTT paper (Cazenavette et al., CVPR 2022): a
+network whose forward takes one flat parameter vector, a growing list of student parameter vectors, one
+``torch.autograd.grad(ce, params[-1], create_graph=True)`` per step, the parameter distance normalised by the
+expert's own move, ``.backward()``.  All three see the same ConvNet, the same expert segment (random: start =
+the initialisation, target = start moved by 1% noise), the same synthetic clips, mini-batches and learning rate,
+augmentation off.
+
+- seconds per iteration (min / median over ``--rounds``), timed in interleaved rounds (A B C A B C) so a busy
+  minute on a shared machine does not favour one of them; segments/s = iterations/s (one segment per iteration);
+- peak memory of one iteration above the process's base, each in a fresh process (``VmHWM`` of
+  ``/proc/self/status`` after a tiny warm-up iteration and after the measured one; on CUDA the allocator's peak);
+- the cross-check: relative difference of loss, synthetic-clip gradient and lr gradient against the reference.
+
+    python scripts/bench_mtt.py                          # fast preset, 3 rounds
+    python scripts/bench_mtt.py --preset paper --rounds 1
+    python scripts/bench_mtt.py --threads 2,1           # thread counts timed in the same interleaved rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: spinning waits cost on shared cores
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ddfad_apps.distill.unroll import (
+    StepBatch,
+    match_loss,
+    plan_batches,
+    unroll_full,
+    unroll_lean,
+)
+from ddfad_apps.models import ParamSpec, build_model, flatten_params
+
+SHAPE = (3, 20, 51)  # FSDD FD-MFCC clip
+CLASSES = 10
+CLIPS = 100  # CPC 10
+IMPLS = ("reference", "full", "lean")
+
+
+@dataclass(frozen=True)
+class Preset:
+    width: int
+    syn_steps: int
+    batch_syn: int | None
+
+
+PRESETS = {"fast": Preset(32, 12, 50), "paper": Preset(128, 30, None)}
+
+
+class FlatParamNet(nn.Module):
+    """The reference's re-parameterised network: ``forward(x, flat)`` runs the wrapped module on weights cut out
+    of one flat vector, so a list of such vectors is the student's trajectory."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.spec = ParamSpec.from_module(module)
+
+    def forward(self, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(self.module, self.spec.unflatten(flat), (x,))
+
+
+@dataclass
+class Problem:
+    net: nn.Module
+    spec: ParamSpec
+    syn: torch.Tensor
+    labels: torch.Tensor
+    lr: float
+    start: torch.Tensor
+    target: torch.Tensor
+    plan: list[StepBatch]
+
+
+def make_problem(preset: Preset, device: torch.device, steps: int | None = None, clips: int = CLIPS) -> Problem:
+    """The same segment, clips and batches for every implementation (seeded)."""
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    net = build_model("convnet", CLASSES, SHAPE, width=preset.width).to(device)
+    start = flatten_params(net)
+    target = start + 0.01 * start.abs().mean() * torch.randn(start.shape, generator=gen).to(device)
+    syn = torch.randn(clips, *SHAPE, generator=gen).to(device)
+    labels = torch.arange(CLASSES).repeat_interleave(max(1, clips // CLASSES))[:clips].to(device)
+    plan = plan_batches(clips, steps or preset.syn_steps, preset.batch_syn, gen, None, SHAPE[1], SHAPE[2], device)
+    return Problem(net, ParamSpec.from_module(net), syn, labels, 0.01, start, target, plan)
+
+
+def reference_iteration(p: Problem) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The MTT authors' loop as the paper describes it (written here, not copied): autograd through the unroll."""
+    student = FlatParamNet(p.net)
+    syn = p.syn.clone().requires_grad_(True)
+    syn_lr = torch.tensor(p.lr, device=syn.device).requires_grad_(True)
+    params = [p.start.clone().requires_grad_(True)]
+    for batch in p.plan:
+        x = syn if batch.idx is None else syn[batch.idx]
+        y = p.labels if batch.idx is None else p.labels[batch.idx]
+        ce = F.cross_entropy(student(x, params[-1]), y)
+        grad = torch.autograd.grad(ce, params[-1], create_graph=True)[0]
+        params.append(params[-1] - syn_lr * grad)
+    n = p.start.numel()
+    param_loss = F.mse_loss(params[-1], p.target, reduction="sum") / n
+    param_dist = F.mse_loss(p.start, p.target, reduction="sum") / n
+    loss = param_loss / param_dist
+    loss.backward()
+    return loss.detach(), syn.grad, syn_lr.grad
+
+
+def ours_iteration(p: Problem, kind: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One MTT iteration as ``MTTDistiller.step`` does it, with the ``full`` or the ``lean`` unroll."""
+    spec, net = p.spec, p.net
+
+    def student_loss(flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(torch.func.functional_call(net, spec.unflatten(flat), (x,)), y)
+
+    syn = p.syn.clone().requires_grad_(True)
+    lr = torch.tensor(p.lr, device=syn.device).requires_grad_(True)
+    fn = unroll_lean if kind == "lean" else unroll_full
+    loss = match_loss(fn(student_loss, syn, p.labels, lr, p.start, p.plan), p.start, p.target)
+    loss.backward()
+    return loss.detach(), syn.grad, lr.grad
+
+
+def iteration(p: Problem, impl: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return reference_iteration(p) if impl == "reference" else ours_iteration(p, impl)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _vm_hwm_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
+def child_memory(preset: str, impl: str, device: torch.device) -> dict:
+    """Run in a fresh process: peak memory of one iteration above what the process held before it (bytes)."""
+    tiny = make_problem(PRESETS[preset], device, steps=1, clips=CLASSES)
+    iteration(tiny, impl)  # libraries' lazy set-up (thread pools, kernels) belongs to the base
+    p = make_problem(PRESETS[preset], device)
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    else:
+        base = _vm_hwm_kib() * 1024
+    iteration(p, impl)
+    _sync(device)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _vm_hwm_kib() * 1024
+    return {"peak_above_base": peak - base}
+
+
+def measure_memory(preset: str, impl: str, device: torch.device, threads: int) -> float:
+    cmd = [sys.executable, __file__, "--child", impl, "--preset", preset, "--device", str(device),
+           "--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"memory measurement of {impl} ({preset}) failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_above_base"]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+def bench(preset: str, rounds: int, device: torch.device, threads: list[int], memory: bool) -> None:
+    """Interleaved rounds over every (implementation, thread count); the first thread count is the reference's
+    baseline for the speed ratio and the one memory is measured with."""
+    p = make_problem(PRESETS[preset], device)
+    iteration(make_problem(PRESETS[preset], device, steps=1, clips=CLASSES), "lean")  # warm-up
+    cases = [(impl, n) for n in threads for impl in IMPLS]
+    times: dict[tuple[str, int], list[float]] = {c: [] for c in cases}
+    results = {}
+    for _ in range(rounds):
+        for impl, n in cases:
+            torch.set_num_threads(n)
+            _sync(device)
+            t0 = time.perf_counter()
+            results[impl] = iteration(p, impl)
+            _sync(device)
+            times[impl, n].append(time.perf_counter() - t0)
+    mem = {impl: measure_memory(preset, impl, device, threads[0]) for impl in IMPLS} if memory else {}
+    ref = results["reference"]
+    cfg = PRESETS[preset]
+    print(f"\n{preset} preset: ConvNet width {cfg.width}, {cfg.syn_steps} steps, batch "
+          f"{cfg.batch_syn or CLIPS} of {CLIPS} clips, {device}, {rounds} round(s); speed ratio against the "
+          f"reference on {threads[0]} thread(s), memory on {threads[0]} thread(s)")
+    print("| unroll | threads | s/iteration min / median | segments/s (median) | vs reference | "
+          "peak memory above base | rel. diff loss / d syn / d lr |")
+    print("|---|---|---|---|---|---|---|")
+    ref_med = statistics.median(times["reference", threads[0]])
+    for impl, n in cases:
+        t = times[impl, n]
+        med = statistics.median(t)
+        m = "-"
+        if mem and n == threads[0]:
+            m = f"{mem[impl] / 2**30:.2f} GB" + (f" ({mem[impl] / mem['reference']:.2f}x)" if impl != "reference" else "")
+        loss, gs, gl = results[impl]
+        check = "-" if impl == "reference" else \
+            f"{_rel(loss, ref[0]):.1e} / {_rel(gs, ref[1]):.1e} / {_rel(gl, ref[2]):.1e}"
+        print(f"| {impl} | {n} | {min(t):.2f} / {med:.2f} | {1 / med:.3f} | {ref_med / med:.2f}x | {m} | {check} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", choices=[*PRESETS, "both"], default="fast")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", default=str(torch.get_num_threads()),
+                    help="thread count(s), comma-separated (e.g. 2,1): each is timed in the interleaved rounds")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--no-memory", action="store_true", help="skip the fresh-process memory measurements")
+    ap.add_argument("--child", choices=IMPLS, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    try:
+        threads = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        ap.error(f"--threads takes comma-separated integers, got {args.threads!r}")
+    if any(t < 1 for t in threads):
+        ap.error(f"--threads must be >= 1, got {args.threads!r}")
+    torch.set_num_threads(threads[0])
+    device = torch.device(args.device)
+    if args.child:
+        print(json.dumps(child_memory(args.preset, args.child, device)))
+        return
+    for preset in PRESETS if args.preset == "both" else (args.preset,):
+        bench(preset, args.rounds, device, threads, not args.no_memory)
+
+
+if __name__ == "__main__":
+    main()
