@@ -41,7 +41,7 @@ def make_folder(root: Path, classes=("a", "b"), clips: int = 2) -> Path:
 def feature_set(n_per_class: int = 4, classes=CLASSES, shape=SHAPE, seed: int = 0, **meta) -> FeatureSet:
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(len(classes)).repeat_interleave(n_per_class)
-    base = {"features": FeatureConfig().as_dict(), "sample_rate": 8000, "duration": 1.0}
+    base = {"features": FeatureConfig(n_coeffs=shape[1]).as_dict(), "sample_rate": 8000, "duration": 1.0}
     return FeatureSet(torch.randn(len(labels), *shape, generator=g), labels, list(classes), {**base, **meta})
 
 
@@ -169,6 +169,10 @@ TAMPERING = {
                              r"shape \(3, 4, 1\)"),
     "zero std": (lambda f: _edit_tensors(f, stats_std=torch.zeros(3, 4, 1)), TENSORS_FILE, "std <= 0"),
     "half the stats": (lambda f: _edit_tensors(f, stats_std=None), TENSORS_FILE, "only one of"),
+    "feature settings invalid": (lambda f: _edit_meta(f, meta={"features": {"n_coeffs": 500}}), META_FILE,
+                                 "not a valid feature configuration"),
+    "feature settings do not fit": (lambda f: _edit_meta(f, meta={"features": {"n_coeffs": 13}}), META_FILE,
+                                    r"3 channel\(s\) x 13 coefficients but the features are \(3, 4\)"),
 }
 
 
@@ -200,7 +204,7 @@ def test_compatible_set_passes_and_every_difference_is_named():
     cases = {
         "classes differ (set has 3": feature_set(classes=["a", "b", "c", "d"]),
         "same classes in another order": feature_set(classes=["b", "a", "c"]),
-        "feature settings differ (set vs data: n_coeffs 20 vs 13)": feature_set(
+        "feature settings differ (set vs data: n_coeffs 4 vs 13)": feature_set(
             features=FeatureConfig(n_coeffs=13).as_dict()),
         "sample rate differs (set 8000, data 16000)": feature_set(sample_rate=16000),
         "clip length (s) differs": feature_set(duration=3.0),

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ddfad_apps.distill.compat import describe_nonfinite
+from ddfad_apps.features.config import FeatureConfig
 from ddfad_apps.features.dataset import FeatureSet
 from ddfad_apps.features.normalize import FeatureStats
 
@@ -79,12 +80,28 @@ class SyntheticSet:
         meta = _read_meta(folder / META_FILE)
         tensors = _read_tensors(folder / TENSORS_FILE)
         stats = _check_tensors(tensors, meta["classes"], folder / TENSORS_FILE)
+        _check_feature_config(meta.get("meta", {}).get("features"), tensors["features"], folder / META_FILE)
         return cls(tensors["features"], tensors["labels"], meta["classes"], meta["method"], meta.get("lr"), stats,
                    meta.get("meta", {}))
 
 
 class InvalidSetError(ValueError):
     """A saved distilled set's file is unreadable or inconsistent (the message names the file and the fault)."""
+
+
+def _check_feature_config(recorded: object, features: torch.Tensor, path: Path) -> None:
+    """The recorded feature settings (used to rebuild audio and to match data) must be valid and fit the tensor."""
+    if recorded is None:
+        return
+    try:
+        config = FeatureConfig(**recorded)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise InvalidSetError(f"{path}: meta.features is not a valid feature configuration ({exc})") from exc
+    if tuple(features.shape[1:3]) != (config.channels, config.n_coeffs):
+        raise InvalidSetError(
+            f"{path}: meta.features describes {config.channels} channel(s) x {config.n_coeffs} coefficients but the "
+            f"features are {tuple(features.shape[1:3])}"
+        )
 
 
 def _read_meta(path: Path) -> dict:
