@@ -8,8 +8,11 @@ import http.server
 import io
 import random
 import re
+import shutil
+import stat
 import tarfile
 import threading
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +23,14 @@ from click.testing import CliRunner
 from ddfad_apps.cli.main import cli
 from ddfad_apps.data import download as dl
 from ddfad_apps.data.download import (
+    ArchiveTooLargeError,
     ChecksumError,
+    ContentMismatchError,
+    ContentPin,
     DownloadError,
     UnsafeArchiveError,
     UnverifiedDownloadWarning,
+    content_digest,
     download_dataset,
     download_file,
     safe_extract,
@@ -55,11 +62,16 @@ def make_tar(members: dict[str, bytes], symlinks: dict[str, str] | None = None,
     return buf.getvalue()
 
 
-def make_zip(members: dict[str, bytes]) -> bytes:
+def make_zip(members: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
+    """A deflated .zip of ``name -> bytes`` plus Unix symlinks ``name -> target`` (as ``zip --symlinks`` writes)."""
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, target in (symlinks or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
         for name, payload in members.items():
-            zf.writestr(zipfile.ZipInfo(name), payload)
+            zf.writestr(zipfile.ZipInfo(name), payload, compress_type=zipfile.ZIP_DEFLATED)
     return buf.getvalue()
 
 
@@ -141,12 +153,26 @@ def server() -> Iterator[FileServer]:
 
 
 def use_test_archive(monkeypatch: pytest.MonkeyPatch, server: FileServer, filename: str, payload: bytes,
-                     checksum: str | None = "from payload") -> None:
-    """Point the fsdd registry entry at ``payload`` served as ``filename``."""
+                     checksum: str | None = "from payload", content: ContentPin | None = None) -> None:
+    """Point the fsdd registry entry at ``payload`` served as ``filename``, verified by ``checksum`` or ``content``.
+
+    The real size caps stay; the real content pin is replaced by ``content``.
+    """
     server.files["/" + filename] = payload
     checksum = sha256(payload) if checksum == "from payload" else checksum
-    entry = dataclasses.replace(dl.SOURCES["fsdd"], filename=filename, checksum=checksum)
+    entry = dataclasses.replace(dl.SOURCES["fsdd"], filename=filename, checksum=checksum, content=content)
     monkeypatch.setitem(dl.SOURCES, "fsdd", entry)
+
+
+def pin_of(members: dict[str, bytes], tmp_path: Path) -> ContentPin:
+    """The content pin of the recordings in an FSDD-like archive's ``members`` (written out and hashed)."""
+    folder = tmp_path / "pin-source"
+    for name, payload in members.items():
+        out = folder.joinpath(*name.split("/")[1:])  # strip the top folder, as the archive is unpacked
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(payload)
+    files, digest = content_digest(folder, "recordings")
+    return ContentPin("recordings", files, digest)
 
 
 def tree(folder: Path) -> set[str]:
@@ -201,6 +227,109 @@ def test_registry_matches_layouts():
         assert source.folder == LAYOUTS[name].folder_names[0]
     assert dl.SOURCES["ravdess"].checksum == "md5:bc696df654c87fed845eb13823edef8a"
     assert dl.SOURCES["urbansound8k"].checksum == "md5:9aa69802bbf37fb986f71ec1483a196e"
+
+
+def test_every_archive_is_pinned_and_capped():
+    for source in dl.SOURCES.values():
+        assert source.checksum is not None or source.content is not None, source.name
+        assert source.max_bytes > 0 and source.max_members > 0
+    assert dl.SOURCES["fsdd"].content == ContentPin(
+        "recordings", 3000, "1971de6d210a657fc0b609a5bb473095188386d232f7540824707d103ddfcd5d"
+    )
+    with pytest.raises(ValueError, match="pinned checksum or a pinned content"):
+        dataclasses.replace(dl.SOURCES["fsdd"], checksum=None, content=None)
+
+
+def test_fsdd_pin_matches_the_real_recordings(data_root):
+    """The pinned digest is that of FSDD v1.0.10's recordings, the copy the tests use."""
+    pin = dl.SOURCES["fsdd"].content
+    assert content_digest(data_root / "fsdd", pin.subdir) == (pin.files, pin.sha256)
+
+
+def test_unverified_archive_is_refused_deleted_and_never_reused(tmp_path, server, monkeypatch):
+    """No published checksum: the archive is accepted only if its unpacked recordings match the pinned content."""
+    good = {MEMBER: WAV}
+    bad = {MEMBER: WAV[:-1] + b"!"}  # one byte changed
+    pin = pin_of(good, tmp_path)
+    root = tmp_path / "data"
+
+    use_test_archive(monkeypatch, server, "fsdd.tar.gz", make_tar(bad), checksum=None, content=pin)
+    for _run in range(2):  # the second run fetches again rather than trusting what the first one refused
+        with pytest.raises(ContentMismatchError, match=r"recordings/.*1 file\(s\).*deleted"):
+            download_dataset("fsdd", root=root, base_url=server.base_url, progress=False)
+        assert tree(root) == {".downloads"}  # no archive, no .part, no data set, no temporary folder
+    assert len(server.requests) == 2
+
+    # An archive an older version left unverified under its final name is checked before it is reused.
+    (root / ".downloads" / "fsdd.tar.gz").write_bytes(make_tar(bad))
+    server.files["/fsdd.tar.gz"] = make_tar(good)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folder = download_dataset("fsdd", root=root, base_url=server.base_url, progress=False)
+    assert [type(w.message) for w in caught] == [UserWarning]  # "... was deleted ... Fetching it again."
+    assert "Fetching it again" in str(caught[0].message)
+    assert (folder / "recordings" / "0_jackson_0.wav").read_bytes() == WAV
+    assert (root / ".downloads" / "fsdd.tar.gz").read_bytes() == make_tar(good)
+    assert len(server.requests) == 3
+
+    # The accepted archive is reused (checked again, without a request or a warning) once the folder is gone.
+    shutil.rmtree(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        download_dataset("fsdd", root=root, base_url=server.base_url, progress=False)
+    assert (folder / "recordings" / "0_jackson_0.wav").read_bytes() == WAV
+    assert len(server.requests) == 3
+
+
+def test_corrupt_unverified_archive_is_refused(tmp_path, server, monkeypatch):
+    payload = make_tar({MEMBER: WAV})
+    use_test_archive(monkeypatch, server, "fsdd.tar.gz", payload[: len(payload) // 2], checksum=None,
+                     content=pin_of({MEMBER: WAV}, tmp_path))
+    root = tmp_path / "data"
+    with pytest.raises(DownloadError, match=r"fsdd\.tar\.gz.*not a readable archive.*deleted"):
+        download_dataset("fsdd", root=root, base_url=server.base_url, progress=False)
+    assert tree(root) == {".downloads"}
+
+
+@pytest.mark.slow  # 3,000 real files unpacked and hashed: a few seconds, more on a busy machine
+def test_real_fsdd_from_a_mirror_is_verified_by_its_content(data_root, tmp_path, server):
+    """The registry's own FSDD entry (no checksum): the real recordings pass, without any warning."""
+    source = dl.SOURCES["fsdd"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:  # uncompressed: 21 MB of WAV barely compresses anyway
+        tf.add(data_root / "fsdd" / "recordings", arcname="free-spoken-digit-dataset-1.0.10/recordings")
+        tf.add(data_root / "fsdd" / "README.md", arcname="free-spoken-digit-dataset-1.0.10/README.md")
+    server.files["/" + source.filename] = buf.getvalue()
+    root = tmp_path / "data"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folder = download_dataset("fsdd", root=root, base_url=server.base_url, progress=False)
+    assert len(list((folder / "recordings").iterdir())) == 3000
+    assert (root / ".downloads" / source.filename).is_file()
+
+
+@pytest.mark.parametrize("filename, build", [("fsdd.tar.gz", make_tar), ("fsdd.zip", make_zip)])
+def test_archive_bomb_is_refused_before_it_is_written(tmp_path, server, monkeypatch, filename, build):
+    """A small archive inflating past FSDD's cap (64 MiB, three times the real data set) is not unpacked."""
+    size = dl.SOURCES["fsdd"].max_bytes + 1
+    payload = build({MEMBER: WAV, "free-spoken-digit-dataset-1.0.10/recordings/big.wav": bytes(size)})
+    assert len(payload) < size // 100
+    use_test_archive(monkeypatch, server, filename, payload)
+    root = tmp_path / "data"
+    with pytest.raises(ArchiveTooLargeError, match=f"{filename}.*more than 67,108,864 bytes"):
+        download_dataset("fsdd", root=root, base_url=server.base_url, progress=False)
+    assert tree(root) == {".downloads", f".downloads/{filename}"}  # verified by its checksum, so kept
+
+
+@pytest.mark.parametrize("build", [make_tar, make_zip])
+def test_too_many_members_are_refused(tmp_path, build):
+    archive = tmp_path / ("a.zip" if build is make_zip else "a.tar.gz")
+    archive.write_bytes(build({f"top/recordings/{i}.wav": b"x" for i in range(6)}))
+    with pytest.raises(ArchiveTooLargeError, match="more than 5 members"):
+        safe_extract(archive, tmp_path / "out" / "fsdd", strip_components=1, max_members=5)
+    assert not (tmp_path / "out").exists()
+    safe_extract(archive, tmp_path / "out" / "fsdd", strip_components=1, max_members=6, max_bytes=6)
+    assert len(tree(tmp_path / "out" / "fsdd" / "recordings")) == 6
 
 
 # ----------------------------------------------------------------------------------------------------- download_file
@@ -294,13 +423,19 @@ def _unsafe_archives(tmp_path: Path) -> dict[str, tuple[str, bytes]]:
         "tar-symlink": ("bad.tar.gz", make_tar({MEMBER: WAV}, symlinks={"top/link": "../../.."})),
         "tar-hardlink": ("bad.tar.gz", make_tar({MEMBER: WAV}, hardlinks={"top/link": "../../etc/passwd"})),
         "tar-through-symlink": ("bad.tar.gz", make_tar({"top/l/evil.txt": b"x"}, symlinks={"top/l": "."})),
+        # each link looks inside on its own; x/l1/.. is the target's parent
+        "tar-symlink-chain": ("bad.tar.gz", make_tar({MEMBER: WAV}, symlinks={"top/x/l1": "..", "top/l2": "x/l1/.."})),
+        "tar-hardlink-to-symlink": ("bad.tar.gz", make_tar({MEMBER: WAV}, symlinks={"top/x/l1": ".."},
+                                                           hardlinks={"top/hlink": "top/x/l1"})),
+        "zip-symlink": ("bad.zip", make_zip({MEMBER: WAV}, symlinks={"top/link": "../../.."})),
         "zip-dotdot": ("bad.zip", make_zip({MEMBER: WAV, "top/../../evil.txt": b"x"})),
         "zip-absolute": ("bad.zip", make_zip({MEMBER: WAV, str(outside): b"x"})),
     }
 
 
 @pytest.mark.parametrize("case", ["tar-dotdot", "tar-absolute", "tar-symlink", "tar-hardlink", "tar-through-symlink",
-                                  "zip-dotdot", "zip-absolute"])
+                                  "tar-symlink-chain", "tar-hardlink-to-symlink", "zip-dotdot", "zip-absolute",
+                                  "zip-symlink"])
 def test_unsafe_archive_is_refused_before_writing(tmp_path, case):
     filename, payload = _unsafe_archives(tmp_path)[case]
     work = tmp_path / "work"
@@ -388,8 +523,10 @@ def test_cli_download_errors_and_warnings(tmp_path, server, monkeypatch):
                                  server.base_url])
     assert result.exit_code == 1 and "Error:" in result.output and "checksum mismatch" in result.output
 
-    use_test_archive(monkeypatch, server, "fsdd.tar.gz", make_tar({MEMBER: WAV}), checksum=None)
+    # No checksum: the content is checked, and a mismatch is an error, not a warning.
+    use_test_archive(monkeypatch, server, "fsdd.tar.gz", make_tar({MEMBER: WAV}), checksum=None,
+                     content=pin_of({MEMBER: b"other audio"}, tmp_path))
     result = runner.invoke(cli, ["data", "download", "fsdd", "--data-root", str(tmp_path / "b"), "--base-url",
                                  server.base_url])
-    assert result.exit_code == 0, result.output
-    assert "could not be verified" in result.output
+    assert result.exit_code == 1 and "Error:" in result.output and "not the published data set" in result.output
+    assert tree(tmp_path / "b") == {".downloads"}

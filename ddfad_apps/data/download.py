@@ -3,16 +3,25 @@
 Downloads are large (UrbanSound8K is about 6 GiB) and links are flaky, so a download resumes from its ``.part``
 file, is only trusted once its checksum matches, and is unpacked through :func:`safe_extract`, which checks every
 member before writing anything and moves the result into place only when it is complete.
+
+Nothing from a mirror (``--base-url``, ``$DDFAD_DOWNLOAD_BASE_URL``) is used unverified: every archive has either a
+pinned checksum or, where the host publishes none (FSDD's GitHub tarball), a pinned digest of its unpacked audio
+(:class:`ContentPin`); such an archive gets its final name only after its content matched.  Each data set also caps
+what its archive may unpack to (bytes and members), so an archive bomb is refused before it is written out, and no
+archive may hold a symbolic or hard link at all.
 """
 
 from __future__ import annotations
 
 import copy
+import gzip
 import hashlib
 import http.client
+import lzma
 import os
 import re
 import shutil
+import stat
 import tarfile
 import tempfile
 import urllib.error
@@ -20,6 +29,8 @@ import urllib.parse
 import urllib.request
 import warnings
 import zipfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -36,6 +47,11 @@ _USER_AGENT = f"ddfad-apps/{__version__} (+python-urllib)"
 
 class DownloadError(RuntimeError):
     """A download or unpacking step failed; the message says what to do next."""
+
+    def extend(self, text: str) -> DownloadError:
+        """Append ``text`` to the message (what was done about the failure), keeping the error's type."""
+        self.args = (f"{self.args[0]} {text}", *self.args[1:])
+        return self
 
 
 class ChecksumError(DownloadError):
@@ -57,6 +73,32 @@ class UnsafeArchiveError(DownloadError):
     def __init__(self, archive: Path, member: str, reason: str) -> None:
         super().__init__(f"{archive.name}: refusing unsafe member {member!r}: {reason}. Nothing was extracted.")
         self.member = member
+
+
+class ArchiveTooLargeError(DownloadError):
+    """An archive would unpack to more bytes or members than its data set can hold (an archive bomb)."""
+
+    def __init__(self, archive: Path, what: str, limit: int, found: int) -> None:
+        super().__init__(
+            f"{archive.name}: refusing to unpack: it holds more than {limit:,} {what} (counted {found:,} before "
+            "stopping), far more than the data set has. Nothing was extracted."
+        )
+        self.what = what
+        self.limit = limit
+        self.found = found
+
+
+class ContentMismatchError(DownloadError):
+    """The unpacked files are not the data set's published content."""
+
+    def __init__(self, archive: Path, subdir: str, expected: ContentPin, files: int, digest: str) -> None:
+        super().__init__(
+            f"{archive.name}: the unpacked '{subdir}/' holds {files} file(s) with content digest sha256:{digest}, "
+            f"expected {expected.files} file(s) with sha256:{expected.sha256}. This is not the published data set "
+            "(a mirror may serve another version); nothing was extracted."
+        )
+        self.files = files
+        self.digest = digest
 
 
 class UnverifiedDownloadWarning(UserWarning):
@@ -81,13 +123,53 @@ def _new_hash(algorithm: str) -> "hashlib._Hash":
 
 
 @dataclass(frozen=True)
+class ContentPin:
+    """The exact unpacked content of a data set whose archive has no published checksum.
+
+    ``files`` regular files lie under ``<data set folder>/<subdir>`` (recursively) and their
+    :func:`content_digest` is ``sha256``.  Files outside ``subdir`` (README, scripts) are not pinned: loaders do
+    not read them, and the size caps bound them.
+    """
+
+    subdir: str
+    files: int
+    sha256: str
+
+    def __post_init__(self) -> None:
+        if self.files <= 0 or not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise ValueError(f"ContentPin needs a positive file count and a sha256 hex digest, got {self!r}")
+
+
+def content_digest(folder: str | os.PathLike, subdir: str) -> tuple[int, str]:
+    """``(number of files, sha256)`` of the regular files under ``folder/subdir``, as :class:`ContentPin` pins.
+
+    The digest is sha256 over the sorted lines ``<path relative to folder>\\0<sha256 of the file>\\n``, so it
+    changes when any file is added, removed, renamed or altered.  Symbolic links are not followed or counted.
+    """
+    folder = Path(folder)
+    lines = []
+    for dirpath, _dirs, names in os.walk(folder / subdir):
+        for name in names:
+            path = Path(dirpath, name)
+            if path.is_file() and not path.is_symlink():
+                rel = path.relative_to(folder).as_posix()
+                lines.append(f"{rel}\0{_file_digest(path, 'sha256')}\n")
+    h = hashlib.sha256()
+    for line in sorted(lines):
+        h.update(line.encode())
+    return len(lines), h.hexdigest()
+
+
+@dataclass(frozen=True)
 class ArchiveSource:
     """Where one data set's official archive lives and how it unpacks.
 
     ``checksum`` is ``'md5:<hex>'`` or ``'sha256:<hex>'`` as published by the host, or ``None`` when no digest is
-    published (then the download is used unverified and a :class:`UnverifiedDownloadWarning` is issued).
+    published; then ``content`` must pin the unpacked data instead, so that nothing is ever used unverified.
     ``strip_components`` leading path parts are dropped from every member (like ``tar --strip-components``) and
     the rest lands in ``<root>/<folder>``, so that ``<root>/<folder>/<layout marker>`` exists afterwards.
+    ``max_bytes`` and ``max_members`` cap what the archive may unpack to (a margin over the real data set), so a
+    small archive that would inflate to gigabytes is refused before anything is written.
     """
 
     name: str
@@ -96,14 +178,25 @@ class ArchiveSource:
     checksum: str | None
     strip_components: int
     folder: str
+    max_bytes: int
+    max_members: int
+    content: ContentPin | None = None
 
     def __post_init__(self) -> None:
         _parse_checksum(self.checksum)  # fail at import time, not after a 6 GiB download
+        if self.checksum is None and self.content is None:
+            raise ValueError(f"{self.name}: an archive source needs a pinned checksum or a pinned content digest")
+        if self.max_bytes <= 0 or self.max_members <= 0:
+            raise ValueError(f"{self.name}: max_bytes and max_members must be positive")
 
+
+_MiB, _GiB = 1 << 20, 1 << 30
 
 SOURCES: dict[str, ArchiveSource] = {
-    # GitHub publishes no digest for tag archives, so this one cannot be verified (a warning says so).
-    # The tarball holds free-spoken-digit-dataset-1.0.10/recordings/*.wav.
+    # GitHub publishes no digest for tag archives (and does not promise byte-stable ones), so the unpacked
+    # recordings are pinned instead: the 3,000 WAVs of tag v1.0.10 (git tree d04322e3 of recordings/, unchanged up
+    # to commit 26eb9aaf), hashed from the copy in shared/data/fsdd.  The tarball holds
+    # free-spoken-digit-dataset-1.0.10/{recordings/*.wav, README.md, utils/, ...}: 3,016 members, 21.1 MB.
     "fsdd": ArchiveSource(
         name="fsdd",
         url="https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz",
@@ -111,6 +204,11 @@ SOURCES: dict[str, ArchiveSource] = {
         checksum=None,
         strip_components=1,
         folder=FSDD.folder_names[0],
+        max_bytes=64 * _MiB,
+        max_members=6_000,
+        content=ContentPin(
+            subdir="recordings", files=3000, sha256="1971de6d210a657fc0b609a5bb473095188386d232f7540824707d103ddfcd5d"
+        ),
     ),
     # Zenodo record 1188976; the zip holds Actor_01..Actor_24 at its top level.
     "ravdess": ArchiveSource(
@@ -120,6 +218,9 @@ SOURCES: dict[str, ArchiveSource] = {
         checksum="md5:bc696df654c87fed845eb13823edef8a",
         strip_components=0,
         folder=RAVDESS.folder_names[0],
+        # 1,440 WAVs at 48 kHz/16 bit (about 0.6 GB) in 24 folders.
+        max_bytes=2 * _GiB,
+        max_members=3_000,
     ),
     # Zenodo record 1203745; the tarball holds UrbanSound8K/{metadata,audio}.
     "urbansound8k": ArchiveSource(
@@ -129,6 +230,9 @@ SOURCES: dict[str, ArchiveSource] = {
         checksum="md5:9aa69802bbf37fb986f71ec1483a196e",
         strip_components=1,
         folder=URBANSOUND8K.folder_names[0],
+        # 8,732 WAVs (about 6-7 GB) in 10 folds, plus metadata and macOS side files.
+        max_bytes=16 * _GiB,
+        max_members=40_000,
     ),
 }
 
@@ -170,22 +274,44 @@ def _content_range(header: str | None) -> tuple[int | None, int | None]:
     return start, total
 
 
-def _finish(part: Path, dest: Path, parsed: tuple[str, str] | None, digest: str | None) -> Path:
-    """Accept ``part`` as ``dest`` if its digest matches (or warn when nothing can be checked)."""
-    if parsed is None:
+def _finish(
+    part: Path, dest: Path, parsed: tuple[str, str] | None, digest: str | None,
+    verify: Callable[[Path], None] | None = None,
+) -> Path:
+    """Accept ``part`` as ``dest`` if its digest matches and ``verify`` passes (warn when nothing can be checked).
+
+    Only an accepted file is renamed to ``dest``, so a later run never mistakes a refused one for a good one.
+    """
+    if parsed is None and verify is None:
         warnings.warn(
             f"{dest.name}: no checksum is published for this file, so it could not be verified.",
             UnverifiedDownloadWarning,
             stacklevel=3,
         )
-    else:
+    elif parsed is not None:
         algorithm, expected = parsed
         actual = digest if digest is not None else _file_digest(part, algorithm)
         if actual != expected:
             part.unlink(missing_ok=True)
             raise ChecksumError(dest, algorithm, expected, actual)
+    if verify is not None:
+        _verify_or_delete(part, dest, verify)
     part.replace(dest)
     return dest
+
+
+def _verify_or_delete(path: Path, dest: Path, verify: Callable[[Path], None]) -> None:
+    """Run ``verify(path)``; when it refuses the file (a :class:`DownloadError`), delete it and re-raise.
+
+    Other failures (an interrupt, a full disk) say nothing about the file, so it stays for the next run, which
+    verifies it again before using it.
+    """
+    try:
+        verify(path)
+    except DownloadError as e:
+        path.unlink(missing_ok=True)
+        e.extend(f"The downloaded {dest.name} was deleted so that no later run reuses it.")
+        raise
 
 
 def download_file(
@@ -195,30 +321,42 @@ def download_file(
     progress: bool = True,
     chunk: int = 1 << 20,
     timeout: float = 30,
+    verify: Callable[[Path], None] | None = None,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming ``dest.part`` and trusting the result only when ``checksum`` matches.
 
     A ``dest`` that is already there with the right checksum is kept as is.  Bytes go to ``<dest>.part`` first; a
     part left by an interrupted run is continued with an HTTP Range request (a server that answers 200 instead of
     206 is read from byte zero).  On a checksum mismatch the part is deleted and :class:`ChecksumError` raised;
-    on a dropped connection the part is kept so the next call resumes.  With ``checksum=None`` nothing can be
-    verified and an :class:`UnverifiedDownloadWarning` is issued.
+    on a dropped connection the part is kept so the next call resumes.
+
+    ``verify(path)``, when given, is a further check (such as unpacking and comparing the content) run on the
+    complete file before it gets the name ``dest``, and on a ``dest`` already there before it is reused; a file it
+    refuses with a :class:`DownloadError` is deleted (an existing ``dest`` is then fetched again).  With neither
+    ``checksum`` nor ``verify`` nothing can be verified and an :class:`UnverifiedDownloadWarning` is issued.
     """
     dest = Path(dest)
     parsed = _parse_checksum(checksum)
     part = dest.with_suffix(dest.suffix + ".part")
 
     if dest.is_file():
-        if parsed is None:
+        intact = parsed is None or _file_digest(dest, parsed[0], chunk) == parsed[1]
+        if intact and verify is not None:
+            try:
+                _verify_or_delete(dest, dest, verify)
+                return dest
+            except DownloadError as e:
+                warnings.warn(f"{e} Fetching it again.", stacklevel=2)
+        elif intact and parsed is None:
             warnings.warn(
                 f"{dest.name}: reusing an earlier download that could not be verified (no checksum is published).",
                 UnverifiedDownloadWarning,
                 stacklevel=2,
             )
             return dest
-        if _file_digest(dest, parsed[0], chunk) == parsed[1]:
+        elif intact:
             return dest
-        dest.unlink()  # corrupt or stale: fetch it again
+        dest.unlink(missing_ok=True)  # corrupt, stale or refused: fetch it again
     dest.parent.mkdir(parents=True, exist_ok=True)
 
     for _attempt in range(2):  # a second attempt only after throwing away a part the server would not continue
@@ -234,9 +372,9 @@ def download_file(
                 _, total = _content_range(e.headers.get("Content-Range"))
                 e.close()
                 if parsed is not None and _file_digest(part, parsed[0], chunk) == parsed[1]:
-                    return _finish(part, dest, parsed, parsed[1])
+                    return _finish(part, dest, parsed, parsed[1], verify)
                 if parsed is None and total == offset:
-                    return _finish(part, dest, parsed, None)
+                    return _finish(part, dest, parsed, None, verify)
                 part.unlink()
                 continue
             raise DownloadError(f"could not download {url}: HTTP {e.code} {e.reason}") from e
@@ -283,7 +421,7 @@ def download_file(
             raise DownloadError(
                 f"download of {url} stopped after {received} of {total} bytes; run it again to resume"
             )
-        return _finish(part, dest, parsed, hasher.hexdigest() if hasher is not None else None)
+        return _finish(part, dest, parsed, hasher.hexdigest() if hasher is not None else None, verify)
     raise DownloadError(f"could not download {url}: the server would not continue or restart the download")
 
 
@@ -302,66 +440,66 @@ def _relative_member(archive: Path, name: str, strip: int) -> PurePosixPath | No
     return PurePosixPath(*parts) if parts else None
 
 
-def _inside(path: str) -> bool:
-    """Is a normalised relative posix path inside the target (not the target's parent or beyond)?"""
-    norm = os.path.normpath(path).replace("\\", "/")
-    return not (norm == ".." or norm.startswith("../") or norm.startswith("/"))
+class _Budget:
+    """Counts members and unpacked bytes against a data set's caps while an archive is planned."""
+
+    def __init__(self, archive: Path, max_bytes: int | None, max_members: int | None) -> None:
+        self.archive, self.max_bytes, self.max_members = archive, max_bytes, max_members
+        self.bytes = self.members = 0
+
+    def add(self, size: int) -> None:
+        self.members += 1
+        self.bytes += size
+        if self.max_members is not None and self.members > self.max_members:
+            raise ArchiveTooLargeError(self.archive, "members", self.max_members, self.members)
+        if self.max_bytes is not None and self.bytes > self.max_bytes:
+            raise ArchiveTooLargeError(self.archive, "bytes unpacked", self.max_bytes, self.bytes)
 
 
-def _plan_tar(archive: Path, tf: tarfile.TarFile, strip: int) -> list[tarfile.TarInfo]:
-    """Check every tar member and return renamed copies to extract (stripped, links rewritten)."""
+def _plan_tar(archive: Path, tf: tarfile.TarFile, strip: int, budget: _Budget) -> list[tarfile.TarInfo]:
+    """Check every tar member and return renamed (stripped) copies to extract.
+
+    Only regular files and folders are accepted.  Links are refused outright rather than followed: a chain of
+    links that each look harmless can still resolve outside the target, and Python's own ``data`` filter is
+    missing on some 3.10 releases.  Members are read one at a time, so a header bomb stops at the member cap.
+    """
     planned: list[tarfile.TarInfo] = []
-    original: dict[str, str] = {}  # stripped name -> name in the archive, for error messages
-    symlinks: set[PurePosixPath] = set()
-    for member in tf.getmembers():
+    for member in tf:
         rel = _relative_member(archive, member.name, strip)
-        if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
-            raise UnsafeArchiveError(archive, member.name, "device, fifo or other special file")
+        if member.issym() or member.islnk():
+            raise UnsafeArchiveError(archive, member.name, f"link to {member.linkname!r} (links are not accepted)")
+        if member.issparse() or not (member.isreg() or member.isdir()):
+            raise UnsafeArchiveError(archive, member.name, "device, fifo, sparse or other special file")
+        budget.add(member.size if member.isreg() else 0)  # tar writes exactly the size its header declares
         if rel is None:
             continue
         new = copy.copy(member)
         new.name = str(rel)
-        if member.issym():
-            if member.linkname.startswith("/") or not _inside(str(rel.parent / member.linkname)):
-                raise UnsafeArchiveError(archive, member.name, f"symlink to {member.linkname!r} points outside")
-            symlinks.add(rel)
-        elif member.islnk():
-            try:
-                link = _relative_member(archive, member.linkname, strip)
-            except UnsafeArchiveError:
-                link = None
-            if link is None:
-                raise UnsafeArchiveError(archive, member.name, f"hard link to {member.linkname!r} points outside")
-            new.linkname = str(link)
         planned.append(new)
-        original[new.name] = member.name
-    # A path that runs through a symlink from the archive can resolve somewhere the names do not show.
-    for new in planned:
-        paths = [PurePosixPath(new.name)]
-        if new.issym():
-            paths.append(PurePosixPath(os.path.normpath(str(PurePosixPath(new.name).parent / new.linkname))))
-        elif new.islnk():
-            paths.append(PurePosixPath(new.linkname))
-        for path in paths:
-            if any(parent in symlinks for parent in path.parents):
-                raise UnsafeArchiveError(
-                    archive, original[new.name], "path goes through a symlink inside the archive"
-                )
     return planned
 
 
-def _plan_zip(archive: Path, zf: zipfile.ZipFile, strip: int) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
-    """Check every zip member; zip symlinks are written as plain files by this module, so they cannot escape."""
+def _plan_zip(
+    archive: Path, zf: zipfile.ZipFile, strip: int, budget: _Budget
+) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    """Check every zip member; symbolic links (by their Unix mode) are refused as in tar archives.
+
+    ``zipfile`` stops each member at the size its directory entry declares, so the declared sizes bound what is
+    written.
+    """
     planned = []
     for info in zf.infolist():
         rel = _relative_member(archive, info.filename, strip)
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise UnsafeArchiveError(archive, info.filename, "symbolic link (links are not accepted)")
+        budget.add(info.file_size)
         if rel is not None:
             planned.append((info, rel))
     return planned
 
 
 def _archive_kind(archive: Path) -> str:
-    name = archive.name.lower()
+    name = archive.name.lower().removesuffix(".part")
     if name.endswith(".zip"):
         return "zip"
     if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
@@ -373,58 +511,83 @@ def _archive_kind(archive: Path) -> str:
     raise DownloadError(f"{archive.name}: not a .zip, .tar, .tar.gz or .tgz archive")
 
 
+# What a truncated or corrupt archive raises while it is read (gzip.BadGzipFile is an OSError, not a disk error).
+_FILTER_ERRORS = getattr(tarfile, "FilterError", ())
+_CORRUPT = (tarfile.TarError, zipfile.BadZipFile, EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError)
+
+
+def _check_content(archive: Path, folder: Path, content: ContentPin) -> None:
+    files, digest = content_digest(folder, content.subdir)
+    if (files, digest) != (content.files, content.sha256):
+        raise ContentMismatchError(archive, content.subdir, content, files, digest)
+
+
 def safe_extract(
     archive: str | os.PathLike,
     target: str | os.PathLike,
     strip_components: int = 0,
     marker: str | None = None,
     replace: bool = False,
+    max_bytes: int | None = None,
+    max_members: int | None = None,
+    content: ContentPin | None = None,
 ) -> Path:
     """Unpack a .zip/.tar/.tar.gz/.tgz into ``target`` without letting any member escape it.
 
-    Every member is checked before anything is written: absolute paths, ``..``, links pointing outside and
-    special files raise :class:`UnsafeArchiveError` naming the member.  Members are unpacked into a temporary
-    sibling of ``target`` that replaces ``target`` only at the end (and only if ``marker``, when given, exists in
-    it), so a failed run never leaves a half data set that looks complete.  An existing non-empty ``target`` is
-    an error unless ``replace`` is true.
+    Every member is checked before anything is written: absolute paths, ``..``, any symbolic or hard link and
+    special files raise :class:`UnsafeArchiveError` naming the member, and more than ``max_members`` members or
+    ``max_bytes`` unpacked bytes raise :class:`ArchiveTooLargeError`.  Members are unpacked into a temporary
+    sibling of ``target`` that replaces ``target`` only at the end, and only if ``marker`` (when given) exists in
+    it and the files pinned by ``content`` (when given) match (else :class:`ContentMismatchError`), so a failed
+    run never leaves a half or unverified data set.  An existing non-empty ``target`` is an error unless
+    ``replace`` is true.  A corrupt archive raises :class:`DownloadError`.
     """
     archive, target = Path(archive), Path(target)
     kind = _archive_kind(archive)
     if target.exists() and not replace and not (target.is_dir() and not any(target.iterdir())):
         raise FileExistsError(f"{target} already exists and is not empty; remove it or extract with replace")
 
-    with (zipfile.ZipFile(archive) if kind == "zip" else tarfile.open(archive, "r:*")) as handle:
-        if isinstance(handle, zipfile.ZipFile):
-            zip_plan = _plan_zip(archive, handle, strip_components)
-        else:
-            tar_plan = _plan_tar(archive, handle, strip_components)
-
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=target.parent))
-        try:
+    budget = _Budget(archive, max_bytes, max_members)
+    try:
+        with (zipfile.ZipFile(archive) if kind == "zip" else tarfile.open(archive, "r:*")) as handle:
             if isinstance(handle, zipfile.ZipFile):
-                for info, rel in zip_plan:
-                    out = tmp.joinpath(*rel.parts)
-                    if info.is_dir():
-                        out.mkdir(parents=True, exist_ok=True)
-                        continue
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    with handle.open(info) as src, open(out, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
+                zip_plan = _plan_zip(archive, handle, strip_components, budget)
             else:
-                # The "data" filter re-checks each member against the real file system as a second line of defence.
-                extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                handle.extractall(tmp, members=tar_plan, **extra)
-            if marker is not None and not (tmp / marker).exists():
-                top = sorted(p.name for p in tmp.iterdir())[:10]
-                raise DownloadError(
-                    f"{archive.name} unpacked (stripping {strip_components} leading folder(s)) without "
-                    f"'{marker}'; top level holds {top}. The archive may have changed upstream."
-                )
-            _move_into_place(tmp, target, replace)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+                tar_plan = _plan_tar(archive, handle, strip_components, budget)
+
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=target.parent))
+            try:
+                if isinstance(handle, zipfile.ZipFile):
+                    for info, rel in zip_plan:
+                        out = tmp.joinpath(*rel.parts)
+                        if info.is_dir():
+                            out.mkdir(parents=True, exist_ok=True)
+                            continue
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        with handle.open(info) as src, open(out, "wb") as dst:
+                            shutil.copyfileobj(src, dst, 1 << 20)
+                else:
+                    # The "data" filter re-checks each member against the real file system as a second line of
+                    # defence where this Python has it.
+                    extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                    handle.extractall(tmp, members=tar_plan, **extra)
+                if marker is not None and not (tmp / marker).exists():
+                    top = sorted(p.name for p in tmp.iterdir())[:10]
+                    raise DownloadError(
+                        f"{archive.name} unpacked (stripping {strip_components} leading folder(s)) without "
+                        f"'{marker}'; top level holds {top}. The archive may have changed upstream."
+                    )
+                if content is not None:
+                    _check_content(archive, tmp, content)
+                _move_into_place(tmp, target, replace)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+    except _FILTER_ERRORS as e:  # only reached if the checks above missed something
+        raise UnsafeArchiveError(archive, e.tarinfo.name, str(e)) from e
+    except _CORRUPT as e:
+        raise DownloadError(f"{archive.name}: not a readable archive ({e}); nothing was extracted.") from e
     return target
 
 
@@ -469,8 +632,11 @@ def download_dataset(
     """Download, verify and unpack data set ``name`` into ``<root>/<folder_names[0]>`` and return that folder.
 
     The archive is kept in ``<root>/.downloads/`` so an interrupted run resumes and a repeated one does not
-    fetch it again.  A data set already in place is returned untouched unless ``force``, which fetches and
-    unpacks afresh (replacing the folder only once the new copy is complete).  ``base_url`` (or
+    fetch it again.  It is unpacked within the data set's size caps; an archive without a published checksum
+    is unpacked from its ``.part`` file and renamed only once its content matched the pinned digest (a refused
+    one is deleted, and one left by an earlier run is checked again before it is reused).  A data set already
+    in place is returned untouched unless ``force``, which fetches and unpacks afresh (replacing the folder only
+    once the new copy is complete).  ``base_url`` (or
     ``$DDFAD_DOWNLOAD_BASE_URL``) points at a mirror serving ``<base_url>/<filename>``.
     """
     source = get_source(name)
@@ -489,6 +655,19 @@ def download_dataset(
     if force:
         archive.unlink(missing_ok=True)
         archive.with_suffix(archive.suffix + ".part").unlink(missing_ok=True)
-    download_file(source_url(source, base_url), archive, source.checksum, progress=progress)
-    safe_extract(archive, target, source.strip_components, marker=layout.marker, replace=force)
+
+    def unpack(path: Path) -> None:
+        safe_extract(
+            path, target, source.strip_components, marker=layout.marker, replace=force,
+            max_bytes=source.max_bytes, max_members=source.max_members, content=source.content,
+        )
+
+    url = source_url(source, base_url)
+    if source.checksum is None:
+        # Only the unpacked content vouches for these bytes, so unpacking is part of accepting the download.
+        download_file(url, archive, None, progress=progress, verify=unpack)
+    else:
+        # Verified by its checksum: kept even if unpacking fails, since fetching it again would give the same bytes.
+        download_file(url, archive, source.checksum, progress=progress)
+        unpack(archive)
     return target.resolve()
