@@ -1,8 +1,8 @@
 """Reading clips: decode with soundfile, down-mix to mono, resample, pad or crop to a fixed length.
 
 Errors name the file, so a corrupt clip among thousands is found at once.  A clip is decoded only as far as the
-requested length needs (a one-hour recording cropped to 1 s reads about 1 s), with the samples a whole-file decode would give (up to
-float32 rounding in the resampler).
+requested length needs (a one-hour recording cropped to 1 s reads about 1 s), with the samples a whole-file decode
+would give (up to float32 rounding in the resampler).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ _ROLLOFF = 0.99
 
 
 def frames_needed(num_samples: int | None, file_rate: int, sample_rate: int) -> int:
-    """How many frames of a ``file_rate`` file yield the first ``num_samples`` at ``sample_rate`` exactly as a full read.
+    """How many frames of a ``file_rate`` file give the first ``num_samples`` at ``sample_rate`` as a full read does.
 
     ``-1`` (everything) when no length is asked for.  The resampler works in blocks of ``orig`` input frames (the
     rates divided by their gcd) and each output sample sees ``width`` frames beyond its block, so one extra block
