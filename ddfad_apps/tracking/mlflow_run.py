@@ -19,14 +19,12 @@ Two choices made here once, for every command:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import os
 import re
 import sys
 import time
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 if TYPE_CHECKING:  # MLflow takes seconds to import; only runs pay for it
-    import torch
     from matplotlib.figure import Figure
     from mlflow.tracking import MlflowClient
     from torch import nn
@@ -47,6 +44,7 @@ MAX_PARAMS_PER_BATCH = 100
 MAX_TAG_VALUE_LENGTH = 5000
 _INVALID_KEY_CHARS = re.compile(r"[^\w.\- /:]")
 _TRUNCATED = "...[truncated]"
+MODEL_TYPE = "ddfad-safetensors"  # model_type of the logged models written by RunLogger.model
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
@@ -109,14 +107,47 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _local_sqlite_folder(uri: str) -> Path | None:
-    """Folder of the database file of a ``sqlite:///`` URI, or None for other stores and in-memory SQLite."""
+def _local_sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, or None for other stores and in-memory SQLite."""
     if not uri.startswith("sqlite:///"):
         return None
     path = unquote(uri[len("sqlite:///") :]).split("?", 1)[0]
     if not path or path == ":memory:":
         return None
-    return Path(path).expanduser().absolute().parent
+    return Path(path).expanduser().absolute()
+
+
+def _local_sqlite_folder(uri: str) -> Path | None:
+    """Folder of the database file of a ``sqlite:///`` URI, or None for other stores and in-memory SQLite."""
+    path = _local_sqlite_path(uri)
+    return None if path is None else path.parent
+
+
+_PREPARED_STORES: set[str] = set()
+
+
+def prepare_store(uri: str) -> None:
+    """Create / migrate a local SQLite store once, under an exclusive lock on ``<database>.lock`` beside it.
+
+    Why: MLflow creates a new store's tables by running its schema migrations from whichever process opens the
+    store first, without a lock, so two commands started together on a new ``mlflow.db`` both migrate and one
+    dies (``duplicate column name``).  Here the first process to take the lock builds the store (tables,
+    migrations, default experiment); the others wait, then find it ready.  MLflow caches the store per URI, so
+    later calls in this process reuse it.  Other stores (servers, databases) are left to MLflow.
+    """
+    db = _local_sqlite_path(uri)
+    if db is None or uri in _PREPARED_STORES:
+        return
+    if not db.parent.is_dir():
+        raise FileNotFoundError(f"folder {db.parent} of the MLflow store {uri} does not exist")
+    import fcntl
+
+    from mlflow.tracking._tracking_service.utils import _get_store
+
+    with open(db.with_name(db.name + ".lock"), "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        _get_store(uri)  # MLflow's SqlAlchemyStore: creates the tables, migrates, adds the default experiment
+    _PREPARED_STORES.add(uri)
 
 
 def _experiment_id(client: "MlflowClient", name: str, uri: str) -> str:
@@ -212,51 +243,84 @@ class RunLogger:
     def text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
 
-    def model(self, model: "nn.Module", name: str = "model", input_example: "torch.Tensor | None" = None) -> str:
-        """Log ``model`` with ``mlflow.pytorch.log_model`` and return its ``models:/`` URI.
+    def model(self, model: "nn.Module", name: str = "model", *, architecture: str,
+              model_kwargs: Mapping[str, Any] | None = None) -> str:
+        """Log ``model`` (built by ``build_model(architecture, ..., **model_kwargs)``) and return its ``models:/`` URI.
 
-        Checked here with MLflow 3.17 offline: ``mlflow.pytorch.log_model`` works without extra packages, so it
-        is used rather than a bare ``state_dict`` artifact (the logged model carries its MLmodel metadata,
-        signature and a link to this run, and ``mlflow.pytorch.load_model`` loads it back).  Choices:
-
-        * format ``pt2`` (``torch.export``, MLflow's safe default, loadable without this package's code) when
-          an input example is available: the argument, else zeros shaped from the model's
-          ``in_channels``/``input_size`` (ddfad models have both).  Two rows, because a one-row example makes
-          ``torch.export`` specialise the batch dimension to 1.  If export fails (an architecture with
-          data-dependent control flow), or no example exists, the pickle format is used instead, with a warning.
-        * ``pip_requirements`` is given explicitly: MLflow's automatic inference re-imports the model in a
-          subprocess and costs 15-20 s per call on a 2-core machine.
-        * the model is copied to the CPU in eval mode first, so exporting never moves or mutates the caller's
-          model, and batch-norm statistics (not batch statistics) are what gets exported.
+        No pickle anywhere: the weights go as ``model.safetensors`` and the settings that rebuild the model (name,
+        kwargs, input shape, class count) as ``model.json`` (:mod:`ddfad_apps.models.serialize`), uploaded as the
+        artifacts of an MLflow logged model linked to this run (it is listed under the run's models).  There is
+        no MLmodel file, so ``mlflow.pytorch.load_model`` does not apply: load it with
+        :func:`ddfad_apps.tracking.load_model`, which only ever builds a registry architecture.
+        Raises ValueError for a model the registry cannot rebuild from these settings.
         """
-        import mlflow.pytorch
-        import torch
+        import tempfile
 
-        cpu_model = copy.deepcopy(model).cpu().eval()
-        requirements = [f"torch=={torch.__version__.split('+')[0]}"]
-        example = input_example
-        if example is None and hasattr(cpu_model, "in_channels") and hasattr(cpu_model, "input_size"):
-            example = torch.zeros(2, int(cpu_model.in_channels), *map(int, cpu_model.input_size))
-        if example is not None:
-            example = example.detach().cpu()
-            if example.shape[0] == 1:
-                example = example.repeat(2, *([1] * (example.dim() - 1)))
+        from ddfad_apps.models.serialize import ModelSpec, save_model
+
+        spec = ModelSpec.of(model, architecture, model_kwargs)
+        with tempfile.TemporaryDirectory(prefix="ddfad-model-") as tmp:
+            save_model(model, spec, tmp)  # checks the settings fit the weights before anything is created
+            logged = self.client.create_logged_model(
+                self.experiment_id, name=name, source_run_id=self.run_id, model_type=MODEL_TYPE,
+                params=flatten_params(spec.as_dict()),
+            )
             try:
-                info = mlflow.pytorch.log_model(
-                    cpu_model, name=name, serialization_format="pt2", input_example=example.numpy(),
-                    pip_requirements=requirements,
-                )
-                return info.model_uri
-            except Exception as exc:  # torch.export rejects some architectures; pickling accepts any module
-                warnings.warn(f"torch.export of model {name!r} failed ({exc}); logging it in pickle format", stacklevel=2)
-        info = mlflow.pytorch.log_model(
-            cpu_model, name=name, serialization_format="pickle", pip_requirements=requirements,
-        )
-        return info.model_uri
+                self.client.log_model_artifacts(logged.model_id, tmp)
+            except BaseException:
+                self.client.finalize_logged_model(logged.model_id, "FAILED")
+                raise
+        self.client.finalize_logged_model(logged.model_id, "READY")
+        return f"models:/{logged.model_id}"
 
     def dict(self, d: Mapping[str, Any], artifact_file: str) -> None:
         """Log a mapping as JSON or YAML (by the file's extension); tensors and paths are converted first."""
         self.client.log_dict(self.run_id, _jsonable(d), artifact_file)
+
+
+def load_model(source: str | os.PathLike, name: str = "model", tracking_uri: str | None = None) -> "nn.Module":
+    """Load a model logged by :meth:`RunLogger.model`, on the CPU in eval mode, without unpickling anything.
+
+    ``source`` is a run id (its logged model called ``name``), an artifact URI (``models:/<model id>``, the URI
+    :meth:`RunLogger.model` returns, or ``runs:/...``, ``file:...``), or a local folder holding ``model.json``
+    and ``model.safetensors``.  The store is ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else MLflow's
+    default.  The architecture is rebuilt through :func:`ddfad_apps.models.build_model` from the JSON settings.
+    """
+    import tempfile
+
+    from ddfad_apps.models.serialize import load_model as load_folder
+
+    if isinstance(source, os.PathLike) or Path(str(source)).is_dir():
+        return load_folder(source)
+    source = str(source)
+    uri = resolve_tracking_uri(tracking_uri)
+    db = _local_sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise FileNotFoundError(f"MLflow store {db} does not exist (looking for model {source!r} in {uri})")
+    prepare_store(uri)
+    import mlflow.artifacts
+    from mlflow.tracking import MlflowClient
+
+    artifact_uri = source
+    if ":" not in source:  # a run id
+        if not re.fullmatch(r"[\w\-]+", source):
+            raise ValueError(f"{source!r} is neither a folder, an artifact URI nor an MLflow run id")
+        client = MlflowClient(uri)
+        run = client.get_run(source)
+        found = [m for m in client.search_logged_models([run.info.experiment_id],
+                                                        filter_string=f"source_run_id = '{source}'")
+                 if m.name == name]
+        if len(found) != 1:
+            what = "no logged model" if not found else f"{len(found)} logged models ({', '.join(m.model_id for m in found)})"
+            raise LookupError(f"run {source} in {uri} has {what} named {name!r}; pass a models:/<model id> URI")
+        artifact_uri = found[0].artifact_location
+    with tempfile.TemporaryDirectory(prefix="ddfad-model-") as tmp:
+        with _using_tracking_uri(uri):  # models:/ URIs are resolved through the global URI, not the argument
+            local = mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=tmp, tracking_uri=uri)
+        try:
+            return load_folder(local)
+        except (OSError, ValueError) as exc:  # the temporary path means nothing to the caller: name the source
+            raise ValueError(f"model {source!r} (artifacts {artifact_uri}) cannot be loaded: {exc}") from exc
 
 
 @contextmanager
@@ -273,6 +337,7 @@ def tracking_run(
     from mlflow.tracking import MlflowClient
 
     uri = resolve_tracking_uri(tracking_uri)
+    prepare_store(uri)
     with _using_tracking_uri(uri):
         client = MlflowClient(uri)
         experiment_id = _experiment_id(client, experiment, uri)
@@ -294,4 +359,4 @@ def tracking_run(
             mlflow.end_run(status)
 
 
-__all__ = ["RunLogger", "flatten_params", "resolve_tracking_uri", "tracking_run"]
+__all__ = ["RunLogger", "flatten_params", "load_model", "prepare_store", "resolve_tracking_uri", "tracking_run"]
