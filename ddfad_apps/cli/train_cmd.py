@@ -196,7 +196,7 @@ def train(
             run.figure(training_curves_figure(result.history, name), "training_curves.png")
             run.dict({"classes": test_set.classes, "feature_config": features_cfg.as_dict(),
                       "feature_stats": splits.stats.state_dict(), "history": result.history}, "training.json")
-            run.model(model, "model", input_example=test_set.features[:2])
+            run.model(model, "model", architecture=model_name, model_kwargs=model_kwargs)
             run_id, used_uri = run.run_id, run.tracking_uri
     except MlflowException as exc:
         raise click.ClickException(f"MLflow: {exc}") from exc
