@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "reconstruct": "ddfad_apps.cli.distill_cmd:reconstruct",
     "cicl": "ddfad_apps.cli.cicl_cmd:cicl",
     "nas": "ddfad_apps.cli.nas_cmd:nas",
+    "cache": "ddfad_apps.cli.cache_cmd:cache",
 }
 
 

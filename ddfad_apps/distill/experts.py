@@ -2,12 +2,13 @@
 
 Experts are the main cost of MTT on a CPU, so they are stored on disk keyed by the data, the model and the
 training settings, reused by every later distillation with the same key, and trained resumably: an
-interrupted run continues from the last finished epoch of the expert it was on.
+interrupted run continues from the last finished epoch of the expert it was on.  Each expert is trained by
+one process only (a file lock per expert), and an unreadable expert file is moved aside and trained again.
 """
 
 from __future__ import annotations
 
-import os
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,13 @@ from ddfad_apps.distill.augment import AudioAugment
 from ddfad_apps.distill.fingerprint import settings_digest, tensor_digest
 from ddfad_apps.features.dataset import FeatureSet
 from ddfad_apps.models import build_model, flatten_params
+from ddfad_apps.storage import (
+    FileLock,
+    atomic_write,
+    load_or_move_aside,
+    lock_path,
+    locked,
+)
 from ddfad_apps.training.loops import NonFiniteLossError, accuracy
 
 
@@ -52,31 +60,68 @@ class ExpertBank:
         return len(self.trajectories)
 
 
+def expert_cache_dir() -> Path:
+    """Where expert trajectories are cached: ``<cache>/experts``, one folder per data and settings key."""
+    return cache_dir() / "experts"
+
+
 def expert_folder(train: FeatureSet, settings: ExpertSettings, root: Path | None = None) -> Path:
     key = settings_digest(tensor_digest(train.features), tensor_digest(train.labels), settings)[:20]
-    return (root or cache_dir() / "experts") / key
+    return (root or expert_cache_dir()) / key
+
+
+def expert_file(folder: Path, k: int) -> Path:
+    return folder / f"expert_{k:03d}.safetensors"
+
+
+def _load_expert(path: Path, s: ExpertSettings) -> tuple[torch.Tensor, float] | None:
+    """A finished expert, or None when absent or unreadable (then moved aside with a warning, and retrained)."""
+
+    def read(p: Path) -> tuple[torch.Tensor, float]:
+        t = load_file(str(p))
+        traj = t["trajectory"]
+        if traj.ndim != 2 or traj.shape[0] != s.epochs + 1:
+            raise ValueError(f"trajectory of shape {tuple(traj.shape)}, expected ({s.epochs + 1}, parameters)")
+        return traj, float(t["test_accuracy"].item())
+
+    return load_or_move_aside(path, read)
+
+
+def _fresh_expert(k: int, train: FeatureSet, s: ExpertSettings, device: torch.device):
+    gen = torch.Generator().manual_seed(s.seed * 1000 + k)
+    torch.manual_seed(s.seed * 1000 + k)
+    model = build_model(s.model, train.num_classes, train.input_shape, **s.model_kwargs).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    return model, opt, gen, [flatten_params(model).cpu()]
 
 
 def _train_one(
     k: int, train: FeatureSet, test: FeatureSet | None, s: ExpertSettings, folder: Path, device: torch.device,
     progress: bool,
 ) -> tuple[torch.Tensor, float]:
-    final = folder / f"expert_{k:03d}.safetensors"
-    if final.exists():
-        t = load_file(str(final))
-        return t["trajectory"], float(t["test_accuracy"].item())
+    """Load expert ``k``, or train it (resuming its partial file); the caller holds expert ``k``'s lock."""
+    final = expert_file(folder, k)
+    done = _load_expert(final, s)
+    if done is not None:
+        return done
     partial = folder / f"expert_{k:03d}.partial.pt"
-    gen = torch.Generator().manual_seed(s.seed * 1000 + k)
-    torch.manual_seed(s.seed * 1000 + k)
-    model = build_model(s.model, train.num_classes, train.input_shape, **s.model_kwargs).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
-    traj = [flatten_params(model).cpu()]
-    if partial.exists():
-        state = torch.load(partial, weights_only=True)
+    had_partial = partial.exists()
+    model, opt, gen, traj = _fresh_expert(k, train, s, device)
+
+    def resume(p: Path) -> list[torch.Tensor]:
+        state = torch.load(p, weights_only=True)
+        if not 1 <= len(state["trajectory"]) <= s.epochs + 1:
+            raise ValueError(f"{len(state['trajectory'])} saved epochs, expected 1 to {s.epochs + 1}")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
-        traj = list(state["trajectory"])
+        return list(state["trajectory"])
+
+    resumed = load_or_move_aside(partial, resume)
+    if resumed is not None:
+        traj = resumed
+    elif had_partial:  # moved aside: the failed resume may have half-loaded the model, so start it afresh
+        model, opt, gen, traj = _fresh_expert(k, train, s, device)
     aug = AudioAugment() if s.augment else None
     x_all, y_all = train.features.to(device), train.labels.to(device)
     n = len(train)
@@ -96,15 +141,13 @@ def _train_one(
             loss.backward()
             opt.step()
         traj.append(flatten_params(model).cpu())
-        tmp = partial.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                    "trajectory": torch.stack(traj)}, tmp)
-        os.replace(tmp, partial)
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                 "trajectory": torch.stack(traj)}
+        atomic_write(partial, functools.partial(torch.save, state))
     acc = accuracy(model, test) if test is not None else float("nan")
     trajectory = torch.stack(traj)
-    tmp = folder / f".expert_{k:03d}.tmp"
-    save_file({"trajectory": trajectory.contiguous(), "test_accuracy": torch.tensor([acc])}, str(tmp))
-    os.replace(tmp, final)
+    atomic_write(final, lambda tmp: save_file(
+        {"trajectory": trajectory.contiguous(), "test_accuracy": torch.tensor([acc])}, str(tmp)))
     partial.unlink(missing_ok=True)
     return trajectory, acc
 
@@ -113,13 +156,33 @@ def train_experts(
     train: FeatureSet, settings: ExpertSettings, test: FeatureSet | None = None, device: torch.device | str = "cpu",
     root: Path | None = None, progress: bool = True,
 ) -> ExpertBank:
-    """Train (or load) ``settings.num_experts`` trajectories; safe to interrupt and call again."""
+    """Train (or load) ``settings.num_experts`` trajectories; safe to interrupt and call again.
+
+    Safe to run in several processes at once: each expert has its own lock, so every expert is trained by one
+    process only.  Experts another process is training are skipped at first (this one trains the free ones),
+    then waited for and loaded.  The folder itself is held with a shared lock, so ``ddfad-apps cache clear``
+    leaves it alone while in use.
+    """
     folder = expert_folder(train, settings, root)
-    folder.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
-    trajs, accs = [], []
-    for k in tqdm(range(settings.num_experts), desc="experts", disable=not progress):
-        t, a = _train_one(k, train, test, settings, folder, device, progress)
-        trajs.append(t)
-        accs.append(a)
-    return ExpertBank(folder, trajs, accs)
+    found: dict[int, tuple[torch.Tensor, float]] = {}
+    say = tqdm.write if progress else None
+    with locked(folder, shared=True):
+        folder.mkdir(parents=True, exist_ok=True)
+        busy = []
+        bar = tqdm(total=settings.num_experts, desc="experts", disable=not progress)
+        for k in range(settings.num_experts):
+            lock = FileLock(lock_path(expert_file(folder, k)))
+            if not lock.acquire(blocking=False):  # another process is training it: come back later
+                busy.append(k)
+                continue
+            with lock:
+                found[k] = _train_one(k, train, test, settings, folder, device, progress)
+            bar.update(1)
+        for k in busy:
+            with locked(expert_file(folder, k), on_wait=say):
+                found[k] = _train_one(k, train, test, settings, folder, device, progress)
+            bar.update(1)
+        bar.close()
+    return ExpertBank(folder, [found[k][0] for k in range(settings.num_experts)],
+                      [found[k][1] for k in range(settings.num_experts)])

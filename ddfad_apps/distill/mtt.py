@@ -11,7 +11,6 @@ grows with ``syn_steps x batch_syn``); both give the same loss and gradients.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from ddfad_apps.distill.synthetic_set import SyntheticSet, check_clips_per_class
 from ddfad_apps.distill.unroll import match_loss, plan_batches, unroll
 from ddfad_apps.features.dataset import FeatureSet
 from ddfad_apps.models import ParamSpec, build_model
+from ddfad_apps.storage import atomic_write, load_or_move_aside, locked
 from ddfad_apps.training.loops import NonFiniteLossError
 
 
@@ -144,9 +144,26 @@ class MTTDistiller:
         self.history = [{"iteration": i + 1, "loss": float(v)} for i, v in enumerate(state["losses"].tolist())]
 
     def save_checkpoint(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        state = self.state_dict()
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    def load_checkpoint(self, path: Path) -> bool:
+        """Resume from ``path``; False when it is absent, or unreadable or not this run's (then moved aside)."""
+
+        def restore(p: Path) -> bool:
+            state = torch.load(p, weights_only=True)
+            for key, mine in (("syn", self.syn), ("labels", self.labels), ("syn_lr", self.syn_lr)):
+                if tuple(state[key].shape) != tuple(mine.shape):
+                    raise ValueError(f"'{key}' of shape {tuple(state[key].shape)}, this run has {tuple(mine.shape)}")
+            before = self.state_dict()
+            try:
+                self.load_state_dict(state)
+            except Exception:
+                self.load_state_dict(before)  # leave the run as it was: it starts afresh
+                raise
+            return True
+
+        return bool(load_or_move_aside(path, restore))
 
     def result(self, stats=None) -> SyntheticSet:
         return SyntheticSet(self.syn.detach().cpu().clone(), self.labels.cpu().clone(), self.train.classes, "mtt",
@@ -156,9 +173,20 @@ class MTTDistiller:
 
     def run(self, checkpoint: Path | None = None, progress: bool = True,
             on_step: Callable[[dict[str, float]], None] | None = None) -> SyntheticSet:
-        """Iterate to ``settings.iterations``, resuming from ``checkpoint`` if it exists and saving to it."""
-        if checkpoint is not None and checkpoint.exists():
-            self.load_state_dict(torch.load(checkpoint, weights_only=True))
+        """Iterate to ``settings.iterations``, resuming from ``checkpoint`` if it exists and saving to it.
+
+        The checkpoint is locked for the run (one writer; a second run on it waits, then resumes from where the
+        first stopped), and a damaged one is moved aside with a warning and the run starts afresh.
+        """
+        if checkpoint is None:
+            return self._run(None, progress, on_step)
+        with locked(checkpoint, remove_on_release=True, on_wait=tqdm.write if progress else None):
+            return self._run(checkpoint, progress, on_step)
+
+    def _run(self, checkpoint: Path | None, progress: bool,
+             on_step: Callable[[dict[str, float]], None] | None) -> SyntheticSet:
+        if checkpoint is not None:
+            self.load_checkpoint(checkpoint)
         bar = tqdm(total=self.s.iterations, initial=self.iteration, desc="MTT", disable=not progress)
         t0 = time.time()
         while self.iteration < self.s.iterations:

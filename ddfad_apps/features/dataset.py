@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ddfad_apps.data.clips import ClipList
 from ddfad_apps.data.registry import list_clips
-from ddfad_apps.features.cache import cache_key, feature_cache_dir, load_cached, save_atomic
+from ddfad_apps.features.cache import cache_key, feature_cache_dir, load_or_build
 from ddfad_apps.features.config import FeatureConfig
 from ddfad_apps.features.normalize import FeatureStats
 
@@ -56,16 +56,16 @@ def extract_clip_features(
 ) -> FeatureSet:
     """Raw (unnormalised) features of every clip, from the cache when the same clips and settings were seen."""
     path = feature_cache_dir() / f"{clips.dataset}-{clips.split}-{cache_key(clips, config, on_error)}.pt"
-    cached = load_cached(path) if use_cache else None
-    if cached is None:
+
+    def build() -> dict:
         waves = clips.load(on_error=on_error, progress=progress)
         parts = []
         for start in tqdm(range(0, len(waves), batch_size), desc="features", disable=not progress, leave=False):
             chunk = waves.waveforms[start : start + batch_size].to(device)
             parts.append(config.extract(chunk, clips.sample_rate).cpu())
-        cached = {"features": torch.cat(parts), "labels": waves.labels}
-        if use_cache:
-            save_atomic(cached, path)
+        return {"features": torch.cat(parts), "labels": waves.labels}
+
+    cached = load_or_build(path, build) if use_cache else build()  # one extractor per cache entry (a file lock)
     meta = {"dataset": clips.dataset, "split": clips.split, "sample_rate": clips.sample_rate,
             "duration": clips.duration, "features": config.as_dict()}
     return FeatureSet(cached["features"], cached["labels"], list(clips.classes), meta)
