@@ -6,7 +6,14 @@ current folder), creates the experiment if needed, starts a run, logs the flatte
 :class:`RunLogger`.  An exception escaping the block marks the run FAILED (KILLED for Ctrl-C) and stores the
 error as the run's ``error`` tag, so a crashed command is never shown as a finished run.
 
-Two choices made here once, for every command:
+Choices made here once, for every command:
+
+* A local SQLite store is created and migrated by one process at a time, under a lock on ``<db>.lock`` beside
+  the database (:func:`prepare_store`): MLflow would otherwise run the migrations from every command started on
+  a new store at once, and all but one die (``duplicate column name``).
+* Models are logged as safetensors weights plus the JSON settings that rebuild them through the models
+  registry, never pickled (:meth:`RunLogger.model`, :func:`load_model`): loading a pickle from a shared store
+  runs whatever code it names.
 
 * The tracking URI is set only for the duration of the run and restored afterwards (MLflow keeps it as a
   process-wide global and mirrors it into the environment), so tests and notebooks that open runs against
@@ -176,7 +183,7 @@ def _experiment_id(client: "MlflowClient", name: str, uri: str) -> str:
 
 @contextmanager
 def _using_tracking_uri(uri: str) -> Iterator[None]:
-    """Make ``uri`` MLflow's current URI (the fluent API, which ``log_model`` needs, reads the global) and restore
+    """Make ``uri`` MLflow's current URI (the fluent API -- ``start_run``, ``models:/`` downloads -- reads the global) and restore
     both the global and ``$MLFLOW_TRACKING_URI`` afterwards (``mlflow.set_tracking_uri`` rewrites the variable)."""
     import mlflow
     from mlflow.tracking._tracking_service import utils as tracking_utils
