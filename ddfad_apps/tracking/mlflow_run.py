@@ -183,8 +183,9 @@ def _experiment_id(client: "MlflowClient", name: str, uri: str) -> str:
 
 @contextmanager
 def _using_tracking_uri(uri: str) -> Iterator[None]:
-    """Make ``uri`` MLflow's current URI (the fluent API -- ``start_run``, ``models:/`` downloads -- reads the global) and restore
-    both the global and ``$MLFLOW_TRACKING_URI`` afterwards (``mlflow.set_tracking_uri`` rewrites the variable)."""
+    """Make ``uri`` MLflow's current URI (the fluent API -- ``start_run``, ``models:/`` downloads -- reads the
+    global) and restore both the global and ``$MLFLOW_TRACKING_URI`` afterwards (``mlflow.set_tracking_uri``
+    rewrites the variable)."""
     import mlflow
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
