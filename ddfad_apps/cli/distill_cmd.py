@@ -325,7 +325,7 @@ def reconstruct(folder: Path, n_iter: int, dataset_override: str | None, data_ro
     """Turn the distilled set in FOLDER into WAV clips (FOLDER/audio) and draw original vs distilled."""
     from ddfad_apps.data.registry import list_clips
     from ddfad_apps.distill.compat import check_compatible
-    from ddfad_apps.reconstruct.export import export_audio
+    from ddfad_apps.reconstruct.export import export_audio, log_to_active_run
     from ddfad_apps.training import resolve_device
 
     _, syn, ref, options = _load_run(folder, dataset_override, data_root)
@@ -335,4 +335,7 @@ def reconstruct(folder: Path, n_iter: int, dataset_override: str | None, data_ro
         exported = export_audio(syn, clips, folder, n_iter=n_iter, device=resolve_device(device))
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"wrote {len(syn)} clips to {exported.audio_dir} and {exported.figure}")
+    click.echo(f"wrote {len(syn)} clips to {exported.audio_dir} and {exported.figure}; listen: {exported.page}")
+    run_id = log_to_active_run(exported)  # MLflow: only into a run already active (MLFLOW_RUN_ID)
+    if run_id:
+        click.echo(f"logged to MLflow run {run_id}")
