@@ -144,7 +144,7 @@ def run_browser(exe: str, page: Path, profile: Path, *args: str) -> subprocess.C
     cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
            f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000",
            *args, page.resolve().as_uri()]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, f"{cmd} exited {done.returncode}: {done.stderr[-2000:]}"
     return done
 

@@ -26,7 +26,7 @@ from ddfad_apps.features.config import FeatureConfig
 from ddfad_apps.features.normalize import FeatureStats
 from ddfad_apps.reconstruct import (
     FDMFCCInverse, db_to_power, de_emphasis, fd_mfcc_to_audio, griffin_lim, istft, log_spectral_distance,
-    mel_to_stft_magnitude, mfcc_to_mel_db, peak_stats, plot_original_vs_distilled, roundtrip_accuracy,
+    frame_rate_line, mel_to_stft_magnitude, mfcc_to_mel_db, peak_stats, plot_original_vs_distilled, roundtrip_accuracy,
     spectral_convergence, spectral_convergence_to, write_audio_dataset,
 )
 
@@ -313,6 +313,15 @@ def test_clip_fraction_counts_clipped_samples(tmp_path) -> None:
     assert peak_stats(over).clipping.tolist() == [True, False]
 
 
+def test_frame_rate_line_sees_a_50_hz_buzz() -> None:
+    noise = torch.randn(2, SR, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    buzz = 1 + 0.5 * torch.sin(2 * torch.pi * 50 * torch.arange(SR, dtype=torch.float64) / SR)
+    plain, buzzing = frame_rate_line(torch.stack([noise[0], noise[1] * buzz]), SR, 50.0).tolist()
+    assert plain < 10.0 < 20.0 < buzzing
+    assert float(frame_rate_line(torch.zeros(SR), SR, 50.0)) == 0.0
+    assert frame_rate_line(noise, SR, 100.0).shape == (2,)
+
+
 def test_roundtrip_accuracy_classifies_real_and_reconstructed_clips(fsdd_root) -> None:
     from ddfad_apps.features import load_features
     from ddfad_apps.models import build_model
@@ -336,3 +345,29 @@ def test_roundtrip_accuracy_classifies_real_and_reconstructed_clips(fsdd_root) -
     assert rt.reconstructed.shape == waves.shape and torch.isfinite(rt.reconstructed).all()
     assert rt.roundtrip_accuracy >= rt.original_accuracy - 0.2, rt  # the class survives the trip through audio
     assert rt.drop == pytest.approx(rt.original_accuracy - rt.roundtrip_accuracy)
+
+
+def test_export_is_logged_only_into_an_active_run(tmp_path, monkeypatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from ddfad_apps.reconstruct.export import AudioExport, log_to_active_run
+
+    audio = tmp_path / "run" / "audio"
+    (audio / "zero").mkdir(parents=True)
+    for name in ("index.html", "manifest.json", "zero/zero_0.wav"):
+        (audio / name).write_text(name)
+    figure = tmp_path / "run" / "original_vs_distilled.png"
+    figure.write_bytes(b"png")
+    exported = AudioExport(audio, figure, audio / "index.html")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)  # the store's default artifact root is ./mlruns
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    assert log_to_active_run(exported) is None  # no run: nothing logged, no run created
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("recon")).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", run_id)
+    assert log_to_active_run(exported) == run_id
+    logged = {f.path for f in client.list_artifacts(run_id, "audio")} | {f.path for f in client.list_artifacts(run_id)}
+    assert {"audio/index.html", "audio/manifest.json", "audio/zero", "original_vs_distilled.png"} <= logged
+    assert client.get_run(run_id).info.status == "RUNNING"  # logged into, not ended

@@ -6,7 +6,7 @@ the measures of how faithful a reconstruction is, and ``page`` the self-containe
 """
 
 from ddfad_apps.reconstruct.fidelity import (
-    PeakStats, RoundTrip, audio_accuracy, log_spectral_distance, peak_stats, roundtrip_accuracy,
+    PeakStats, RoundTrip, audio_accuracy, frame_rate_line, log_spectral_distance, peak_stats, roundtrip_accuracy,
     spectral_convergence_to,
 )
 from ddfad_apps.reconstruct.figures import plot_original_vs_distilled
@@ -20,7 +20,7 @@ from ddfad_apps.reconstruct.writer import write_audio_dataset
 
 __all__ = [
     "FDMFCCInverse", "PeakStats", "RoundTrip", "audio_accuracy", "db_to_power", "de_emphasis", "fd_mfcc_to_audio",
-    "griffin_lim", "istft", "log_spectral_distance", "mel_to_stft_magnitude", "mfcc_to_mel_db", "peak_stats",
+    "frame_rate_line", "griffin_lim", "istft", "log_spectral_distance", "mel_to_stft_magnitude", "mfcc_to_mel_db", "peak_stats",
     "plot_original_vs_distilled", "roundtrip_accuracy", "spectral_convergence", "spectral_convergence_to",
     "write_audio_dataset", "write_listening_page",
 ]

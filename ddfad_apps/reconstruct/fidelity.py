@@ -8,8 +8,8 @@ Defined values where a ratio would divide by zero (silence):
 
 * :func:`spectral_convergence_to` of silence against silence is 0; of silence against anything louder it is
   ``inf`` (any error is infinitely large relative to nothing).
-* :func:`log_spectral_distance` floors every power at ``amin`` (as ``power_to_db``), so silence against silence
-  is 0 dB and silence against sound is finite.
+* :func:`log_spectral_distance` floors every power at 80 dB below the reference's peak and at ``amin``, so
+  silence against silence is 0 dB and silence against sound is finite.
 * :func:`peak_stats` of silence: peak 0, clip fraction 0.
 """
 
@@ -73,19 +73,49 @@ def spectral_convergence_to(
 
 
 def log_spectral_distance(
-    reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int, n_fft: int | None = None, amin: float = 1e-10
+    reference: torch.Tensor, estimate: torch.Tensor, sample_rate: int, n_fft: int | None = None,
+    top_db: float | None = 80.0, amin: float = 1e-10,
 ) -> torch.Tensor:
     """Log-spectral distance in dB per clip: ``mean_frames sqrt(mean_bins (10 log10(P_ref / P_est))^2)``.
 
-    Powers are floored at ``amin`` (as ``power_to_db``), which keeps silent frames finite and silence against
-    silence at exactly 0 dB.
+    Both powers are floored at ``top_db`` below the reference's peak (the features' own 80 dB range: what lies
+    below it cannot come back from FD-MFCC, and the digital silence that pads short clips would otherwise dominate)
+    and at ``amin``, which keeps silence against silence at exactly 0 dB.
     """
     ref, est, lead = _pair(reference, estimate)
     s_ref, s_est = _magnitudes(ref, est, sample_rate, n_fft)
-    db_ref = 10.0 * torch.log10(s_ref.square().clamp_min(amin))
-    db_est = 10.0 * torch.log10(s_est.square().clamp_min(amin))
+    p_ref, p_est = s_ref.square(), s_est.square()
+    floor = torch.full((len(ref), 1, 1), amin, dtype=p_ref.dtype)
+    if top_db is not None:
+        floor = torch.maximum(floor, p_ref.amax(dim=(1, 2), keepdim=True) * 10.0 ** (-top_db / 10.0))
+    db_ref = 10.0 * torch.log10(torch.maximum(p_ref, floor))
+    db_est = 10.0 * torch.log10(torch.maximum(p_est, floor))
     per_frame = (db_ref - db_est).square().mean(dim=1).sqrt()  # (N, frames)
     return per_frame.mean(dim=1).reshape(lead).float()
+
+
+def frame_rate_line(wave: torch.Tensor, sample_rate: int, rate_hz: float, half_width: int = 12) -> torch.Tensor:
+    """How far the power envelope's line at ``rate_hz`` stands above its neighbours, in dB, per clip.
+
+    Griffin-Lim from frames that do not overlap modulates the output at the frame rate (1 / hop: 50 Hz for a
+    20 ms hop), which is heard as a buzz and seen as vertical stripes in a spectrogram.  The spectrum of ``x^2``
+    shows it as a line at ``rate_hz``; this is that line's peak over the median of the bins ``3..half_width`` away
+    (about 0 dB when there is no line; silence gives 0).  Compare a reconstruction with its original: speech has
+    its own envelope lines (the pitch), so only the difference means something.
+    """
+    x = _batch(wave, "wave")
+    n = x.shape[-1]
+    env = x.square()
+    spec = torch.fft.rfft(env - env.mean(dim=-1, keepdim=True), dim=-1).abs()
+    k = round(rate_hz * n / sample_rate)
+    if k - half_width < 1 or k + half_width >= spec.shape[-1]:
+        raise ValueError(f"{rate_hz} Hz is too close to 0 or to {sample_rate / 2} Hz for a {n}-sample clip")
+    line = spec[:, k - 1 : k + 2].amax(dim=-1)
+    near = torch.cat([spec[:, k - half_width : k - 2], spec[:, k + 3 : k + half_width + 1]], dim=-1)
+    floor = near.median(dim=-1).values
+    tiny = torch.finfo(spec.dtype).tiny
+    out = torch.where(floor > 0, 20 * torch.log10(line.clamp_min(tiny) / floor.clamp_min(tiny)), torch.zeros_like(line))
+    return out.reshape(torch.as_tensor(wave).shape[:-1]).float()
 
 
 @dataclass
