@@ -67,7 +67,8 @@ def _evaluate_models(syn, test, models: list[str], seeds: int, preset: str, devi
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder (default runs/distill/<dataset>-<method>-cpc<N>-<model>-<preset>-s<seed>).")
-@click.option("--force", is_flag=True, help="Replace an --out folder that holds a different run.")
+@click.option("--force", is_flag=True,
+              help="Replace an --out folder that holds a different run (only folders ddfad-apps made).")
 @click.option("--eval-seeds", type=click.IntRange(min=0), default=1, show_default=True,
               help="Networks trained on the result and tested (0: skip evaluation).")
 @click.option("--eval-epochs", type=click.IntRange(min=1), default=None,
