@@ -17,9 +17,11 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import quote
 
 import optuna
 import pytest
@@ -27,13 +29,14 @@ import torch
 from optuna.trial import TrialState
 
 from ddfad_apps.features.dataset import FeatureSet, load_features
-from ddfad_apps.nas.job import NASJob
-from ddfad_apps.nas.objective import Objective, holds
+from ddfad_apps.nas.job import STORAGE_ENV, NASJob
+from ddfad_apps.nas.objective import Objective, holds, owner_of
 from ddfad_apps.nas.proxies import proxy_spec
 from ddfad_apps.nas.report import ArchResult, compare
 from ddfad_apps.nas.space import build, distributions, grid, resolve_space, stratified_sample, suggest
 from ddfad_apps.nas.study import make_storage
 from ddfad_apps.nas.workers import open_study, prepare_study, run_worker, spawn_workers
+from ddfad_apps.tracking.redact import redact_text, redact_url
 from search_spaces import SearchSpace, get_space
 
 # 2 x 1 x 1 x 2 x 2 = 8 cheap architectures of the real space
@@ -172,8 +175,7 @@ def test_failing_architectures_become_failed_trials_with_a_reason() -> None:
 def _run_two_workers(job: NASJob, tmp_path: Path) -> optuna.Study:
     load_features(job.dataset, progress=False)  # as the CLI does: workers then read the feature cache
     study = prepare_study(job)
-    job_file = job.save(tmp_path / "job.json")
-    procs = spawn_workers(job_file, 2, tmp_path)
+    procs = spawn_workers(job, tmp_path / "job.json", 2, tmp_path)
     for p in procs:
         assert p.wait(timeout=240) == 0, (tmp_path / "worker-0.log").read_text()[-2000:]
     logs = [(tmp_path / f"worker-{i}.log").read_text() for i in range(2)]
@@ -206,8 +208,14 @@ def _pg_binaries() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
+# a password that needs %-encoding in a URL: neither form may reach any file, log or MLflow param
+PG_PASSWORD = "s3cret@Pg"
+
+
 @pytest.fixture
 def postgres_url() -> str:
+    """A fresh PostgreSQL server on a loopback port; TCP logins need the password (scram-sha-256), so a worker
+    that got a redacted URL could not connect."""
     pytest.importorskip("psycopg2", reason="psycopg2 is needed for PostgreSQL storage (pip install .[postgres])")
     bindir = _pg_binaries()
     if bindir is None:
@@ -224,15 +232,18 @@ def postgres_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    data = root / "data"
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "nas", "--auth=trust", "-E", "UTF8"],
-                   check=True, capture_output=True)
+    data, pwfile = root / "data", root / "pwfile"
+    pwfile.write_text(PG_PASSWORD)
+    if as_user:
+        os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "nas", "--auth-local=trust",
+                    "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8"], check=True, capture_output=True)
     subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "start", "-o",
                     f"-p {port} -k {root} -c listen_addresses=127.0.0.1"], check=True, capture_output=True)
     try:
-        subprocess.run([*as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "nas", "nas"],
-                       check=True, capture_output=True)
-        yield f"postgresql://nas@127.0.0.1:{port}/nas"
+        subprocess.run([*as_user, str(bindir / "createdb"), "-h", str(root), "-p", str(port), "-U", "nas", "nas"],
+                       check=True, capture_output=True)  # over the socket: local logins are trusted
+        yield f"postgresql://nas:{quote(PG_PASSWORD, safe='')}@127.0.0.1:{port}/nas"
     finally:
         subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
@@ -245,6 +256,21 @@ def test_two_workers_share_a_postgres_study(tiny_folder: Path, tmp_path: Path, p
     study = _run_two_workers(job, tmp_path)
     _assert_each_once(study, job)
     assert isinstance(make_storage(postgres_url), optuna.storages.RDBStorage)
+    assert "s3cret" not in (tmp_path / "job.json").read_text()  # the workers got the password from spawn_workers
+    with pytest.raises(Exception, match="password authentication failed"):
+        make_storage(redact_url(postgres_url))  # ... and needed it
+
+
+def _owned_running_trial(study: optuna.Study, proc: subprocess.Popen, log: Path) -> optuna.trial.FrozenTrial:
+    """Wait until ``proc`` runs a trial and has recorded itself on it (a fresh read, not an early snapshot)."""
+    deadline = time.monotonic() + 120
+    while True:
+        running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if owner_of(t)]
+        if running:
+            assert owner_of(running[0])["pid"] == proc.pid
+            return running[0]
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
 
 
 @pytest.mark.slow  # worker processes / MLflow: ~30-60 s each on 2 idle cores
@@ -254,23 +280,45 @@ def test_killed_worker_trial_is_rerun_and_nothing_else_is(tiny_folder: Path, tmp
     job.proxy = proxy_spec("random", cpc=2, epochs=3000)
     load_features(job.dataset, progress=False)
     study = prepare_study(job)
-    victim = spawn_workers(job.save(tmp_path / "job.json"), 1, tmp_path)[0]
-    deadline = time.monotonic() + 120
-    while not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        assert victim.poll() is None and time.monotonic() < deadline, (tmp_path / "worker-0.log").read_text()
-        time.sleep(0.2)
-    (lost,) = study.get_trials(states=(TrialState.RUNNING,))
-    time.sleep(0.5)
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 8 and all("arch" in t.user_attrs for t in waiting)  # each knows its arch from the start
+    victim = spawn_workers(job, tmp_path / "job.json", 1, tmp_path)[0]
+    lost = _owned_running_trial(study, victim, tmp_path / "worker-0.log")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
+    assert not study.get_trials(states=(TrialState.COMPLETE, TrialState.FAIL))  # killed in its first trial
     job.proxy = proxy_spec("random", cpc=2, epochs=2)  # the survivor trains fast
     ran = run_worker(job)
     assert ran == 8  # 7 never-started architectures + the re-queued one
     lost_now = study.trials[lost.number]
-    assert lost_now.state == TrialState.FAIL and "died" in lost_now.user_attrs["lost"]
+    assert lost_now.state == TrialState.FAIL and f"worker pid {victim.pid} died" in lost_now.user_attrs["lost"]
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == lost.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].user_attrs["arch"] == lost.user_attrs["arch"]
+    _assert_each_once(study, job)
+
+
+def test_trial_of_a_worker_that_died_while_claiming_it_is_rerun(tiny_folder: Path, tmp_path: Path) -> None:
+    """A worker killed between popping a trial and recording itself on it left a RUNNING trial with no owner
+    (and, before arch was queued with the trial, no arch): the sweep must re-queue it, not wait for it forever."""
+    job = tiny_job(f"journal:{tmp_path / 'nas.journal'}", tiny_folder)
+    load_features(job.dataset, progress=False)
+    prepare_study(job)
+    # pop a queued trial exactly as a worker does, and never record an owner (the claimer "died" right after)
+    orphan = open_study(job).ask()
+    frozen = open_study(job).trials[orphan.number]
+    assert frozen.state == TrialState.RUNNING and owner_of(frozen) is None and "arch" in frozen.user_attrs
+    survivor: dict[str, int] = {}
+    thread = threading.Thread(target=lambda: survivor.update(ran=run_worker(job)), daemon=True)
+    thread.start()
+    thread.join(timeout=180)
+    assert not thread.is_alive(), "the worker waited forever for a trial nobody runs"
+    assert survivor["ran"] == 8  # 7 never-started architectures + the orphan's retry
+    study = open_study(job)
+    assert study.trials[orphan.number].state == TrialState.FAIL
+    assert "while claiming" in study.trials[orphan.number].user_attrs["lost"]
+    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == orphan.number]
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["arch"] == frozen.user_attrs["arch"]
     _assert_each_once(study, job)
 
 
@@ -284,6 +332,47 @@ def test_budget_mode_runs_n_trials_with_the_chosen_sampler(tiny_folder: Path, tm
     assert isinstance(open_study(job).sampler, optuna.samplers.TPESampler)
     assert len({t.user_attrs["arch"] for t in finished}) == 5  # repeats are pruned, never trained twice
     assert all(set(t.params) == set(TINY) for t in finished)  # one categorical per dimension
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def test_redact_url_hides_passwords_only() -> None:
+    cases = {
+        "postgresql://user:secret@host/db": "postgresql://user:***@host/db",
+        "postgresql+psycopg2://u:p%40ss@h:5432/db?sslmode=require&password=zz":
+            "postgresql+psycopg2://u:***@h:5432/db?sslmode=require&password=***",
+        "postgresql://u:p@ss/w?rd@host/db": "postgresql://u:***@host/db",  # un-escaped specials: hidden too
+        "mysql://u:pw@h/db?PASSWORD=x&user=u": "mysql://u:***@h/db?PASSWORD=***&user=u",
+    }
+    for url, safe in cases.items():
+        assert redact_url(url) == safe
+    for plain in ("postgresql://user@host/db", "sqlite:///a/b@c.db", "journal:/tmp/x@y/nas.journal", "nas.journal",
+                  "postgresql://host/db?application_name=a@b", ""):
+        assert redact_url(plain) == plain
+    url = "postgresql://u:p%40ss@h/db"
+    assert redact_text(f"cannot reach {url}: bad password p@ss", url) == "cannot reach postgresql://u:***@h/db: bad password ***"
+
+
+def test_job_file_holds_the_redacted_url_and_workers_take_the_real_one(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    real = "postgresql://nas:top%2Fsecret@db.example:5432/nas"
+    job = tiny_job(real, tmp_path)
+    path = job.save(tmp_path / "jobs" / "job.json")
+    assert "top" not in path.read_text() and json.loads(path.read_text())["storage"] == redact_url(real)
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    with pytest.raises(ValueError, match=f"{path}.*redacted.*{STORAGE_ENV}"):
+        NASJob.load(path)
+    monkeypatch.setenv(STORAGE_ENV, real)
+    assert NASJob.load(path) == job
+    monkeypatch.setenv(STORAGE_ENV, "postgresql://nas:x@elsewhere/nas")
+    with pytest.raises(ValueError, match="is not the job's") as err:
+        NASJob.load(path)
+    assert "top" not in str(err.value)
+    # a URL without a password needs nothing from the environment
+    monkeypatch.delenv(STORAGE_ENV)
+    plain = tiny_job(f"journal:{tmp_path / 'nas.journal'}", tmp_path)
+    assert NASJob.load(plain.save(tmp_path / "plain.json")) == plain
 
 
 # ---------------------------------------------------------------- report
@@ -360,6 +449,93 @@ def test_cli_reports_and_logs_to_mlflow(tiny_folder: Path, tmp_path: Path) -> No
     assert "full: 3 architectures" in again.output
     rep2 = json.loads((tmp_path / "out" / "report.json").read_text())
     assert rep2["trials"]["full"] == report["trials"]["full"]
+
+
+def _nas_args(folder: Path, out: Path, *extra: str) -> list[str]:
+    """A tiny ``ddfad-apps nas`` run: 2 of 4 cheap architectures, early stopping only, MLflow inside ``out``."""
+    return ["nas", "--proxy", "early-stopping", "--dataset", str(folder), "--restrict", "depth=1,2",
+            "--restrict", "width=32", "--restrict", "activation=relu", "--restrict", "norm=none",
+            "--restrict", "pooling=none,max", "--sample", "2", "--truth-epochs", "1", "--workers", "2",
+            "--out", str(out), "--tracking-uri", f"sqlite:///{out / 'mlflow.db'}", "--no-progress", *extra]
+
+
+def _child_of_this_test(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1]) == os.getpid()
+    except OSError:
+        return False
+
+
+def _kill_workers_mid_trial(journal: Path, how_many: int, stop: threading.Event, killed: list[int]) -> None:
+    """SIGKILL up to ``how_many`` worker processes (children of this test only), each while it runs a trial."""
+    while not journal.exists():
+        if stop.wait(0.1):
+            return
+    storage = make_storage(f"journal:{journal}")
+    while len(killed) < how_many and not stop.wait(0.1):
+        for summary in storage.get_all_studies():
+            for t in storage.get_all_trials(summary._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+                owner = owner_of(t)
+                if owner and owner["pid"] not in killed and _child_of_this_test(owner["pid"]):
+                    os.kill(owner["pid"], signal.SIGKILL)
+                    killed.append(owner["pid"])
+
+
+@pytest.mark.slow  # worker processes / MLflow: ~30-60 s each on 2 idle cores
+@pytest.mark.parametrize("kill", [1, 2])
+def test_cli_survives_a_dead_worker_and_fails_only_when_trials_are_missing(tiny_folder: Path, tmp_path: Path,
+                                                                           kill: int) -> None:
+    from click.testing import CliRunner
+
+    from ddfad_apps.cli.main import cli
+
+    out = tmp_path / "out"
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=_kill_workers_mid_trial, args=(out / "nas.journal", kill, stop, killed))
+    killer.start()
+    try:  # 300 whole-data epochs: a trial lasts long enough to be caught running
+        result = CliRunner().invoke(cli, _nas_args(tiny_folder, out, "--es-epochs", "300"))
+    finally:
+        stop.set()
+        killer.join()
+    assert len(killed) == kill, result.output
+    died = f"{kill} of 2 workers died (pid {killed[0]} exit code -9 (SIGKILL)"
+    if kill == 1:  # the survivor re-ran the lost trial: a warning, a report, success
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        assert "WARNING" in result.output and died in result.output and "study is complete" in result.output
+        report = json.loads((out / "report.json").read_text())
+        assert set(report["trials"]["early-stopping"]) == set(report["sample"]) == set(report["trials"]["full"])
+        assert all(math.isfinite(r["accuracy"]) for r in report["trials"]["early-stopping"].values())
+    else:  # nobody left to re-run the lost trials: a clear error, no report
+        assert result.exit_code == 1, result.output
+        assert "is incomplete" in result.output and "architectures have no result" in result.output
+        assert "workers died" in result.output and "exit code -9 (SIGKILL)" in result.output
+        assert not (out / "report.json").exists()
+
+
+@pytest.mark.slow  # worker processes / MLflow: ~30-60 s each on 2 idle cores
+def test_cli_never_writes_the_storage_password(tiny_folder: Path, tmp_path: Path, postgres_url: str) -> None:
+    from click.testing import CliRunner
+    from mlflow.tracking import MlflowClient
+
+    from ddfad_apps.cli.main import cli
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, _nas_args(tiny_folder, out, "--storage", postgres_url, "--es-epochs", "1"))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    secret = "s3cret"  # in the URL as s3cret%40Pg, the password itself is s3cret@Pg
+    assert secret not in result.output and redact_url(postgres_url) in result.output
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert {"report.json", "mlflow.db"} <= {p.name for p in written}
+    assert len(list((out / "jobs").glob("*.json"))) == 2  # the workers' job files (proxy and ground truth)
+    assert [p for p in written if secret.encode() in p.read_bytes()] == []
+    assert json.loads((out / "report.json").read_text())["storage"] == redact_url(postgres_url)
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ddfad-nas").experiment_id])
+    assert runs and all(secret not in f"{r.data.params} {r.data.tags}" for r in runs)
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.data.params["storage"] == redact_url(postgres_url)
 
 
 def test_cli_rejects_bad_options(tmp_path: Path) -> None:

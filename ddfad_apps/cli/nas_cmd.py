@@ -5,6 +5,11 @@ on the proxy by ``--workers`` processes joined through ``--storage``; the same a
 accuracy (the ground truth, a study of its own that every proxy and later run reuses) is computed the same
 way; the rank correlations, picks and times are printed and logged to MLflow with a scatter plot.  Running
 the same command with the same ``--storage`` on another machine joins the studies as more workers.
+
+A storage URL's password is never written or shown (report, job files, MLflow, console): only its redacted form
+(:func:`ddfad_apps.tracking.redact.redact_url`); the workers get the real URL in their environment.  A worker
+that dies is a warning when the others complete the study, an error only when architectures are left without
+a result.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from ddfad_apps.data.registry import DATASETS
+from ddfad_apps.data.registry import DATASETS, short_name
 
 
 def _restriction(items: tuple[str, ...]) -> dict[str, list[str]]:
@@ -43,7 +48,8 @@ def _restriction(items: tuple[str, ...]) -> dict[str, list[str]]:
               help="grid: every architecture once; tpe/random: a budget of --n-trials trials.")
 @click.option("--n-trials", type=click.IntRange(min=1), default=None, help="Trial budget for tpe/random.")
 @click.option("--storage", default=None, metavar="URL",
-              help="journal:PATH (default <out>/nas.journal), sqlite:///PATH or postgresql://user@host/db.")
+              help="journal:PATH (default <out>/nas.journal), sqlite:///PATH or postgresql://user[:password]@host/db "
+                   "(the password is never written or shown).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes on this machine.")
 @click.option("--cpc", type=click.IntRange(min=1), default=None, help="Clips per class of the small proxies (default 20).")
@@ -74,6 +80,7 @@ def nas(proxies: tuple[str, ...], dataset: str, space: str, restrict: tuple[str,
     from ddfad_apps.nas.runner import NASRunError, run_study
     from ddfad_apps.nas.space import resolve_space, stratified_sample
     from ddfad_apps.nas.study import default_storage, study_name
+    from ddfad_apps.tracking.redact import redact_text, redact_url
 
     progress = not no_progress
     if sampler != "grid" and n_trials is None:
@@ -88,7 +95,8 @@ def nas(proxies: tuple[str, ...], dataset: str, space: str, restrict: tuple[str,
     archs = [search.key(c) for c in stratified_sample(search, sample, seed)] if sample else None
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = storage or default_storage(out_dir)
-    short = dataset.lower() if dataset.lower() in DATASETS else Path(dataset).name
+    shown = redact_url(storage)  # what is written and shown; workers get ``storage`` itself
+    short = short_name(dataset)
 
     jobs: dict[str, NASJob] = {}
     for name in proxies:
@@ -106,7 +114,7 @@ def nas(proxies: tuple[str, ...], dataset: str, space: str, restrict: tuple[str,
     truth_job = ground_truth_job(next(iter(jobs.values())), proxy_spec("full", epochs=truth_epochs, seed=seed))
     click.echo(f"{search.name}: {search.size} architectures; evaluating "
                f"{len(archs) if archs else (n_trials if sampler != 'grid' else search.size)} with {sampler} on "
-               f"{dataset}, proxies {', '.join(proxies)}; storage {storage}; {workers} worker(s)")
+               f"{dataset}, proxies {', '.join(proxies)}; storage {shown}; {workers} worker(s)")
 
     started = time.perf_counter()
     results, makes = {}, {}
@@ -117,13 +125,13 @@ def nas(proxies: tuple[str, ...], dataset: str, space: str, restrict: tuple[str,
         configs = [search.parse(a) for a in evaluated]
         truth, _ = run_study(truth_job, workers, out_dir, progress=progress, echo=click.echo, configs=configs)
     except (NASRunError, OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(redact_text(str(exc), storage)) from None  # a driver may quote the URL
     reports = [compare(name, results[name], truth, make_seconds=makes[name]) for name in jobs]
     text = format_reports(reports)
     click.echo(text)
     wall = time.perf_counter() - started
 
-    report = {"space": search.name, "sample": archs, "dataset": dataset, "storage": storage, "sampler": sampler,
+    report = {"space": search.name, "sample": archs, "dataset": dataset, "storage": shown, "sampler": sampler,
               "truth": truth_job.proxy.as_dict(), "proxies": {n: j.proxy.as_dict() for n, j in jobs.items()},
               "reports": [r.as_dict() for r in reports], "wall_seconds": wall,
               "trials": {n: {a: vars(r) for a, r in res.items()} for n, res in {**results, "full": truth}.items()}}

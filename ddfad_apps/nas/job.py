@@ -1,15 +1,23 @@
-"""Everything a worker process needs to join a study, as JSON (it crosses process and machine boundaries)."""
+"""Everything a worker process needs to join a study, as JSON (it crosses process and machine boundaries).
+
+A job file never holds a secret: its storage URL is written redacted (``postgresql://user:***@host/db``) and the
+real URL travels in the worker's environment (``$DDFAD_NAS_STORAGE``, see :func:`NASJob.load`).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ddfad_apps.nas.proxies import ProxySpec
 from ddfad_apps.nas.space import resolve_space
+from ddfad_apps.tracking.redact import MASK, redact_url
 from search_spaces import SearchSpace
+
+STORAGE_ENV = "DDFAD_NAS_STORAGE"
 
 
 @dataclass
@@ -41,20 +49,33 @@ class NASJob:
         return resolve_space(self.space, self.restriction)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        """The job as JSON, its storage URL redacted (it is written to disk and shown)."""
+        return json.dumps({**asdict(self), "storage": redact_url(self.storage)}, indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "NASJob":
+    def from_json(cls, text: str, storage: str | None = None, source: str = "job JSON") -> "NASJob":
+        """The job in ``text``; ``storage`` is the real URL of a redacted one (it must redact to the same URL)."""
         data = json.loads(text)
         data["proxy"] = ProxySpec(**data["proxy"])
+        written = data["storage"]
+        if storage:
+            if redact_url(storage) != redact_url(written):
+                raise ValueError(f"{source}: the storage URL given ({redact_url(storage)}) is not the job's "
+                                 f"({redact_url(written)}); check ${STORAGE_ENV}")
+            data["storage"] = storage
+        elif "://" in written and MASK in written and redact_url(written) == written:
+            raise ValueError(f"{source}: storage {written} is redacted; give the real URL in ${STORAGE_ENV}")
         return cls(**data)
 
     def save(self, path: str | Path) -> Path:
+        """Write the job (storage URL redacted) to ``path``; see :func:`NASJob.load` for the real URL."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_json())
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "NASJob":
-        return cls.from_json(Path(path).read_text())
+    def load(cls, path: str | Path, storage: str | None = None) -> "NASJob":
+        """The job in ``path``, with ``storage`` (default ``$DDFAD_NAS_STORAGE``) as the real storage URL."""
+        path = Path(path)
+        return cls.from_json(path.read_text(), storage or os.environ.get(STORAGE_ENV), source=str(path))

@@ -1,6 +1,8 @@
 """One trial: suggest an architecture, train it on the proxy, return its test accuracy.
 
-Every trial records ``arch`` (its key), ``seconds`` (training cost) and ``num_params``.  An architecture that
+Every trial records ``arch`` (its key; a queued trial has it from its creation, see
+:func:`ddfad_apps.nas.workers.prepare_study`), ``seconds`` (training cost) and ``num_params``; the worker that
+runs it records itself with :func:`record_owner`.  An architecture that
 cannot be built for the input or whose loss diverges is a FAILED trial with ``fail_reason`` and ``error``
 (the objective returns NaN, which Optuna records as a failure without raising), never a crash.  A trial that
 would repeat an architecture another trial holds is PRUNED unevaluated with ``skipped``.
@@ -27,6 +29,11 @@ OWNER_ATTR = "nas:owner"
 FAIL_REASONS = ("input_too_small", "nan_loss")
 
 
+def record_owner(trial: optuna.Trial) -> None:
+    """Record this process on ``trial``, so that a sweep can tell its trial from a dead worker's."""
+    trial.storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, {**worker_identity(), "number": trial.number})
+
+
 def owner_of(trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
     """The live process recorded on ``trial`` (a retried copy inherits a stale owner: ignored)."""
     owner = trial.system_attrs.get(OWNER_ATTR)
@@ -48,7 +55,6 @@ class Objective:
         self.space = job.search_space()
 
     def __call__(self, trial: optuna.Trial) -> float:
-        trial.storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, {**worker_identity(), "number": trial.number})
         if self.job.queued and "fixed_params" not in trial.storage.get_trial_system_attrs(trial._trial_id):
             # the queue ran dry between this worker's check and its ask: nothing left to evaluate
             return self._skip(trial, "queue empty")

@@ -21,6 +21,7 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from ddfad_apps.distill.fingerprint import settings_digest
+from ddfad_apps.tracking.redact import redact_url
 
 SAMPLERS: tuple[str, ...] = ("grid", "tpe", "random")
 HEARTBEAT_SECONDS = 10
@@ -61,7 +62,7 @@ def make_storage(url: str, heartbeat: int = HEARTBEAT_SECONDS, grace: int = GRAC
         return optuna.storages.RDBStorage(
             url, heartbeat_interval=heartbeat, grace_period=grace,
             heartbeat_stale_trial_callback=retry, **kwargs)
-    raise ValueError(f"unsupported storage {url!r}: use journal:PATH, sqlite:///PATH or postgresql://...")
+    raise ValueError(f"unsupported storage {redact_url(url)!r}: use journal:PATH, sqlite:///PATH or postgresql://...")
 
 
 def _postgres_driver(url: str) -> str:

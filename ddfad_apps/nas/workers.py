@@ -7,12 +7,17 @@ out RUNNING points again, so two workers can train the same architecture.  Poppi
 in every storage, so each architecture is evaluated by exactly one worker:
 
 * the process that creates the study enqueues every architecture once, then marks the study ``ready``;
+* each queued trial carries its architecture (user attr ``arch``) from its creation, so a trial whose worker
+  dies at any moment still says what it was evaluating;
 * a worker pops queued trials until none is left, then waits while other workers' trials run, because one
   of them may die: RDB storages fail it through Optuna's heartbeat, the journal storage (no heartbeat) fails
   RUNNING trials whose process on this machine is gone; either way :class:`RetryHeartbeatStaleTrialCallback`
-  re-queues it and a live worker re-runs it, while no other trial's result is touched.
+  re-queues it and a live worker re-runs it, while no other trial's result is touched.  With the journal a
+  worker claims a trial and records itself on it under the sweep's file lock, so the sweep never sees a live
+  worker's trial without its owner: a RUNNING trial with no owner is one whose worker died while claiming it.
 
-``python -m ddfad_apps.nas.workers JOB.json`` runs one worker (what ``ddfad-apps nas --workers N`` starts N of).
+``python -m ddfad_apps.nas.workers JOB.json`` runs one worker (what ``ddfad-apps nas --workers N`` starts N of);
+the job file's storage URL is redacted, the real one comes from ``$DDFAD_NAS_STORAGE`` (:func:`spawn_workers`).
 """
 
 from __future__ import annotations
@@ -26,14 +31,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 
-from ddfad_apps.nas.job import NASJob
-from ddfad_apps.nas.objective import Objective, owner_of
+from ddfad_apps.nas.job import STORAGE_ENV, NASJob
+from ddfad_apps.nas.objective import Objective, holds, owner_of, record_owner
 from ddfad_apps.nas.space import grid, key_of_params, queue_params
 from ddfad_apps.nas.study import journal_path, make_sampler, make_storage
 
@@ -72,7 +78,8 @@ def prepare_study(job: NASJob, configs: list[dict] | None = None, timeout: float
                 for t in study.get_trials(deepcopy=False) if t.system_attrs.get("fixed_params") or t.params}
         for config in configs:
             if space.key(config) not in seen:
-                study.enqueue_trial(queue_params(space, config, job.archs))
+                # the architecture is recorded with the trial itself: no moment where a trial lacks it
+                study.enqueue_trial(queue_params(space, config, job.archs), user_attrs={"arch": space.key(config)})
                 seen.add(space.key(config))
     if created:
         study.set_user_attr(READY_ATTR, True)
@@ -84,11 +91,43 @@ def prepare_study(job: NASJob, configs: list[dict] | None = None, timeout: float
     return study
 
 
+def finished(study: optuna.Study) -> int:
+    """How many trials hold a final result (completed, or failed with a reason; not lost, not skipped)."""
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)) if holds(t))
+
+
+class ClaimLock:
+    """The journal sweep's file lock, held from before a worker pops a trial until it has recorded itself on it.
+
+    Released early (:meth:`release`) once the owner is recorded, so the trial itself runs unlocked.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle = None
+
+    def __enter__(self) -> "ClaimLock":
+        self._handle = open(self.path, "a+")
+        fcntl.flock(self._handle, fcntl.LOCK_EX)
+        return self
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def fail_dead_trials(study: optuna.Study, lock_path: Path | None = None) -> list[int]:
     """Fail (and re-queue) RUNNING trials whose worker was a process of this machine that no longer exists.
 
-    The journal storage's stand-in for the heartbeat; the sweep holds a file lock so that two workers never
-    both re-queue one dead trial.  RDB storages use Optuna's heartbeat instead (:func:`fail_stale_trials`).
+    The journal storage's stand-in for the heartbeat; the sweep holds the file lock under which workers claim
+    trials (:class:`ClaimLock`), so two workers never both re-queue one dead trial, and a RUNNING trial without
+    an owner is one whose worker died between claiming it and recording itself (the journal is shared by the
+    processes of one machine only).  RDB storages use Optuna's heartbeat instead (:func:`fail_stale_trials`).
     """
     if lock_path is None:
         fail_stale_trials(study)
@@ -98,19 +137,19 @@ def fail_dead_trials(study: optuna.Study, lock_path: Path | None = None) -> list
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = RetryHeartbeatStaleTrialCallback(max_retry=3)
-    with open(lock_path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            for t in study.get_trials(deepcopy=True, states=(TrialState.RUNNING,)):
-                owner = owner_of(t)
-                if owner is None or owner["host"] != host or _alive(int(owner["pid"])):
-                    continue
-                study._storage.set_trial_user_attr(t._trial_id, "lost", f"worker pid {owner['pid']} died")
-                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                retry(study, study._storage.get_trial(t._trial_id))
-                failed.append(t.number)
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with ClaimLock(lock_path):
+        for t in study.get_trials(deepcopy=True, states=(TrialState.RUNNING,)):
+            owner = owner_of(t)
+            if owner is None:
+                why = "its worker died while claiming it"
+            elif owner["host"] != host or _alive(int(owner["pid"])):
+                continue
+            else:
+                why = f"worker pid {owner['pid']} died"
+            study._storage.set_trial_user_attr(t._trial_id, "lost", why)
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            retry(study, study._storage.get_trial(t._trial_id))
+            failed.append(t.number)
     return failed
 
 
@@ -146,23 +185,33 @@ def run_worker(job: NASJob, progress: bool = False, log: Callable[[str], None] |
     lock = journal_path(job.storage)
     lock = lock.with_name(lock.name + ".sweep-lock") if lock is not None else None
     ran = 0
+    claim = ClaimLock(lock) if lock is not None else None
+
+    def owned(trial: optuna.Trial) -> float:
+        record_owner(trial)
+        if claim is not None:
+            claim.release()  # the trial has its owner: the sweep may look at it now
+        return objective(trial)
+
+    def run_one() -> None:
+        with claim or nullcontext():
+            study.optimize(owned, n_trials=1, callbacks=callbacks)
+
     callbacks = [] if log is None else [
         lambda _, t: log(f"{time.strftime('%H:%M:%S')} worker {os.getpid()}: trial {t.number} {t.state.name} {t.user_attrs.get('arch')} "
                          f"value {t.value} {t.user_attrs.get('fail_reason') or t.user_attrs.get('skipped') or ''}")]
     if not job.queued:
-        done = (TrialState.COMPLETE, TrialState.FAIL)
         budget = job.n_trials or job.search_space().size
-        callbacks.append(optuna.study.MaxTrialsCallback(budget, states=done))
-        while len(study.get_trials(deepcopy=False, states=done)) < budget:
+        while finished(study) < budget:  # a lost trial does not count: its retry does
             fail_dead_trials(study, lock)
-            study.optimize(objective, n_trials=1, callbacks=callbacks)
+            run_one()
             ran += 1
         return ran
     while True:
         fail_dead_trials(study, lock)
         states = [t.state for t in study.get_trials(deepcopy=False)]
         if TrialState.WAITING in states:
-            study.optimize(objective, n_trials=1, callbacks=callbacks)
+            run_one()
             ran += 1
         elif TrialState.RUNNING in states:
             time.sleep(POLL_SECONDS)  # another worker may still die; its trial would come back to the queue
@@ -170,10 +219,15 @@ def run_worker(job: NASJob, progress: bool = False, log: Callable[[str], None] |
             return ran
 
 
-def spawn_workers(job_file: Path, n: int, log_dir: Path | None = None) -> list[subprocess.Popen]:
-    """Start ``n`` worker processes for the job in ``job_file`` (stdout/stderr to ``log_dir`` if given)."""
+def spawn_workers(job: NASJob, job_file: Path, n: int, log_dir: Path | None = None) -> list[subprocess.Popen]:
+    """Save ``job`` to ``job_file`` and start ``n`` worker processes on it (stdout/stderr to ``log_dir`` if given).
+
+    The file gets the storage URL redacted; the workers get the real one in their environment, never on disk
+    and never in their command line (which every user of the machine can read).
+    """
+    job.save(job_file)
     procs = []
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), STORAGE_ENV: job.storage}
     for i in range(n):
         out = open(log_dir / f"worker-{i}.log", "ab") if log_dir else subprocess.DEVNULL
         procs.append(subprocess.Popen([sys.executable, "-m", "ddfad_apps.nas.workers", str(job_file)],
@@ -183,9 +237,13 @@ def spawn_workers(job_file: Path, n: int, log_dir: Path | None = None) -> list[s
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Join a NAS study as one worker (see ddfad-apps nas).")
-    ap.add_argument("job", type=Path, help="job JSON written by ddfad-apps nas")
+    ap.add_argument("job", type=Path, help=f"job JSON written by ddfad-apps nas (real storage URL in ${STORAGE_ENV})")
     args = ap.parse_args(argv)
-    ran = run_worker(NASJob.load(args.job), log=lambda m: print(m, flush=True))
+    try:
+        job = NASJob.load(args.job)
+    except (OSError, ValueError) as exc:
+        ap.error(str(exc))
+    ran = run_worker(job, log=lambda m: print(m, flush=True))
     print(f"worker {os.getpid()}: ran {ran} trials", flush=True)
 
 
