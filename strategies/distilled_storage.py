@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ddfad_apps.distill import distill, method_settings
+from ddfad_apps.distill.presets import with_network
 from strategies.class_memory import ClassMemoryBuffer
 from strategies.exemplar_storage import local_feature_set
 
@@ -24,7 +25,8 @@ from strategies.exemplar_storage import local_feature_set
 class DistilledMemory(ClassMemoryBuffer):
     """Storage policy keeping ``k`` distilled inputs per class (see the module docstring).
 
-    ``method``/``preset``/``settings``/``model``/``model_kwargs`` go to :func:`ddfad_apps.distill.distill`.
+    ``method``/``preset``/``settings`` go to :func:`ddfad_apps.distill.distill`, distilling with ``model`` /
+    ``model_kwargs`` (put into the settings by :func:`~ddfad_apps.distill.presets.with_network`).
     Without ``settings``, the preset's settings with the fields in ``overrides`` replaced - the standard ones,
     not those the engine picks for small training sets: an experience's few classes are learnt within a few
     epochs, and MTT matched to 25 such epochs collapsed (FSDD: final accuracy 26% against 92% for random
@@ -49,16 +51,16 @@ class DistilledMemory(ClassMemoryBuffer):
     def settings_for(self, k: int) -> Any:
         """The settings distilling ``k`` inputs per class of an experience (see the class docstring)."""
         if self.settings is not None:
-            return self.settings
-        return method_settings(self.method, self.preset, k, **self.overrides)
+            return with_network(self.settings, self.model, self.model_kwargs)
+        return method_settings(self.method, self.preset, k, model=self.model, model_kwargs=self.model_kwargs,
+                               **self.overrides)
 
     def select(self, x: torch.Tensor, y: torch.Tensor, new_classes: list[int], k: int,
                agent: Any) -> dict[int, torch.Tensor]:
         data = local_feature_set(x.float(), y, new_classes)
         start = time.perf_counter()
-        syn = distill(data, k, self.method, self.preset, settings=self.settings_for(k), model=self.model,
-                      model_kwargs=self.model_kwargs, device=self.device, seed=self.seed * 1000 + self.updates,
-                      progress=self.progress)
+        syn = distill(data, k, self.method, self.preset, settings=self.settings_for(k), device=self.device,
+                      seed=self.seed * 1000 + self.updates, progress=self.progress)
         self.results.append({"classes": new_classes, "method": syn.method, "lr": syn.lr,
                              "seconds": round(time.perf_counter() - start, 2)})
         return {c: syn.features[syn.labels == i].to(x.dtype) for i, c in enumerate(new_classes)}

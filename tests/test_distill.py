@@ -126,8 +126,7 @@ def test_every_method_returns_cpc_clips_per_class(small, method, tmp_path):
         settings = MTTPlan(tiny_experts(), tiny_mtt(iterations=1))
     elif settings is not None:
         settings = replace(settings, iterations=1, model_kwargs=TINY)
-    syn = distill(small, 2, method, settings=settings, model_kwargs=TINY if method == "mtt" else None,
-                  expert_root=tmp_path, progress=False, seed=1)
+    syn = distill(small, 2, method, settings=settings, expert_root=tmp_path, progress=False, seed=1)
     assert isinstance(syn, SyntheticSet) and syn.method == method
     assert torch.equal(torch.bincount(syn.labels, minlength=10), torch.full((10,), 2))
     assert syn.features.shape[1:] == small.features.shape[1:]
@@ -155,6 +154,36 @@ def test_fast_experts_take_more_smaller_steps_on_small_training_sets(small, monk
     with pytest.raises(RuntimeError, match="captured"):
         distill(small, 1, "mtt", progress=False)
     assert (seen[0].batch_size, seen[0].epochs) == (32, 25)
+
+
+def test_the_network_travels_in_the_settings_and_labels_say_what_ran(small, monkeypatch):
+    from ddfad_apps.distill.dc import DCSettings
+    from ddfad_apps.distill.presets import with_network
+
+    plan = method_settings("mtt", "fast", 2, model="resnet18", model_kwargs={"width": 8})
+    assert (plan.model, plan.experts.model, plan.model_kwargs["width"]) == ("resnet18", "resnet18", 8)
+    assert method_settings("dm", "fast", model="vgg11").model_kwargs == {"width": 32}  # the preset's width kept
+    assert with_network(None, "vgg11") is None  # coresets have no network
+    seen = {}
+
+    def capture(train, settings, **kwargs):  # MTT's experts are trained with the settings' network
+        seen["model"] = (settings.model, settings.model_kwargs)
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(api_mod, "train_experts", capture)
+    with pytest.raises(RuntimeError, match="captured"):
+        distill(small, 1, "mtt", settings=plan, progress=False)
+    assert seen["model"] == ("resnet18", {"width": 8})
+    # settings of another method are refused, not silently reinterpreted
+    with pytest.raises(TypeError, match="method 'dm' takes DMSettings, got DCSettings"):
+        distill(small, 1, "dm", settings=DCSettings(iterations=1))
+    with pytest.raises(TypeError, match="takes no settings"):
+        distill(small, 1, "random", settings=DCSettings(iterations=1))
+    # DC settings with augmentation on are DSA, and are labelled so even when asked for as "dc"
+    dsa = replace(method_settings("dc", "fast"), iterations=1, outer_loops=1, inner_loops=1, dsa=True,
+                  model_kwargs=TINY)
+    assert distill(small, 1, "dc", settings=dsa, progress=False).method == "dsa"
+    assert distill(small, 1, "dsa", settings=replace(dsa, dsa=False), progress=False).method == "dsa"
 
 
 def test_distill_refuses_more_clips_than_a_class_has(small):

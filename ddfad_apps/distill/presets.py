@@ -23,10 +23,41 @@ METHODS: tuple[str, ...] = SYNTHETIC_METHODS + CORESET_METHODS
 
 @dataclass
 class MTTPlan:
-    """MTT needs two sets of settings: how its experts are trained and how the synthetic set is matched."""
+    """MTT needs two sets of settings: how its experts are trained and how the synthetic set is matched.
+
+    Its network is the experts' (the student must be the architecture whose trajectories it matches).
+    """
 
     experts: ExpertSettings
     mtt: MTTSettings
+
+    @property
+    def model(self) -> str:
+        return self.experts.model
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        return self.experts.model_kwargs
+
+
+# What each method's settings object is; a coreset method takes none.
+MethodSettings = MTTPlan | DCSettings | DMSettings | None
+SETTINGS_TYPES: dict[str, type | None] = {"mtt": MTTPlan, "dc": DCSettings, "dsa": DCSettings, "dm": DMSettings,
+                                          "random": None, "herding": None, "kcenter": None}
+
+
+def with_network(settings: MethodSettings, model: str | None = None,
+                 model_kwargs: dict[str, Any] | None = None) -> MethodSettings:
+    """``settings`` distilling with network ``model`` (``model_kwargs`` update the preset's, e.g. its width).
+
+    The one place a method's network is changed: MTT's experts and student, DC/DSA/DM's networks alike.
+    """
+    if settings is None or (model is None and not model_kwargs):
+        return settings
+    current = settings.experts if isinstance(settings, MTTPlan) else settings
+    network = replace(current, model=model or current.model,
+                      model_kwargs={**current.model_kwargs, **(model_kwargs or {})})
+    return MTTPlan(network, settings.mtt) if isinstance(settings, MTTPlan) else network
 
 
 # Below this many training clips, fast experts take smaller batches for more epochs (see ``fast_experts``).
@@ -91,13 +122,20 @@ def mtt_plan(preset: str, cpc: int | None = None, num_train: int | None = None) 
 
 
 def method_settings(
-    method: str, preset: str = "fast", cpc: int | None = None, num_train: int | None = None, **overrides: Any,
-) -> Any:
+    method: str, preset: str = "fast", cpc: int | None = None, num_train: int | None = None, *,
+    model: str | None = None, model_kwargs: dict[str, Any] | None = None, **overrides: Any,
+) -> MethodSettings:
     """The settings object of ``method`` under ``preset`` (for ``cpc`` clips per class and ``num_train`` training
-    clips where that matters), with fields replaced by ``overrides``.
+    clips where that matters), distilling with ``model`` (default: the preset's ConvNet), with fields replaced by
+    ``overrides``.
 
     MTT returns an :class:`MTTPlan` (overrides go to its ``MTTSettings``), coresets return ``None``.
     """
+    return with_network(_preset_settings(method, preset, cpc, num_train, **overrides), model, model_kwargs)
+
+
+def _preset_settings(method: str, preset: str, cpc: int | None, num_train: int | None,
+                     **overrides: Any) -> MethodSettings:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
     if method == "mtt":
