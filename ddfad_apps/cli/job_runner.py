@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ddfad_apps.jobs.errors import JobError
+from ddfad_apps.jobs.errors import JobError, JobSettingsError
 
 T = TypeVar("T")
 
@@ -22,8 +22,11 @@ def echo_for(progress: bool) -> Callable[[str], None]:
 
 
 def run_job(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)``; a :class:`JobError` becomes a :class:`click.ClickException` with its message."""
+    """``fn(*args, **kwargs)``; a :class:`JobSettingsError` becomes a :class:`click.UsageError` (exit code 2) and
+    any other :class:`JobError` a :class:`click.ClickException` (exit code 1), each with its message."""
     try:
         return fn(*args, **kwargs)
+    except JobSettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
     except JobError as exc:
         raise click.ClickException(str(exc)) from exc

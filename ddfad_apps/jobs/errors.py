@@ -9,3 +9,7 @@ from __future__ import annotations
 
 class JobError(Exception):
     """A job cannot run as asked; the message says why and what to do."""
+
+
+class JobSettingsError(JobError):
+    """The job's settings contradict each other or name something unknown (the CLI's usage error, exit code 2)."""

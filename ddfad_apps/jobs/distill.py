@@ -1,0 +1,311 @@
+"""The distillation job: distil a data set into ``cpc`` clips per class, evaluate, reconstruct audio, log.
+
+``run_distill_job(DistillJob(dataset="fsdd", method="mtt", cpc=10))`` is what ``ddfad-apps distill`` runs.  It
+writes a run folder (see :mod:`ddfad_apps.distill.run_folder`): ``run.json`` (the request), ``checkpoint.pt``
+while MTT runs (an interrupted run resumes from it), ``distilled.safetensors`` + ``distilled.json`` (the set,
+written last), ``losses.json`` + ``losses.png``, ``evaluation.json``, ``audio/`` (one WAV per clip and a manifest
+the folder loader reads) and ``original_vs_distilled.png``.  A folder already holding the same request's set is
+complete: the set is checked against the data and evaluated again, never distilled again.  Everything is also
+logged to MLflow.
+
+:func:`open_run_folder` reads such a folder back for the ``evaluate`` and ``reconstruct`` jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ddfad_apps.jobs.data import Say, check_data_root, load_splits, open_dataset, open_device, takes_split_mode
+from ddfad_apps.jobs.errors import JobError, JobSettingsError
+from ddfad_apps.jobs.files import write_json_atomic
+
+if TYPE_CHECKING:
+    from ddfad_apps.data.registry import DatasetRef
+    from ddfad_apps.distill import SyntheticSet
+    from ddfad_apps.features import FeatureSet
+    from ddfad_apps.reconstruct.export import AudioExport
+    from ddfad_apps.tracking import RunLogger
+
+EVAL_FILE = "evaluation.json"
+LOSSES_FILE = "losses.json"
+
+
+@dataclass
+class DistillJob:
+    """One distillation request: data set, method, clips per class, network, preset and seed make the run; the
+    rest (evaluation, audio, MLflow, ``out``) say what to do with it.  ``out=None`` is
+    ``runs/distill/<dataset>-<method>-cpc<N>-<model>-<preset>-s<seed>``."""
+
+    dataset: str = "fsdd"
+    data_root: Path | None = None
+    split_mode: str | None = None
+    method: str = "mtt"
+    cpc: int = 10
+    model: str = "convnet"
+    preset: str = "fast"
+    iterations: int | None = None
+    seed: int = 0
+    out: Path | None = None
+    force: bool = False
+    eval_seeds: int = 1
+    eval_epochs: int | None = None
+    audio: bool = True
+    device: str = "auto"
+    tracking_uri: str | None = None
+    experiment: str = "ddfad-distill"
+
+    def check(self) -> None:
+        """Refuse settings that name something unknown or cannot be honoured together (before reading data)."""
+        from ddfad_apps.distill.presets import CORESET_METHODS, METHODS, PRESETS
+        from ddfad_apps.models.registry import MODEL_NAMES
+
+        for what, value, known in (("method", self.method, METHODS), ("preset", self.preset, PRESETS),
+                                   ("model", self.model, MODEL_NAMES)):
+            if value not in known:
+                raise JobSettingsError(f"unknown {what} {value!r}; choose from {', '.join(known)}")
+        if self.iterations is not None and self.method in CORESET_METHODS:
+            raise JobSettingsError(f"--iterations does not apply to --method {self.method}: a coreset method "
+                                   "selects clips in one pass")
+        if self.eval_epochs is not None and not self.eval_seeds:
+            raise JobSettingsError("--eval-epochs has no effect with --eval-seeds 0 (no evaluation)")
+
+    def out_dir(self, short: str) -> Path:
+        """The run folder: ``out``, else a name made of everything that makes the run."""
+        return self.out or Path("runs") / "distill" / (f"{short}-{self.method}-cpc{self.cpc}-{self.model}-"
+                                                       f"{self.preset}-s{self.seed}")
+
+
+@dataclass
+class DistillJobResult:
+    """The distilled set, what the run folder held before (``new``, ``resume`` or ``complete``: then nothing was
+    distilled), the evaluation (``{model: {mean, std, accuracies, settings}}``, as in ``evaluation.json``), the
+    audio export and where the MLflow run went."""
+
+    out: Path
+    state: str
+    synthetic: SyntheticSet
+    evaluation: dict[str, dict[str, Any]] | None
+    audio: AudioExport | None
+    distill_seconds: float
+    run_id: str
+    tracking_uri: str
+
+    @property
+    def test_accuracy(self) -> float | None:
+        """Mean test accuracy of the distilling network trained on the set (None without evaluation)."""
+        if not self.evaluation:
+            return None
+        return next(iter(self.evaluation.values()))["mean"]
+
+
+def run_distill_job(job: DistillJob, progress: bool = True, say: Say = print) -> DistillJobResult:
+    """Distil (or resume, or reuse the complete set in ``job``'s run folder), evaluate, export audio, log."""
+    from mlflow.exceptions import MlflowException
+
+    from ddfad_apps.distill import NotEnoughClipsError, check_clips_per_class
+    from ddfad_apps.distill.presets import method_settings
+    from ddfad_apps.distill.run_folder import ForeignRunError, prepare_run_folder
+    from ddfad_apps.tracking import tracking_run
+
+    job.check()
+    ref, options = open_dataset(job.dataset, job.data_root, job.split_mode)
+    dev = open_device(job.device)
+    splits = load_splits(ref, job.data_root, progress, **options)
+    out = job.out_dir(ref.name)
+    overrides = {"iterations": job.iterations} if job.iterations else {}
+    settings = method_settings(job.method, job.preset, job.cpc, len(splits.train), model=job.model, **overrides)
+    try:
+        check_clips_per_class(splits.train, job.cpc)
+    except NotEnoughClipsError as exc:
+        raise JobError(str(exc)) from exc
+    request = {"dataset": ref.record(), "options": options, "method": job.method, "cpc": job.cpc,
+               "model": job.model, "preset": job.preset, "seed": job.seed, "settings": settings,
+               "features": splits.config.as_dict()}
+    try:
+        state = prepare_run_folder(out, request, job.force)
+    except ForeignRunError as exc:
+        raise JobError(str(exc)) from exc
+    say(f"{ref.name}: {len(splits.train)} train / {len(splits.test)} test clips, {splits.train.num_classes} "
+        f"classes, input {tuple(splits.train.input_shape)}; {job.method} cpc {job.cpc} ({job.preset}) on {dev} -> "
+        f"{out}" + {"resume": " (resuming)", "complete": " (already distilled; evaluating again)"}.get(state, ""))
+
+    params = {"dataset": ref.record(), **options, "method": job.method, "cpc": job.cpc, "model": job.model,
+              "preset": job.preset, "seed": job.seed, "device": str(dev), "out": str(out), "settings": settings,
+              "features": splits.config.as_dict()}
+    try:
+        with tracking_run(job.experiment, out.name, params, job.tracking_uri, tags={"command": "distill"}) as run:
+            started = time.perf_counter()
+            if state == "complete":
+                syn, steps = _load_complete(out, splits, ref), []
+            else:
+                syn, steps = _distil(job, run, splits, settings, dev, out, progress)
+                syn.meta["options"] = options
+                syn.save(out)
+            distill_s = time.perf_counter() - started
+            run.metric("distill_seconds", distill_s)
+            say(f"distilled {len(syn)} clips in {distill_s:.1f}s"
+                + (f", learned lr {syn.lr:.4g}" if syn.lr is not None else ""))
+            _log_losses(run, syn, out, steps, f"{job.method} {ref.name} cpc {job.cpc}")
+            evaluation = _evaluate_and_log(job, run, syn, splits.test, out, dev, progress, say)
+            exported = _export_and_log(run, syn, ref, job.data_root, options, out) if job.audio else None
+            for name in ("run.json", "distilled.json", "distilled.safetensors", EVAL_FILE):
+                if (out / name).exists():
+                    run.artifact(out / name, "distilled")
+            run_id, used_uri = run.run_id, run.tracking_uri
+    except MlflowException as exc:
+        raise JobError(f"MLflow: {exc}") from exc
+    return DistillJobResult(out, state, syn, evaluation, exported, distill_s, run_id, used_uri)
+
+
+def _load_complete(out: Path, splits: Any, ref: DatasetRef) -> SyntheticSet:
+    """The set a complete run folder holds, checked to fit the data it is about to be evaluated on."""
+    from ddfad_apps.distill import SyntheticSet
+    from ddfad_apps.distill.compat import IncompatibleSetError, check_compatible
+    from ddfad_apps.distill.synthetic_set import InvalidSetError
+
+    try:
+        syn = SyntheticSet.load(out)
+        check_compatible(syn, splits.train, splits.stats, f"the distilled set in {out}",
+                         f"data set {ref.name!r} ({ref.argument})")
+    except (InvalidSetError, IncompatibleSetError) as exc:
+        raise JobError(f"{exc}; pass --force to distil it again") from exc
+    return syn
+
+
+def _distil(job: DistillJob, run: RunLogger, splits: Any, settings: Any, dev: Any, out: Path,
+            progress: bool) -> tuple[SyntheticSet, list[dict[str, float]]]:
+    """Run the method (MTT resumes from ``out``'s checkpoint); each step's metrics go to MLflow as they come."""
+    from ddfad_apps.distill import NotEnoughClipsError, distill
+    from ddfad_apps.distill.compat import NonFiniteInputError
+    from ddfad_apps.distill.run_folder import CHECKPOINT_FILE
+    from ddfad_apps.training import NonFiniteLossError
+
+    steps: list[dict[str, float]] = []
+
+    def on_step(rec: dict[str, float]) -> None:
+        steps.append({"iteration": int(rec["iteration"]), "loss": float(rec["loss"])})
+        run.metrics({k: v for k, v in rec.items() if k != "iteration"}, step=int(rec["iteration"]))
+
+    checkpoint = out / CHECKPOINT_FILE
+    try:
+        syn = distill(splits.train, job.cpc, job.method, job.preset, settings=settings, seed=job.seed, device=dev,
+                      test=splits.test, stats=splits.stats, checkpoint=checkpoint, progress=progress,
+                      on_step=on_step)
+    except (NotEnoughClipsError, NonFiniteInputError) as exc:
+        raise JobError(str(exc)) from exc
+    except NonFiniteLossError as exc:
+        note = f"; the last good checkpoint is kept in {checkpoint}" if checkpoint.exists() else ""
+        raise JobError(f"{exc}{note}") from exc
+    checkpoint.unlink(missing_ok=True)
+    return syn, steps
+
+
+def _log_losses(run: RunLogger, syn: SyntheticSet, out: Path, steps: list[dict[str, float]], title: str) -> None:
+    """Keep the loss per iteration beside the set (so a re-evaluated run can still draw it), draw and log it.
+
+    MTT's set carries its whole loss history (a resumed run included); other methods' come from ``steps``.
+    """
+    path = out / LOSSES_FILE
+    if path.exists():
+        losses = json.loads(path.read_text())
+    else:
+        losses = [{"iteration": i + 1, "loss": v} for i, v in enumerate(syn.meta.get("losses", []))] or steps
+        if losses:
+            write_json_atomic(path, losses)
+    if losses:
+        fig = loss_figure(losses, title)
+        fig.savefig(out / "losses.png", dpi=120)
+        run.figure(fig, "losses.png")
+
+
+def loss_figure(history: list[dict[str, float]], title: str):
+    """The matching loss against the iteration (a matplotlib figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot([h["iteration"] for h in history], [h["loss"] for h in history], lw=1)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("matching loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _evaluate_and_log(job: DistillJob, run: RunLogger, syn: SyntheticSet, test: FeatureSet, out: Path, dev: Any,
+                      progress: bool, say: Say) -> dict[str, dict[str, Any]] | None:
+    """Train ``job.eval_seeds`` fresh networks of the distilling kind on the set; write and log their accuracy."""
+    if not job.eval_seeds:
+        return None
+    from ddfad_apps.distill.evaluate import evaluate_models
+
+    results = evaluate_models(syn, test, [job.model], job.eval_seeds, job.preset, dev, progress,
+                              epochs=job.eval_epochs, report=say)
+    write_json_atomic(out / EVAL_FILE, results)
+    log_accuracies(run, results)
+    return results
+
+
+def log_accuracies(run: RunLogger, results: dict[str, dict[str, Any]], tag: str = "") -> None:
+    """``test_accuracy_<model><tag>`` and ``test_accuracy_std_<model><tag>`` of an evaluation."""
+    run.metrics({f"test_accuracy_{m}{tag}": r["mean"] for m, r in results.items()})
+    run.metrics({f"test_accuracy_std_{m}{tag}": r["std"] for m, r in results.items()})
+
+
+def _export_and_log(run: RunLogger, syn: SyntheticSet, ref: DatasetRef, data_root: Path | None,
+                    options: dict[str, Any], out: Path) -> AudioExport:
+    """Reconstruct the set as WAV clips beside it (with the original-vs-distilled figure) and log both."""
+    from ddfad_apps.data.registry import list_clips
+    from ddfad_apps.reconstruct.export import export_audio
+
+    exported = export_audio(syn, list_clips(ref.argument, "train", data_root, **options), out)
+    run.artifact(exported.audio_dir, "audio")
+    run.artifact(exported.figure)
+    return exported
+
+
+@dataclass
+class DistilledRun:
+    """A run folder read back: its request, its checked set, the data set it names (or the one the user named
+    instead) and that data set's loader options."""
+
+    folder: Path
+    request: dict[str, Any]
+    synthetic: SyntheticSet
+    dataset: DatasetRef
+    options: dict[str, Any]
+
+
+def open_run_folder(folder: str | Path, dataset: str | Path | None = None,
+                    data_root: str | Path | None = None) -> DistilledRun:
+    """Read the run folder ``folder`` for a later job; every fault (missing or damaged files, a recorded folder
+    that moved or changed, a ``data_root`` with a folder data set) is a :class:`JobError` naming it."""
+    from ddfad_apps.data.registry import dataset_from_record
+    from ddfad_apps.distill import SyntheticSet
+    from ddfad_apps.distill.presets import PRESETS
+    from ddfad_apps.distill.run_folder import RUN_FILE, read_request
+    from ddfad_apps.distill.synthetic_set import InvalidSetError
+
+    folder = Path(folder)
+    try:
+        request = read_request(folder)
+        syn = SyntheticSet.load(folder)
+        ref = dataset_from_record(request.get("dataset"), dataset, str(folder / RUN_FILE))
+    except (FileNotFoundError, InvalidSetError, ValueError) as exc:
+        raise JobError(str(exc)) from exc
+    check_data_root(ref, data_root)
+    if request.get("preset") not in PRESETS:
+        raise JobError(f"{folder / RUN_FILE} records preset {request.get('preset')!r}; expected one of "
+                       f"{', '.join(PRESETS)}")
+    options = request.get("options") or {}
+    if options and not takes_split_mode(ref):
+        raise JobError(f"{folder / RUN_FILE} records options {options} for data set {request.get('dataset')!r}, "
+                       f"which {ref.argument} does not take")
+    return DistilledRun(folder, request, syn, ref, options)
