@@ -12,6 +12,11 @@ For each framing (window Hann / Hamming x hop 20 / 10 ms, 20 ms frames), on the 
 
     python scripts/bench_fidelity.py                        # about 5-10 min on 2 shared cores
     python scripts/bench_fidelity.py --epochs 4 --n-test 100  # quicker
+    python scripts/bench_fidelity.py --distilled runs/distill/fsdd-mtt-cpc10-...  # also: a distilled set's audio
+
+With ``--distilled DIR`` (a run folder with ``DIR/audio`` written by ``ddfad-apps reconstruct``) the whole-data
+network of the features' own framing (Hann, ``FeatureConfig``'s hop) also classifies the set's reconstructed
+clips: does each still sound like its class to a good classifier?
 
 The Hamming features are the FD-MFCC chain with only the window changed (checked against ``FeatureConfig``'s own
 extractor with Hann at start-up); the feature defaults are not changed by this script.
@@ -39,6 +44,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--n-iter", type=int, default=32, help="Griffin-Lim iterations (the export's default)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--framings", default=",".join(f"{w}:{h:g}" for w, h in FRAMINGS),
+                        help="comma-separated window:hop_ms pairs (default: all four)")
+    parser.add_argument("--distilled", type=Path, default=None, help="run folder whose audio/ export to classify")
     return parser.parse_args()
 
 
@@ -60,6 +68,19 @@ def extractor(config, window: str):
     return extract
 
 
+def distilled_accuracy(folder: Path, model, stats, config, classes, sample_rate, audio_accuracy, list_clips):
+    """Accuracy of the whole-data ``model`` on the WAVs in ``folder/audio``, and how many there are."""
+    audio = folder / "audio"
+    if not (audio / "manifest.json").exists():
+        raise SystemExit(f"{audio}/manifest.json not found: run `ddfad-apps reconstruct {folder}` first")
+    clips = list_clips(str(audio), "all", None)
+    if clips.sample_rate != sample_rate:
+        raise SystemExit(f"{audio} is at {clips.sample_rate} Hz, FSDD at {sample_rate} Hz")
+    loaded = clips.load(progress=False)
+    labels = torch.tensor([classes.index(clips.classes[y]) for y in loaded.labels.tolist()])
+    return audio_accuracy(model, loaded.waveforms, labels, sample_rate, stats, config), len(labels)
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -70,7 +91,8 @@ def main() -> None:
     from ddfad_apps.features.normalize import FeatureStats
     from ddfad_apps.models import build_model
     from ddfad_apps.reconstruct.fidelity import (
-        frame_rate_line, log_spectral_distance, peak_stats, roundtrip_accuracy, spectral_convergence_to,
+        audio_accuracy, frame_rate_line, log_spectral_distance, peak_stats, roundtrip_accuracy,
+        spectral_convergence_to,
     )
     from ddfad_apps.training.loops import TrainConfig, accuracy, train_model
 
@@ -89,8 +111,12 @@ def main() -> None:
     ours, check = base.extract(waves["test"][:8], sr), extractor(base, "hann")(waves["test"][:8], sr)
     assert torch.allclose(ours, check, atol=1e-3, rtol=1e-4), "the windowed extractor no longer matches the features"
 
-    rows = []
-    for window, hop_ms in FRAMINGS:
+    try:
+        framings = [(w.strip(), float(h)) for w, h in (f.split(":") for f in args.framings.split(","))]
+    except ValueError as exc:
+        raise SystemExit(f"--framings {args.framings!r}: expected window:hop_ms pairs such as hann:20 ({exc})")
+    rows, distilled = [], None
+    for window, hop_ms in framings:
         config = base.replace(hop_ms=hop_ms)
         extract = config.extract if window == "hann" else extractor(config, window)
         feats = {s: extract(w, sr) for s, w in waves.items()}
@@ -121,9 +147,17 @@ def main() -> None:
             "buzz dB": float(line.median()),
         })
         print(rows[-1], flush=True)
+        if args.distilled is not None and window == "hann" and hop_ms == base.hop_ms:
+            distilled = distilled_accuracy(args.distilled, model, stats, config, splits["train"].classes, sr,
+                                           audio_accuracy, list_clips)
 
     print(f"\nFSDD, ConvNet width {args.width}, {args.epochs} epochs (whole training split), round trip of "
           f"{len(test_idx)} test clips, Griffin-Lim {args.n_iter} it.; SC/LSD/peak ratio/buzz: medians\n")
+    if args.distilled is not None and distilled is None:
+        raise SystemExit(f"--distilled needs the features' own framing (hann:{base.hop_ms:g}) in --framings")
+    if args.distilled is not None:
+        print(f"distilled set {args.distilled}: {distilled[1]} reconstructed clips, whole-data ConvNet (hann "
+              f"{base.hop_ms:g} ms) accuracy {100 * distilled[0]:.2f}%\n")
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
