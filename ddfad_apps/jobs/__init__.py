@@ -35,7 +35,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("CICLJob", "CICLResult", "run_cicl_job"), "cicl"),
 }
 
-__all__ = ["JobError", "JobSettingsError", *_LAZY]
+__all__ = ["JobError", "JobSettingsError", *_LAZY]  # noqa: PLE0604 (names are strings, listed once)
 
 
 def __getattr__(name: str) -> Any:

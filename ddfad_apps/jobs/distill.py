@@ -24,9 +24,11 @@ from ddfad_apps.jobs.errors import JobError, JobSettingsError
 from ddfad_apps.jobs.files import write_json_atomic
 
 if TYPE_CHECKING:
+    import torch
+
     from ddfad_apps.data.registry import DatasetRef
     from ddfad_apps.distill import SyntheticSet
-    from ddfad_apps.features import FeatureSet
+    from ddfad_apps.features import FeatureSet, FeatureSplits
     from ddfad_apps.reconstruct.export import AudioExport
     from ddfad_apps.tracking import RunLogger
 
@@ -104,12 +106,9 @@ class DistillJobResult:
 
 def run_distill_job(job: DistillJob, progress: bool = True, say: Say = print) -> DistillJobResult:
     """Distil (or resume, or reuse the complete set in ``job``'s run folder), evaluate, export audio, log."""
-    from mlflow.exceptions import MlflowException
-
     from ddfad_apps.distill import NotEnoughClipsError, check_clips_per_class
     from ddfad_apps.distill.presets import method_settings
-    from ddfad_apps.distill.run_folder import ForeignRunError, prepare_run_folder
-    from ddfad_apps.tracking import tracking_run
+    from ddfad_apps.distill.run_folder import ForeignRunError, prepare_run_folder, release_run_folder
 
     job.check()
     ref, options = open_dataset(job.dataset, job.data_root, job.split_mode)
@@ -129,6 +128,20 @@ def run_distill_job(job: DistillJob, progress: bool = True, say: Say = print) ->
         state = prepare_run_folder(out, request, job.force)
     except ForeignRunError as exc:
         raise JobError(str(exc)) from exc
+    try:
+        return _run_in_folder(job, ref, options, splits, settings, dev, out, state, progress, say)
+    finally:
+        release_run_folder(out)  # the folder is ours until here; another process may use it now
+
+
+def _run_in_folder(job: DistillJob, ref: DatasetRef, options: dict[str, Any], splits: FeatureSplits,
+                   settings: Any, dev: torch.device, out: Path, state: str, progress: bool,
+                   say: Say) -> DistillJobResult:
+    """Distil into the prepared (locked) folder ``out``, or reuse its complete set; evaluate, export, log."""
+    from mlflow.exceptions import MlflowException
+
+    from ddfad_apps.tracking import tracking_run
+
     say(f"{ref.name}: {len(splits.train)} train / {len(splits.test)} test clips, {splits.train.num_classes} "
         f"classes, input {tuple(splits.train.input_shape)}; {job.method} cpc {job.cpc} ({job.preset}) on {dev} -> "
         f"{out}" + {"resume": " (resuming)", "complete": " (already distilled; evaluating again)"}.get(state, ""))
@@ -161,7 +174,7 @@ def run_distill_job(job: DistillJob, progress: bool = True, say: Say = print) ->
     return DistillJobResult(out, state, syn, evaluation, exported, distill_s, run_id, used_uri)
 
 
-def _load_complete(out: Path, splits: Any, ref: DatasetRef) -> SyntheticSet:
+def _load_complete(out: Path, splits: FeatureSplits, ref: DatasetRef) -> SyntheticSet:
     """The set a complete run folder holds, checked to fit the data it is about to be evaluated on."""
     from ddfad_apps.distill import SyntheticSet
     from ddfad_apps.distill.compat import IncompatibleSetError, check_compatible
@@ -176,7 +189,7 @@ def _load_complete(out: Path, splits: Any, ref: DatasetRef) -> SyntheticSet:
     return syn
 
 
-def _distil(job: DistillJob, run: RunLogger, splits: Any, settings: Any, dev: Any, out: Path,
+def _distil(job: DistillJob, run: RunLogger, splits: FeatureSplits, settings: Any, dev: torch.device, out: Path,
             progress: bool) -> tuple[SyntheticSet, list[dict[str, float]]]:
     """Run the method (MTT resumes from ``out``'s checkpoint); each step's metrics go to MLflow as they come."""
     from ddfad_apps.distill import NotEnoughClipsError, distill
@@ -239,8 +252,8 @@ def loss_figure(history: list[dict[str, float]], title: str):
     return fig
 
 
-def _evaluate_and_log(job: DistillJob, run: RunLogger, syn: SyntheticSet, test: FeatureSet, out: Path, dev: Any,
-                      progress: bool, say: Say) -> dict[str, dict[str, Any]] | None:
+def _evaluate_and_log(job: DistillJob, run: RunLogger, syn: SyntheticSet, test: FeatureSet, out: Path,
+                      dev: torch.device, progress: bool, say: Say) -> dict[str, dict[str, Any]] | None:
     """Train ``job.eval_seeds`` fresh networks of the distilling kind on the set; write and log their accuracy."""
     if not job.eval_seeds:
         return None

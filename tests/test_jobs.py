@@ -1,0 +1,149 @@
+"""Each job called from Python (no CLI) on a tiny folder of real FSDD clips: results match what was logged and
+written, run folders are complete and reused, and contradictory settings are refused before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("mlflow")
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from ddfad_apps.jobs import (  # noqa: E402
+    DistillJob, EvaluateJob, JobError, JobSettingsError, ReconstructJob, TrainJob, run_distill_job,
+    run_evaluate_job, run_reconstruct_job, run_train_job,
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DDFAD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.chdir(tmp_path)
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow store for the module (building a SQLite store takes seconds); each test reads its own runs."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def digits(fsdd_folder) -> Path:
+    return fsdd_folder(("0", "1", "2"), 6)  # 3 classes x 6 real clips of 0.5 s
+
+
+def test_train_job_returns_the_network_and_the_accuracy_it_logged(digits: Path, uri: str) -> None:
+    from ddfad_apps.features import load_features
+    from ddfad_apps.training import predict
+
+    lines: list[str] = []
+    job = TrainJob(dataset=str(digits), epochs=2, width=8, depth=2, seed=1, device="cpu", tracking_uri=uri,
+                   experiment="jobs-train")
+    result = run_train_job(job, progress=False, say=lines.append)
+
+    run = MlflowClient(uri).get_run(result.run_id)
+    assert run.info.status == "FINISHED" and result.tracking_uri == uri
+    assert run.data.metrics["final_test_accuracy"] == pytest.approx(result.test_accuracy)
+    assert run.data.params["model.width"] == "8" and result.model_kwargs == {"width": 8, "depth": 2}
+    assert len(result.history) == 2 and any(line.startswith("epoch 2/2") for line in lines)
+    # the returned network is the trained one: it scores the reported accuracy on the real test split
+    test = load_features(str(digits), progress=False).test
+    predicted = predict(result.model, test.features)
+    assert result.num_test == len(test) and result.correct == int((predicted == test.labels).sum())
+    assert result.test_accuracy == pytest.approx(result.correct / result.num_test)
+
+
+def test_distill_job_writes_a_complete_folder_and_a_second_run_reuses_it(digits: Path, uri: str, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "dm"
+    job = DistillJob(dataset=str(digits), method="dm", cpc=2, iterations=2, eval_seeds=1, eval_epochs=3,
+                     out=out, device="cpu", tracking_uri=uri, experiment="jobs-distill")
+    first = run_distill_job(job, progress=False, say=lambda line: None)
+
+    assert first.state == "new" and first.out == out and len(first.synthetic) == 6
+    for name in ("run.json", "distilled.json", "distilled.safetensors", "evaluation.json", "losses.json",
+                 "losses.png", "original_vs_distilled.png", "audio/manifest.json", "audio/index.html"):
+        assert (out / name).exists(), name
+    assert len(list((out / "audio").rglob("*.wav"))) == 6 and first.audio.audio_dir == out / "audio"
+    written = json.loads((out / "evaluation.json").read_text())["convnet"]["mean"]
+    assert first.test_accuracy == written == first.evaluation["convnet"]["mean"]
+    client = MlflowClient(uri)
+    assert client.get_run(first.run_id).data.metrics["test_accuracy_convnet"] == pytest.approx(written)
+    assert len(client.get_metric_history(first.run_id, "loss")) == 2
+
+    # The same job again: the folder is complete, the set is reused as it is, nothing is distilled.
+    def refuse(*args, **kwargs):
+        raise AssertionError("a complete run folder was distilled again")
+
+    monkeypatch.setattr("ddfad_apps.distill.distill", refuse)
+    lines: list[str] = []
+    second = run_distill_job(job, progress=False, say=lines.append)
+    assert second.state == "complete" and second.run_id != first.run_id
+    assert torch.equal(second.synthetic.features, first.synthetic.features)
+    assert "(already distilled; evaluating again)" in lines[0]
+    assert client.get_metric_history(second.run_id, "loss") == []
+    assert client.get_run(second.run_id).data.metrics["test_accuracy_convnet"] == pytest.approx(
+        second.test_accuracy)
+
+    other = DistillJob(dataset=str(digits), method="dm", cpc=3, iterations=2, out=out, tracking_uri=uri)
+    with pytest.raises(JobError, match=r"different run \(differs in: cpc"):
+        run_distill_job(other, progress=False, say=lambda line: None)
+
+
+def test_reconstruct_and_evaluate_jobs_on_a_run_folder(digits: Path, uri: str, tmp_path: Path) -> None:
+    out = tmp_path / "random"
+    run_distill_job(DistillJob(dataset=str(digits), method="random", cpc=2, eval_seeds=0, audio=False, out=out,
+                               device="cpu", tracking_uri=uri), progress=False, say=lambda line: None)
+    assert not (out / "audio").exists()
+
+    rebuilt = run_reconstruct_job(ReconstructJob(out, n_iter=4, device="cpu"))
+    manifest = json.loads((out / "audio" / "manifest.json").read_text())
+    assert rebuilt.num_clips == manifest["num_clips"] == 6 and manifest["method"] == "random"
+    assert rebuilt.export.figure.exists() and rebuilt.run_id is None  # no active MLflow run to log into
+
+    lines: list[str] = []
+    job = EvaluateJob(out, models=("convnet", "resnet18"), seeds=1, epochs=2, width=8, roundtrip=True,
+                      device="cpu", tracking_uri=uri, experiment="jobs-evaluate")
+    result = run_evaluate_job(job, progress=False, say=lines.append)
+    assert list(result.report) == ["features", "audio roundtrip"]
+    assert all(list(res) == ["convnet", "resnet18"] for res in result.report.values())
+    metrics = MlflowClient(uri).get_run(result.run_id).data.metrics
+    for model in ("convnet", "resnet18"):
+        assert metrics[f"test_accuracy_{model}"] == pytest.approx(result.report["features"][model]["mean"])
+        assert metrics[f"test_accuracy_{model}_roundtrip"] == pytest.approx(
+            result.report["audio roundtrip"][model]["mean"])
+    assert len(result.table.splitlines()) == 5 and "tested on data set 'digits'" in lines[0]
+
+
+def test_settings_that_cannot_be_honoured_are_refused_before_any_work(digits: Path, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # must never be created: no run opens for refused settings
+    cases = [
+        (lambda: run_distill_job(DistillJob(method="random", iterations=5, out=tmp_path / "r", tracking_uri=uri)),
+         "--iterations does not apply to --method random"),
+        (lambda: run_distill_job(DistillJob(method="random", eval_seeds=0, eval_epochs=5, out=tmp_path / "e",
+                                            tracking_uri=uri)), "--eval-epochs has no effect"),
+        (lambda: run_distill_job(DistillJob(dataset=str(digits), data_root=tmp_path, method="random", cpc=1,
+                                            out=tmp_path / "d", tracking_uri=uri)),
+         "--data-root applies to the registered data sets"),
+        (lambda: run_distill_job(DistillJob(dataset=str(digits), split_mode="actor", out=tmp_path / "s",
+                                            tracking_uri=uri)), "--split-mode applies to --dataset ravdess only"),
+        (lambda: run_train_job(TrainJob(dataset="fsdd", model="vgg11", depth=4, tracking_uri=uri)),
+         "--depth applies to --model convnet only"),
+        (lambda: run_train_job(TrainJob(dataset=str(digits), n_mfcc=500, tracking_uri=uri)),
+         "500 cepstral coefficients requested"),
+        (lambda: run_evaluate_job(EvaluateJob(tmp_path, models=("convnet", "alexnet"))), r"unknown model\(s\)"),
+    ]
+    for call, message in cases:
+        with pytest.raises(JobSettingsError, match=message):
+            call()
+    # a data fault is a JobError, not a settings error (the CLI exits 1, not 2)
+    with pytest.raises(JobError, match="unknown data set 'no-such-set'") as info:
+        run_train_job(TrainJob(dataset="no-such-set", tracking_uri=uri))
+    assert not isinstance(info.value, JobSettingsError)
+    assert not any((tmp_path / name).exists() for name in ("r", "e", "d", "s", "mlflow.db"))
