@@ -86,24 +86,35 @@ def evaluate(
     data = syn.as_feature_set() if isinstance(syn, SyntheticSet) else syn
     learned = syn.lr if isinstance(syn, SyntheticSet) else None
     lr = settings.lr if settings.lr is not None else (learned if learned else 0.01)
-    cfg = TrainConfig(epochs=settings.epochs, lr=lr, batch_size=settings.batch_size, momentum=settings.momentum,
-                      weight_decay=settings.weight_decay, schedule="step")
     accs = []
     for s in range(first_seed, first_seed + seeds):
-        gen = torch.Generator().manual_seed(10_000 + s)
-        train = data
-        if settings.noise_std > 0:
-            noise = torch.randn(data.features.shape, generator=gen) * settings.noise_std
-            train = FeatureSet(data.features + noise, data.labels, data.classes, dict(data.meta))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(10_000 + s)
-            net = build_model(model, test.num_classes, test.input_shape, **settings.model_kwargs)
-        aug = AudioAugment() if settings.augment else None
-        augment = (lambda x, a=aug, g=gen: a(x, generator=g)) if aug is not None else None
-        train_model(net, train, cfg, test=None, augment=augment, device=device, generator=gen,
-                          progress=progress, desc=f"eval {model} seed {s}")
+        net = train_on_set(data, test.num_classes, test.input_shape, model, settings, lr, s, device, progress)
         accs.append(accuracy(net, test))
     return EvalResult(model, accs, {**asdict(settings), "lr_used": lr})
+
+
+def train_on_set(
+    data: FeatureSet, num_classes: int, input_shape: tuple[int, int, int], model: str, settings: EvalSettings,
+    lr: float, seed: int, device: torch.device | str = "cpu", progress: bool = False,
+) -> torch.nn.Module:
+    """One fresh ``model`` trained on ``data`` at ``lr`` with ``settings``' recipe; ``seed`` alone decides its
+    initial weights, batch order, augmentation and (``noise_std``) noise, so different seeds train different nets.
+    """
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    train = data
+    if settings.noise_std > 0:
+        noise = torch.randn(data.features.shape, generator=gen) * settings.noise_std
+        train = FeatureSet(data.features + noise, data.labels, data.classes, dict(data.meta))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(10_000 + seed)
+        net = build_model(model, num_classes, input_shape, **settings.model_kwargs)
+    aug = AudioAugment() if settings.augment else None
+    augment = (lambda x, a=aug, g=gen: a(x, generator=g)) if aug is not None else None
+    cfg = TrainConfig(epochs=settings.epochs, lr=lr, batch_size=settings.batch_size, momentum=settings.momentum,
+                      weight_decay=settings.weight_decay, schedule="step")
+    train_model(net, train, cfg, test=None, augment=augment, device=device, generator=gen, progress=progress,
+                desc=f"eval {model} seed {seed} lr {lr:g}")
+    return net
 
 
 # CPU-sized widths of the cross-architecture networks (as in ``ddfad-apps train``); VGG11 uses batch norm.

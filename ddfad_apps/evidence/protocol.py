@@ -1,0 +1,251 @@
+"""One evaluation protocol for every set: distilled, coreset or the whole training split.
+
+Why: a distilled set trained at its own learned learning rate against real clips trained at a fixed 0.01 is not a
+fair comparison (issue 11 measured MTT doing better at a lower rate than its learned one).  Here every set goes
+through the same steps:
+
+1. ``protocol.carve(train)`` splits a validation part off the *training* split, stratified by class, **before**
+   any set is made; sets are distilled or selected from ``carved.fit`` only (a set made from the whole training
+   split has seen the validation clips: :func:`evaluate_set` refuses a set holding any of them).
+2. For each learning rate of ``lr_grid`` (plus the set's learned rate, if it has one, as one extra candidate)
+   ``select_seeds`` networks train on the set for ``select_epochs`` epochs and are scored on the validation
+   part.  The best rate wins (ties: the lower rate).  The test split is not used.
+3. ``seeds`` fresh networks train at that rate for ``epochs`` epochs and are tested on the test split.
+
+The result carries every seed's accuracy, mean, std, 95% t-interval, the chosen rate, the grid's validation
+scores and the protocol itself (``as_dict``), so JSON and MLflow record how each number was made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+
+from ddfad_apps.data.splits import stratified_split
+from ddfad_apps.distill.compat import check_compatible
+from ddfad_apps.distill.evaluate import CROSS_ARCH_KWARGS, EvalSettings, eval_settings_for, train_on_set
+from ddfad_apps.distill.synthetic_set import SyntheticSet
+from ddfad_apps.evidence.stats import Summary, summarize
+from ddfad_apps.features.dataset import FeatureSet
+from ddfad_apps.training.loops import NonFiniteLossError, accuracy
+
+PROTOCOL_NAME = "lr-grid-on-carved-validation"
+PROTOCOL_VERSION = 1
+# Selection networks use seeds far from the evaluation seeds, so the tested networks are fresh draws.
+SELECT_SEED_OFFSET = 1_000_000
+
+AnySet = SyntheticSet | FeatureSet
+Report = Callable[[str], None]
+
+
+@dataclass
+class Carved:
+    """The training split cut in two: ``fit`` (make sets from this) and ``val`` (choose the learning rate on this)."""
+
+    fit: FeatureSet
+    val: FeatureSet
+    fit_index: list[int]
+    val_index: list[int]
+    fraction: float
+    seed: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"fit_clips": len(self.fit), "val_clips": len(self.val), "val_fraction": self.fraction,
+                "carve_seed": self.seed, "stratified": True}
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """Settings of the protocol (see the module docstring).  ``select_epochs=None`` selects with ``epochs``."""
+
+    lr_grid: tuple[float, ...] = (0.003, 0.01, 0.03)
+    use_learned_lr: bool = True
+    val_fraction: float = 0.1
+    carve_seed: int = 0
+    select_epochs: int | None = None
+    select_seeds: int = 1
+    epochs: int = 300
+    model: str = "convnet"
+    model_kwargs: dict[str, Any] = field(default_factory=lambda: {"width": 64})
+    batch_size: int = 256
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    augment: bool = True
+    noise_std: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.lr_grid or any(not (lr > 0 and math.isfinite(lr)) for lr in self.lr_grid):
+            raise ValueError(f"lr_grid must hold positive learning rates, got {self.lr_grid}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.select_seeds < 1 or self.epochs < 1 or (self.select_epochs is not None and self.select_epochs < 1):
+            raise ValueError("select_seeds, epochs and select_epochs must be at least 1")
+
+    @classmethod
+    def for_preset(cls, preset: str = "fast", model: str = "convnet", width: int | None = None,
+                   epochs: int | None = None, **changes: Any) -> "EvalProtocol":
+        """The protocol with a preset's training recipe (:func:`~ddfad_apps.distill.evaluate.eval_settings_for`);
+        ResNet18 and VGG11 take their CPU-sized :data:`CROSS_ARCH_KWARGS`."""
+        base = eval_settings_for(preset, width, epochs)
+        kwargs = dict(CROSS_ARCH_KWARGS[model]) if model in CROSS_ARCH_KWARGS else base.model_kwargs
+        return cls(epochs=base.epochs, model=model, model_kwargs=kwargs, batch_size=base.batch_size,
+                   momentum=base.momentum, weight_decay=base.weight_decay, augment=base.augment, **changes)
+
+    def with_changes(self, **changes: Any) -> "EvalProtocol":
+        return replace(self, **changes)
+
+    def settings(self, epochs: int) -> EvalSettings:
+        """The training recipe of one network (the learning rate is passed separately)."""
+        return EvalSettings(epochs=epochs, lr=None, batch_size=self.batch_size, momentum=self.momentum,
+                            weight_decay=self.weight_decay, augment=self.augment, noise_std=self.noise_std,
+                            model_kwargs=dict(self.model_kwargs))
+
+    def candidates(self, learned_lr: float | None) -> list[tuple[float, str]]:
+        """``(lr, source)`` in increasing lr: the grid for every set, the learned rate as one extra candidate."""
+        out = {float(lr): "grid" for lr in self.lr_grid}
+        if self.use_learned_lr and learned_lr is not None and math.isfinite(learned_lr) and learned_lr > 0:
+            out.setdefault(float(learned_lr), "learned")
+        return sorted(out.items())
+
+    def carve(self, train: FeatureSet) -> Carved:
+        """Stratified, seeded split of ``train`` into ``fit`` and ``val`` (disjoint, every class on both sides)."""
+        counts = torch.bincount(train.labels, minlength=train.num_classes)
+        if int(counts.min()) < 2:
+            raise ValueError(f"carving a validation split needs at least 2 training clips per class; class "
+                             f"{train.classes[int(counts.argmin())]!r} has {int(counts.min())}")
+        fit_idx, val_idx = stratified_split(train.labels.tolist(), self.val_fraction, self.carve_seed)
+        return Carved(train.subset(fit_idx), train.subset(val_idx), fit_idx, val_idx, self.val_fraction,
+                      self.carve_seed)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": PROTOCOL_NAME, "version": PROTOCOL_VERSION, **asdict(self),
+                "lr_grid": list(self.lr_grid)}
+
+
+@dataclass
+class SetEvaluation:
+    """What :func:`evaluate_set` measured on one set."""
+
+    name: str
+    model: str
+    seeds: list[int]
+    accuracies: list[float]
+    lr: float
+    lr_source: str
+    val_scores: dict[float, float]
+    learned_lr: float | None
+    protocol: dict[str, Any]
+    carve: dict[str, Any]
+    set_info: dict[str, Any]
+
+    @property
+    def summary(self) -> Summary:
+        return summarize(self.accuracies)
+
+    @property
+    def by_seed(self) -> dict[int, float]:
+        return dict(zip(self.seeds, self.accuracies))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.model, **self.summary.as_dict(), "seeds": self.seeds,
+                "accuracies": self.accuracies, "lr": self.lr, "lr_source": self.lr_source,
+                "val_scores": {f"{lr:g}": None if math.isnan(s) else s for lr, s in self.val_scores.items()}, "learned_lr": self.learned_lr,
+                "set": self.set_info, "carve": self.carve, "protocol": self.protocol}
+
+    def __str__(self) -> str:
+        grid = ", ".join(f"{lr:g}: {100 * s:.1f}" for lr, s in self.val_scores.items())
+        return (f"{self.name} ({self.model}): {self.summary.format()} % over {len(self.seeds)} seeds at lr "
+                f"{self.lr:g} ({self.lr_source}; validation {grid})")
+
+
+def _row_digests(features: torch.Tensor) -> set[bytes]:
+    rows = features.detach().cpu().contiguous().flatten(1)
+    return {hashlib.blake2b(r.numpy().tobytes(), digest_size=16).digest() for r in rows}
+
+
+def check_not_from_validation(data: FeatureSet, carved: Carved, name: str = "the set") -> None:
+    """Refuse a set that holds clips of the validation part: it was made from the whole training split, so the
+    learning rate would be chosen on clips the set has seen.  (Catches real-clip sets; a distilled set that moved
+    away from its starting clips cannot be checked this way, hence the rule: make every set from ``carved.fit``.)
+    """
+    shared = len(_row_digests(data.features) & _row_digests(carved.val.features))
+    if shared:
+        raise ValueError(f"{name} holds {shared} clip(s) of the validation split: make sets from "
+                         f"protocol.carve(train).fit, not from the whole training split")
+
+
+def _as_feature_set(data: AnySet, test: FeatureSet) -> tuple[FeatureSet, float | None, dict[str, Any]]:
+    if isinstance(data, SyntheticSet):
+        check_compatible(data, test)
+        info = {"kind": "synthetic", "method": data.method, "clips": len(data), "cpc": data.clips_per_class}
+        return data.as_feature_set(), data.lr, info
+    if isinstance(data, FeatureSet):
+        if data.classes != test.classes or data.input_shape != test.input_shape:
+            raise ValueError(f"the set ({data.num_classes} classes, input {data.input_shape}) does not match the "
+                             f"test split ({test.num_classes} classes, input {test.input_shape})")
+        cpc = int(torch.bincount(data.labels, minlength=data.num_classes).max())
+        return data, None, {"kind": "real", "method": data.meta.get("method", "real clips"), "clips": len(data),
+                            "cpc": cpc}
+    raise TypeError(f"expected a SyntheticSet or FeatureSet, got {type(data).__name__}")
+
+
+def select_lr(data: FeatureSet, val: FeatureSet, protocol: EvalProtocol, learned_lr: float | None,
+              device: torch.device | str = "cpu", progress: bool = False) -> tuple[float, str, dict[float, float]]:
+    """Choose the learning rate on ``val``: ``(lr, source, {lr: mean validation accuracy})``.
+
+    A candidate whose loss diverges scores NaN and cannot win; all diverging is an error.
+    """
+    settings = protocol.settings(protocol.select_epochs or protocol.epochs)
+    scores: dict[float, float] = {}
+    sources: dict[float, str] = {}
+    for lr, source in protocol.candidates(learned_lr):
+        accs = []
+        for i in range(protocol.select_seeds):
+            try:
+                net = train_on_set(data, val.num_classes, val.input_shape, protocol.model, settings, lr,
+                                   SELECT_SEED_OFFSET + i, device, progress)
+            except NonFiniteLossError:
+                accs = [math.nan]
+                break
+            accs.append(accuracy(net, val))
+        scores[lr] = sum(accs) / len(accs)
+        sources[lr] = source
+    finite = [lr for lr, s in scores.items() if not math.isnan(s)]
+    if not finite:
+        raise NonFiniteLossError(f"training diverged at every candidate learning rate {sorted(scores)}")
+    best = max(finite, key=lambda lr: (scores[lr], -lr))  # ties: the lower rate
+    return best, sources[best], scores
+
+
+def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+    out = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"evaluation seeds must be distinct and at least one, got {seeds}")
+    return out
+
+
+def evaluate_set(
+    data: AnySet, carved: Carved, test: FeatureSet, protocol: EvalProtocol, seeds: int | Sequence[int] = 3,
+    device: torch.device | str = "cpu", name: str | None = None, progress: bool = False,
+) -> SetEvaluation:
+    """Choose the lr on ``carved.val`` and test ``seeds`` networks trained at it on ``data`` (see the module doc).
+
+    ``seeds`` is a count (seeds 0..n-1) or the seeds themselves.  Raises ``ValueError`` when ``data`` holds
+    validation clips or does not fit ``test``, and
+    :class:`~ddfad_apps.distill.compat.IncompatibleSetError` for a distilled set of other data.
+    """
+    seed_list = _seed_list(seeds)
+    feats, learned, info = _as_feature_set(data, test)
+    name = name or str(info["method"])
+    check_not_from_validation(feats, carved, name)
+    lr, source, scores = select_lr(feats, carved.val, protocol, learned, device, progress)
+    settings = protocol.settings(protocol.epochs)
+    accs = [accuracy(train_on_set(feats, test.num_classes, test.input_shape, protocol.model, settings, lr, s,
+                                  device, progress), test) for s in seed_list]
+    return SetEvaluation(name, protocol.model, seed_list, accs, lr, source, scores, learned, protocol.as_dict(),
+                         carved.as_dict(), info)

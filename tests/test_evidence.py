@@ -1,0 +1,190 @@
+"""The evaluation protocol and its statistics (issue 11): one lr selection for every set, on a validation split
+carved from the training data, never the test split; intervals that are right; seeds that really differ.
+
+Statistics are checked on hand-computed and synthetic numbers; the protocol on real FSDD features (a few clips per
+class, tiny ConvNets, a few epochs) from the ``fsdd_splits`` fixture, which fails when the data is missing.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from ddfad_apps.distill.coreset import coreset
+from ddfad_apps.distill.evaluate import EvalSettings, train_on_set
+from ddfad_apps.distill.synthetic_set import SyntheticSet
+from ddfad_apps.evidence import (
+    EvalProtocol, compare, eval_seeds_for, evaluate_set, paired_difference, summarize, t_interval, verdict,
+)
+from ddfad_apps.features.dataset import FeatureSet
+
+PER_CLASS = 30
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny convolutions on a shared few-core CPU run faster on one thread than contending on all."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --- statistics -------------------------------------------------------------------------------------------
+
+
+def test_t_interval_matches_hand_computation():
+    # mean 3, s = sqrt(2.5), t_{0.975, 4} = 2.7764451; half width = 2.7764451 * 1.5811388 / sqrt(5) = 1.9632432
+    low, high = t_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert low == pytest.approx(3 - 1.9632432, abs=1e-6) and high == pytest.approx(3 + 1.9632432, abs=1e-6)
+    s = summarize([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert s.std == pytest.approx(math.sqrt(2.5)) and s.n == 5  # sample std (n - 1), not population
+
+
+def test_interval_covers_the_true_mean_about_95_percent_of_the_time():
+    rng = random.Random(1234)
+    hits = 0
+    for _ in range(1000):
+        low, high = t_interval([rng.gauss(0.7, 0.05) for _ in range(4)])
+        hits += low <= 0.7 <= high
+    assert 930 <= hits <= 970  # binomial sd ~7 draws around 950
+
+
+def test_identical_results_give_zero_difference_and_no_claim():
+    d = paired_difference([0.9, 0.8, 0.85], [0.9, 0.8, 0.85])
+    assert (d.mean, d.std, d.low, d.high) == (0.0, 0.0, 0.0, 0.0)
+    assert "indistinguishable at 3 seeds" in verdict("mtt", "herding", d)
+
+
+def test_verdict_claims_a_win_only_when_the_paired_interval_excludes_zero():
+    # the same 3-point gain on every seed: paired, the win is certain even though the seeds vary a lot
+    a, b = [0.70, 0.90, 0.80], [0.67, 0.87, 0.77]
+    assert verdict("mtt", "herding", paired_difference(a, b)).startswith("mtt beats herding by 3.00 points")
+    assert verdict("herding", "mtt", paired_difference(b, a)).startswith("mtt beats herding")
+    # noisy gains straddling zero: no claim
+    noisy = paired_difference([0.80, 0.70, 0.90], [0.75, 0.74, 0.86])
+    assert noisy.low < 0 < noisy.high
+    assert "indistinguishable at 3 seeds" in verdict("mtt", "herding", noisy)
+    # one seed: no interval, no claim
+    one = summarize([0.5])
+    assert math.isinf(one.half_width) and not one.excludes_zero() and one.as_dict()["ci_low"] is None
+
+
+def test_paired_difference_refuses_unmatched_seeds():
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_difference([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_difference({0: 0.1, 1: 0.2}, {0: 0.1, 2: 0.2})
+    assert paired_difference({1: 0.5, 0: 0.3}, {0: 0.1, 1: 0.2}).mean == pytest.approx(0.25)
+
+
+# --- the protocol on real FSDD features -------------------------------------------------------------------
+
+
+TINY = EvalProtocol(lr_grid=(0.003, 0.01, 0.03), epochs=4, select_epochs=3, model_kwargs={"width": 8, "depth": 2},
+                    val_fraction=0.2)
+
+
+@pytest.fixture(scope="module")
+def small(fsdd_splits):
+    """30 training clips per class carved into fit/val, and 100 test clips."""
+    train = fsdd_splits.train
+    idx = torch.cat([train.class_indices(c)[:PER_CLASS] for c in range(train.num_classes)])
+    sub = train.subset(idx)
+    return sub, TINY.carve(sub), fsdd_splits.test.subset(list(range(0, 300, 3)))
+
+
+def test_carve_is_stratified_disjoint_and_covers_the_training_split(small):
+    sub, carved, _ = small
+    assert set(carved.fit_index).isdisjoint(carved.val_index)
+    assert sorted(carved.fit_index + carved.val_index) == list(range(len(sub)))
+    assert torch.bincount(carved.val.labels).tolist() == [round(PER_CLASS * 0.2)] * 10
+    assert torch.bincount(carved.fit.labels).tolist() == [PER_CLASS - round(PER_CLASS * 0.2)] * 10
+    again = TINY.carve(sub)
+    assert again.val_index == carved.val_index  # seeded: sets made from fit later see the same split
+    assert TINY.with_changes(carve_seed=1).carve(sub).val_index != carved.val_index
+
+
+def test_two_seeds_train_different_networks_and_one_seed_the_same(small):
+    """Issue 11 saw equal accuracies on two evaluation seeds: the seed must reach init, batch order, augmentation."""
+    _, carved, test = small
+    data = coreset(carved.fit, 5, "random", generator=torch.Generator().manual_seed(0)).as_feature_set()
+    settings = EvalSettings(epochs=2, batch_size=16, model_kwargs={"width": 8, "depth": 2})
+
+    def weights(seed: int) -> torch.Tensor:
+        net = train_on_set(data, test.num_classes, test.input_shape, "convnet", settings, 0.01, seed)
+        return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    w0, w0_again, w1 = weights(0), weights(0), weights(1)
+    assert torch.equal(w0, w0_again)
+    assert not torch.allclose(w0, w1)
+
+
+def synthetic_copy(real: FeatureSet, lr: float | None) -> SyntheticSet:
+    """The same clips as ``real``, as a distilled set with a learned learning rate."""
+    return SyntheticSet(real.features.clone(), real.labels.clone(), real.classes, "mtt", lr=lr,
+                        meta={"features": real.meta.get("features")})
+
+
+def test_learned_lr_set_and_real_clip_set_go_through_the_same_selection(small):
+    _, carved, test = small
+    real = coreset(carved.fit, 2, "random", generator=torch.Generator().manual_seed(0)).as_feature_set()
+    r_real = evaluate_set(real, carved, test, TINY, seeds=1)
+    r_syn = evaluate_set(synthetic_copy(real, 0.02), carved, test, TINY, seeds=1)
+    assert sorted(r_real.val_scores) == [0.003, 0.01, 0.03]
+    assert sorted(r_syn.val_scores) == [0.003, 0.01, 0.02, 0.03]  # the learned rate is one extra candidate
+    for lr in TINY.lr_grid:  # same clips, same grid, same networks: the same validation scores
+        assert r_syn.val_scores[lr] == r_real.val_scores[lr]
+    assert r_real.lr_source == "grid" and r_syn.learned_lr == 0.02
+    assert r_syn.lr_source == ("learned" if r_syn.lr == 0.02 else "grid")
+    assert r_real.lr == max(r_real.val_scores, key=lambda lr: (r_real.val_scores[lr], -lr))
+    d = r_syn.as_dict()
+    assert d["protocol"]["name"] == "lr-grid-on-carved-validation" and d["protocol"]["lr_grid"] == [0.003, 0.01, 0.03]
+    assert d["carve"]["val_clips"] == len(carved.val) and d["set"]["kind"] == "synthetic"
+
+
+def test_test_split_is_not_used_to_choose_the_lr(small):
+    _, carved, test = small
+    real = coreset(carved.fit, 2, "random", generator=torch.Generator().manual_seed(1)).as_feature_set()
+    scrambled = FeatureSet(test.features, test.labels[torch.randperm(len(test), generator=torch.Generator()
+                                                                      .manual_seed(0))], test.classes, test.meta)
+    honest = evaluate_set(real, carved, test, TINY, seeds=1)
+    other = evaluate_set(real, carved, scrambled, TINY, seeds=1)
+    assert honest.val_scores == other.val_scores and honest.lr == other.lr
+    assert honest.accuracies != other.accuracies  # the test split is used, but only after the choice
+
+
+def test_a_diverging_learned_lr_cannot_win(small):
+    _, carved, test = small
+    real = coreset(carved.fit, 2, "random", generator=torch.Generator().manual_seed(0)).as_feature_set()
+    res = evaluate_set(synthetic_copy(real, 1e30), carved, test, TINY, seeds=1)  # loss NaN in epoch 2
+    assert math.isnan(res.val_scores[1e30]) and res.lr in TINY.lr_grid
+    assert res.as_dict()["val_scores"]["1e+30"] is None  # recorded as diverged (valid JSON), not dropped
+
+
+def test_a_set_made_from_the_whole_training_split_is_refused(small):
+    sub, carved, test = small
+    leaky = coreset(sub, 3, "herding")  # selected from fit AND val: it has seen validation clips
+    with pytest.raises(ValueError, match="validation split"):
+        evaluate_set(leaky, carved, test, TINY, seeds=1)
+
+
+def test_compare_pairs_methods_by_set_seed_over_disjoint_evaluation_seeds(small):
+    _, carved, test = small
+    sets = {m: [coreset(carved.fit, 1, m, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
+            for m in ("random", "herding")}
+    proto = TINY.with_changes(lr_grid=(0.01,), epochs=2, select_epochs=1)
+    cmp = compare(sets, carved, test, proto, eval_seeds=2)
+    rand = cmp.methods["random"]
+    assert rand.runs[0].seeds == eval_seeds_for(0, 2) == [0, 1] and rand.runs[1].seeds == [1000, 1001]
+    per_seed = {s: sum(ev.accuracies) / 2 for s, ev in rand.runs.items()}
+    assert rand.per_set_seed == pytest.approx(per_seed) and rand.summary.n == 2  # unit: the set seed
+    diff = cmp.differences[("random", "herding")]
+    herd = cmp.methods["herding"].per_set_seed
+    assert diff.mean == pytest.approx(sum(per_seed[s] - herd[s] for s in (0, 1)) / 2)
+    assert "random" in cmp.table() and cmp.as_dict()["differences"][0]["verdict"]
+    with pytest.raises(ValueError, match="same seeds"):
+        compare({"random": sets["random"], "herding": sets["herding"][:1]}, carved, test, proto)
