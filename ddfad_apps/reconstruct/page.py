@@ -133,7 +133,8 @@ _SCRIPT = """
   players.forEach(function (a) {
     function ok() { a.dataset.state = "ok"; update(); }
     function bad() { a.dataset.state = "error"; update(); }
-    if (a.readyState >= 1) { ok(); } else { a.addEventListener("loadedmetadata", ok); }
+    // a source may have loaded, or failed, before this script ran: look first, then listen
+    if (a.error) { bad(); } else if (a.readyState >= 1) { ok(); } else { a.addEventListener("loadedmetadata", ok); }
     a.addEventListener("error", bad);
   });
   document.querySelectorAll("img").forEach(function (img) {
