@@ -16,14 +16,13 @@ from torch import nn
 
 from ddfad_apps.models.layers import (
     ACTIVATIONS,
-    NORMS,
     POOLINGS,
     canonical,
-    check_input,
+    conv_norm_act,
     downsample,
     dry_run,
     make_activation,
-    make_norm,
+    setup_network,
 )
 
 
@@ -49,23 +48,14 @@ class ConvNet(nn.Module):
     ) -> None:
         super().__init__()
         activation = canonical("activation", activation, ACTIVATIONS)
-        norm = canonical("norm", norm, NORMS)
         pooling = canonical("pooling", pooling, POOLINGS)
-        if depth < 1 or width < 1 or num_classes < 1:
-            raise ValueError(f"ConvNet needs depth, width, num_classes >= 1; got {depth}, {width}, {num_classes}")
-        size = check_input("ConvNet", in_channels, input_size, norm)
-        self.in_channels = in_channels
-        self.num_classes = num_classes
-        self.input_size = size
+        norm, size = setup_network(self, "ConvNet", in_channels, num_classes, input_size, norm, depth=depth,
+                                   width=width)
 
         layers: list[nn.Module] = []
         channels = in_channels
         for d in range(depth):
-            layers.append(nn.Conv2d(channels, width, kernel_size=3, padding=1))
-            norm_layer = make_norm(norm, width)
-            if norm_layer is not None:
-                layers.append(norm_layer)
-            layers.append(make_activation(activation))
+            layers += conv_norm_act(channels, width, norm, make_activation(activation))
             if pooling != "none":
                 factor, size = downsample(size, ceil=False, last=d == depth - 1)
                 if factor != (1, 1):

@@ -91,6 +91,28 @@ def check_input(arch: str, in_channels: int, input_size: tuple[int, int], norm: 
     return size  # type: ignore[return-value]
 
 
+def setup_network(net: nn.Module, arch: str, in_channels: int, num_classes: int, input_size: tuple[int, int],
+                  norm: str, **sizes: int) -> tuple[str, Size2d]:
+    """The checks and attributes every registry network starts with: canonical ``norm``, positive ``sizes`` and
+    ``num_classes``, a processable input; sets ``in_channels``, ``num_classes``, ``input_size`` on ``net``."""
+    norm = canonical("norm", norm, NORMS)
+    sizes = {**sizes, "num_classes": num_classes}
+    if min(sizes.values()) < 1:
+        raise ValueError(f"{arch} needs {', '.join(sizes)} >= 1; got {', '.join(str(v) for v in sizes.values())}")
+    size = check_input(arch, in_channels, input_size, norm)
+    net.in_channels, net.num_classes, net.input_size = in_channels, num_classes, size
+    return norm, size
+
+
+def conv_norm_act(in_channels: int, out_channels: int, norm: str, activation: nn.Module) -> list[nn.Module]:
+    """3x3 convolution, its normalisation (if any) and ``activation``: the block ConvNet and VGG stack."""
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)]
+    norm_layer = make_norm(norm, out_channels)
+    if norm_layer is not None:
+        layers.append(norm_layer)
+    return layers + [activation]
+
+
 def downsample(size: Size2d, *, ceil: bool, last: bool) -> tuple[Size2d, Size2d]:
     """Per-dimension factor (2, or 1 = skip) for one downsampling step, and the resulting size.
 

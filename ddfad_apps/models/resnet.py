@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ddfad_apps.models.layers import NORMS, Size2d, canonical, check_input, downsample, dry_run, make_norm
+from ddfad_apps.models.layers import Size2d, downsample, dry_run, make_norm, setup_network
 
 
 def _norm_or_identity(norm: str, channels: int) -> nn.Module:
@@ -57,13 +57,7 @@ class ResNet18(nn.Module):
         input_size: tuple[int, int] = (20, 51),
     ) -> None:
         super().__init__()
-        norm = canonical("norm", norm, NORMS)
-        if width < 1 or num_classes < 1:
-            raise ValueError(f"ResNet18 needs width, num_classes >= 1; got {width}, {num_classes}")
-        size = check_input("ResNet18", in_channels, input_size, norm)
-        self.in_channels = in_channels
-        self.num_classes = num_classes
-        self.input_size = size
+        norm, size = setup_network(self, "ResNet18", in_channels, num_classes, input_size, norm, width=width)
 
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, width, kernel_size=3, padding=1, bias=norm == "none"),

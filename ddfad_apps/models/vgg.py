@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ddfad_apps.models.layers import NORMS, canonical, check_input, downsample, dry_run, make_norm
+from ddfad_apps.models.layers import conv_norm_act, downsample, dry_run, setup_network
 
 VGG11_CONFIG: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
@@ -29,13 +29,7 @@ class VGG11(nn.Module):
         input_size: tuple[int, int] = (20, 51),
     ) -> None:
         super().__init__()
-        norm = canonical("norm", norm, NORMS)
-        if width < 1 or num_classes < 1:
-            raise ValueError(f"VGG11 needs width, num_classes >= 1; got {width}, {num_classes}")
-        size = check_input("VGG11", in_channels, input_size, norm)
-        self.in_channels = in_channels
-        self.num_classes = num_classes
-        self.input_size = size
+        norm, size = setup_network(self, "VGG11", in_channels, num_classes, input_size, norm, width=width)
 
         layers: list[nn.Module] = []
         channels = in_channels
@@ -47,11 +41,7 @@ class VGG11(nn.Module):
                     layers.append(nn.MaxPool2d(kernel_size=factor))
                 continue
             out = max(1, int(v) * width // 64)
-            layers.append(nn.Conv2d(channels, out, kernel_size=3, padding=1))
-            norm_layer = make_norm(norm, out)
-            if norm_layer is not None:
-                layers.append(norm_layer)
-            layers.append(nn.ReLU())
+            layers += conv_norm_act(channels, out, norm, nn.ReLU())
             channels = out
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.features = nn.Sequential(*layers)
