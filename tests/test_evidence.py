@@ -188,3 +188,14 @@ def test_compare_pairs_methods_by_set_seed_over_disjoint_evaluation_seeds(small)
     assert "random" in cmp.table() and cmp.as_dict()["differences"][0]["verdict"]
     with pytest.raises(ValueError, match="same seeds"):
         compare({"random": sets["random"], "herding": sets["herding"][:1]}, carved, test, proto)
+
+
+def test_fixed_lr_results_say_which_protocol_made_them(small):
+    """The older evaluation (learned lr, else 0.01; used by the distill and evaluate jobs) names its protocol in
+    every result, so evaluation.json and MLflow never pass it off as the lr-grid protocol."""
+    from ddfad_apps.distill.evaluate import evaluate_models
+
+    _, carved, test = small
+    syn = synthetic_copy(coreset(carved.fit, 1, "herding").as_feature_set(), 0.02)
+    res = evaluate_models(syn, test, ["convnet"], seeds=1, epochs=1, width=8, progress=False)
+    assert res["convnet"]["protocol"]["name"] == "fixed-lr" and res["convnet"]["settings"]["lr_used"] == 0.02

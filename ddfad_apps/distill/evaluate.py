@@ -117,6 +117,13 @@ def train_on_set(
     return net
 
 
+# How :func:`evaluate` picks the learning rate, recorded with its results so that they are never mistaken for
+# numbers of ``ddfad_apps.evidence``'s protocol (lr chosen per set on a validation split, same grid for all sets).
+FIXED_LR_PROTOCOL: dict[str, Any] = {
+    "name": "fixed-lr", "version": 1,
+    "lr_rule": "EvalSettings.lr if given, else the set's learned lr, else 0.01; no selection, no validation split",
+}
+
 # CPU-sized widths of the cross-architecture networks (as in ``ddfad-apps train``); VGG11 uses batch norm.
 CROSS_ARCH_KWARGS: dict[str, dict[str, Any]] = {"resnet18": {"width": 16}, "vgg11": {"width": 32, "norm": "batchnorm"}}
 
@@ -137,7 +144,8 @@ def evaluate_models(
         if name in CROSS_ARCH_KWARGS:
             settings.model_kwargs = dict(CROSS_ARCH_KWARGS[name])
         res = evaluate(syn, test, name, seeds, settings, device, progress)
-        results[name] = {"mean": res.mean, "std": res.std, "accuracies": res.accuracies, "settings": res.settings}
+        results[name] = {"mean": res.mean, "std": res.std, "accuracies": res.accuracies, "settings": res.settings,
+                         "protocol": FIXED_LR_PROTOCOL}
         if report is not None:
             report(f"  {res}")
     return results

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -142,6 +143,7 @@ class SetEvaluation:
     protocol: dict[str, Any]
     carve: dict[str, Any]
     set_info: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def summary(self) -> Summary:
@@ -155,7 +157,7 @@ class SetEvaluation:
         return {"name": self.name, "model": self.model, **self.summary.as_dict(), "seeds": self.seeds,
                 "accuracies": self.accuracies, "lr": self.lr, "lr_source": self.lr_source,
                 "val_scores": {f"{lr:g}": None if math.isnan(s) else s for lr, s in self.val_scores.items()}, "learned_lr": self.learned_lr,
-                "set": self.set_info, "carve": self.carve, "protocol": self.protocol}
+                "set": self.set_info, "carve": self.carve, "seconds": self.seconds, "protocol": self.protocol}
 
     def __str__(self) -> str:
         grid = ", ".join(f"{lr:g}: {100 * s:.1f}" for lr, s in self.val_scores.items())
@@ -243,9 +245,12 @@ def evaluate_set(
     feats, learned, info = _as_feature_set(data, test)
     name = name or str(info["method"])
     check_not_from_validation(feats, carved, name)
+    t0 = time.perf_counter()
     lr, source, scores = select_lr(feats, carved.val, protocol, learned, device, progress)
+    t1 = time.perf_counter()
     settings = protocol.settings(protocol.epochs)
     accs = [accuracy(train_on_set(feats, test.num_classes, test.input_shape, protocol.model, settings, lr, s,
                                   device, progress), test) for s in seed_list]
+    seconds = {"selection": t1 - t0, "evaluation": time.perf_counter() - t1}
     return SetEvaluation(name, protocol.model, seed_list, accs, lr, source, scores, learned, protocol.as_dict(),
-                         carved.as_dict(), info)
+                         carved.as_dict(), info, seconds)

@@ -74,7 +74,7 @@ def run_evaluate_job(job: EvaluateJob, progress: bool = True, say: Say = print) 
     from mlflow.exceptions import MlflowException
 
     from ddfad_apps.distill.compat import IncompatibleSetError, check_compatible
-    from ddfad_apps.distill.evaluate import evaluate_models
+    from ddfad_apps.distill.evaluate import FIXED_LR_PROTOCOL, evaluate_models
     from ddfad_apps.tracking import tracking_run
 
     names = job.model_names()
@@ -93,7 +93,8 @@ def run_evaluate_job(job: EvaluateJob, progress: bool = True, say: Say = print) 
     if job.roundtrip:
         sets[ROUNDTRIP] = roundtrip_set(Path(job.folder), splits)
     params = {"folder": str(job.folder), "models": names, "seeds": job.seeds, "epochs": job.epochs,
-              "width": job.width, "noise_std": job.noise_std, "roundtrip": job.roundtrip, "request": run.request}
+              "width": job.width, "noise_std": job.noise_std, "roundtrip": job.roundtrip, "request": run.request,
+              "protocol": FIXED_LR_PROTOCOL}
     report: dict[str, dict[str, dict[str, Any]]] = {}
     try:
         with tracking_run(job.experiment, Path(job.folder).name, params, job.tracking_uri,
