@@ -199,3 +199,44 @@ def test_fixed_lr_results_say_which_protocol_made_them(small):
     syn = synthetic_copy(coreset(carved.fit, 1, "herding").as_feature_set(), 0.02)
     res = evaluate_models(syn, test, ["convnet"], seeds=1, epochs=1, width=8, progress=False)
     assert res["convnet"]["protocol"]["name"] == "fixed-lr" and res["convnet"]["settings"]["lr_used"] == 0.02
+
+
+# --- waveform noise (the paper's Fig. 7) ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def herding_set(small, fsdd_splits) -> SyntheticSet:
+    """A 1-clip-per-class set with what a distilled set records (stats, feature settings, rate, length)."""
+    _, carved, _ = small
+    syn = coreset(carved.fit, 1, "herding")
+    syn.stats = fsdd_splits.stats
+    syn.meta.update({k: carved.fit.meta[k] for k in ("features", "sample_rate", "duration")})
+    return syn
+
+
+def test_waveform_noise_is_added_to_the_audio_at_the_stated_level(herding_set):
+    from ddfad_apps.evidence.noise import WAV_PEAK, noisy_set, reconstruct_waves, snr_db
+
+    clean = reconstruct_waves(herding_set)
+    assert clean.shape == (10, 8000) and clean.abs().amax(dim=-1).allclose(torch.full((10,), WAV_PEAK))
+    # std 0 is the clean round trip: features re-extracted from the reconstruction, not the set's own features
+    zero = noisy_set(herding_set, clean, 0.0)
+    assert not torch.allclose(zero.features, herding_set.features, atol=1e-2)
+    assert zero.lr == herding_set.lr and torch.equal(zero.labels, herding_set.labels)
+    power = clean.pow(2).mean(dim=-1)
+    assert snr_db(clean, 0.1) == pytest.approx(float((10 * torch.log10(power / 0.01)).mean()))
+    assert snr_db(clean, 0.01) == pytest.approx(snr_db(clean, 0.1) + 20.0)  # 10x the std: 20 dB less
+    drift = [float((noisy_set(herding_set, clean, s).features - zero.features).pow(2).mean()) for s in (0.003, 0.03, 0.3)]
+    assert drift[0] < drift[1] < drift[2]  # louder noise moves the features further from the clean ones
+
+
+def test_waveform_noise_curve_evaluates_every_level_with_the_protocol(small, herding_set):
+    from ddfad_apps.evidence.noise import waveform_noise_curve
+
+    _, carved, test = small
+    proto = TINY.with_changes(lr_grid=(0.01, 0.03), epochs=2, select_epochs=1)
+    levels = waveform_noise_curve(herding_set, carved, test, proto, [0.0, 0.05], seeds=1)
+    assert [lv.std for lv in levels] == [0.0, 0.05] and math.isinf(levels[0].snr_db) and levels[1].snr_db < 30
+    d = levels[1].as_dict()
+    assert d["variance"] == pytest.approx(0.0025) and sorted(d["evaluation"]["val_scores"]) == ["0.01", "0.03"]
+    assert levels[0].as_dict()["snr_db"] is None and d["evaluation"]["protocol"]["name"] == "lr-grid-on-carved-validation"
