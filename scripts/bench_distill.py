@@ -1,27 +1,44 @@
-"""Wall time and peak memory of the whole distillation pipeline: features, experts, distillation, evaluation.
+"""Wall time, peak memory and accuracy of a distillation method against coreset baselines, under one protocol.
 
-    python scripts/bench_distill.py --dataset fsdd --method mtt --cpc 10 --preset fast
+    python scripts/bench_distill.py --dataset fsdd --method mtt --cpc 10 --preset fast --set-seeds 3 --eval-seeds 2
 
-Each stage is timed separately; peak memory is the process's maximum resident set (``ru_maxrss``), which
-includes everything the stages allocated.  Experts and features are cached on disk by design, so the first
-run pays for them and later runs do not: pass ``--fresh-cache`` to measure the cold pipeline (a temporary
-cache folder).  A baseline (random real clips by default) is evaluated in the same run for comparison.
+Every set - the method's and the baselines' alike - goes through ``ddfad_apps.evidence``'s protocol: a stratified
+validation part is carved from the training split first, every set is made from the rest (``fit``) with each of
+``--set-seeds`` seeds, its training learning rate is chosen on the validation part from ``--lr-grid`` (plus the
+set's learned rate, if it has one), and ``--eval-seeds`` fresh networks are trained at that rate and tested.
+Accuracies are mean +- std [95% t-interval] over set seeds (each the mean of its evaluation networks); the method
+is compared with every baseline by the paired difference on the same seeds, and "A beats B" is printed only where
+that interval excludes zero.  ``--init random,herding`` distils from both starting sets, each compared with its
+own start.
+
+Each stage is timed; the total covers everything, baselines included.  Peak memory is the process's maximum
+resident set (``ru_maxrss``).  Experts and features are cached on disk by design: ``--fresh-cache`` measures the
+cold pipeline (a temporary cache folder).  ``--json PATH`` writes every number, the protocol and the timings.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
 
 
 def main() -> None:
@@ -31,70 +48,119 @@ def main() -> None:
     ap.add_argument("--method", default="mtt")
     ap.add_argument("--cpc", type=int, default=10)
     ap.add_argument("--preset", default="fast")
-    ap.add_argument("--seeds", type=int, default=3, help="evaluation seeds")
+    ap.add_argument("--set-seeds", type=int, default=3, help="sets made per method (seeds 0..n-1)")
+    ap.add_argument("--eval-seeds", type=int, default=2, help="networks trained and tested per set")
+    ap.add_argument("--seeds", type=int, default=None, help=argparse.SUPPRESS)  # old name of --eval-seeds
     ap.add_argument("--eval-model", default="convnet")
     ap.add_argument("--eval-width", type=int, default=None, help="width of the evaluation ConvNet (default: preset's)")
-    ap.add_argument("--eval-epochs", type=int, default=None)
+    ap.add_argument("--eval-epochs", type=int, default=None, help="epochs of the tested networks (default: preset's)")
+    ap.add_argument("--select-epochs", type=int, default=None, help="epochs of the lr-selection networks "
+                    "(default: --eval-epochs)")
+    ap.add_argument("--lr-grid", type=floats, default=(0.003, 0.01, 0.03), help="candidate learning rates")
+    ap.add_argument("--val-fraction", type=float, default=0.1, help="share of each class carved for validation")
     ap.add_argument("--baseline", default="random,herding",
                     help="comma-separated coreset methods evaluated in the same run ('' for none)")
     ap.add_argument("--iterations", type=int, default=None, help="override the preset's distillation iterations")
-    ap.add_argument("--init", choices=["random", "herding"], default=None,
-                    help="real clips the synthetic set starts from (default: the preset's)")
+    ap.add_argument("--init", default=None,
+                    help="real clips the synthetic set starts from: random, herding or both as 'random,herding' "
+                         "(default: the preset's); each start is also a baseline")
     ap.add_argument("--fresh-cache", action="store_true", help="use an empty cache folder (cold features/experts)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args()
+    if args.seeds is not None:
+        args.eval_seeds = args.seeds
     if args.fresh_cache:
         os.environ["DDFAD_CACHE"] = tempfile.mkdtemp(prefix="ddfad-bench-")
 
     import torch
 
-    from ddfad_apps.distill import distill, evaluate
-    from ddfad_apps.distill.evaluate import eval_settings_for
-    from ddfad_apps.distill.presets import method_settings
+    from ddfad_apps.distill import distill
+    from ddfad_apps.distill.presets import CORESET_METHODS, method_settings
+    from ddfad_apps.evidence import EvalProtocol, compare
     from ddfad_apps.features.dataset import load_features
     from ddfad_apps.training.device import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    protocol = EvalProtocol.for_preset(args.preset, args.eval_model, args.eval_width, args.eval_epochs,
+                                       lr_grid=args.lr_grid, val_fraction=args.val_fraction,
+                                       select_epochs=args.select_epochs)
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
     splits = load_features(args.dataset, data_root=args.data_root, progress=False)
+    carved = protocol.carve(splits.train)  # before any set is made: no set sees the validation clips
     stages["features"] = time.perf_counter() - t0
-    overrides: dict = {"iterations": args.iterations} if args.iterations else {}
-    if args.init:
-        overrides["init"] = args.init
-    settings = method_settings(args.method, args.preset, args.cpc, len(splits.train), **overrides)
+    print(f"{args.dataset}: {len(carved.fit)} clips to make sets from, {len(carved.val)} to choose the lr, "
+          f"{len(splits.test)} to test", flush=True)
+
+    inits = [i.strip() for i in args.init.split(",")] if args.init else [None]
+    bad = [i for i in inits if i not in (None, "random", "herding")]
+    if bad:
+        sys.exit(f"--init: unknown start(s) {bad}; use random, herding or random,herding")
+    baselines = [b.strip() for b in args.baseline.split(",") if b.strip()]
+    variants: dict[str, tuple[str, dict]] = {}
+    if args.method in CORESET_METHODS:
+        variants[args.method] = (args.method, {})
+    else:
+        for init in inits:
+            overrides: dict = {"iterations": args.iterations} if args.iterations else {}
+            if init:
+                overrides["init"] = init
+            start = init
+            if start is None and args.method == "mtt":  # the preset's start
+                start = method_settings(args.method, args.preset, args.cpc, len(carved.fit)).mtt.init
+            name = f"{args.method}({start})" if len(inits) > 1 else args.method
+            variants[name] = (args.method, overrides)
+            if start and start not in baselines:
+                baselines.append(start)
+    for b in baselines:
+        variants.setdefault(b, (b, {}))
+
+    sets: dict[str, dict[int, object]] = {}
+    for name, (method, overrides) in variants.items():
+        t = time.perf_counter()
+        settings = method_settings(method, args.preset, args.cpc, len(carved.fit), **overrides)
+        sets[name] = {s: distill(carved.fit, args.cpc, method, args.preset, settings=settings, seed=s, device=device,
+                                 test=splits.test, stats=splits.stats, progress=False)
+                      for s in range(args.set_seeds)}
+        stages[f"make {name} x{args.set_seeds}"] = time.perf_counter() - t
+        first = sets[name][0]
+        if "experts" in first.meta:
+            print(f"experts: test accuracy {first.meta['experts']['test_accuracy']}", flush=True)
+        print(f"made {name}: {args.set_seeds} sets of {len(first)} clips", flush=True)
+
+    pairs = [(m, b) for m in variants if m not in baselines for b in baselines]
     t = time.perf_counter()
-    syn = distill(splits.train, args.cpc, args.method, args.preset, settings=settings, device=device,
-                  test=splits.test, stats=splits.stats)
-    stages["distill (incl. experts)"] = time.perf_counter() - t
-    if "experts" in syn.meta:
-        print(f"experts: test accuracy {syn.meta['experts']['test_accuracy']}")
-    es = eval_settings_for(args.preset, args.eval_width, args.eval_epochs)
-    t = time.perf_counter()
-    res = evaluate(syn, splits.test, args.eval_model, args.seeds, es, device)
-    stages["evaluation"] = time.perf_counter() - t
-    print(f"accuracy {args.method}: {100 * res.mean:.2f} +- {100 * res.std:.2f} %", flush=True)
+    result = compare(sets, carved, splits.test, protocol, args.eval_seeds, device, pairs or None, report=print)
+    for name, res in result.methods.items():
+        stages[f"evaluate {name}"] = sum(sum(ev.seconds.values()) for ev in res.runs.values())
+    stages["evaluation (all)"] = time.perf_counter() - t
     total = time.perf_counter() - t0
     peak = peak_mb()
-    baselines = {}
-    for name in filter(None, args.baseline.split(",")):
-        b = distill(splits.train, args.cpc, name, seed=0)
-        baselines[name] = evaluate(b, splits.test, args.eval_model, args.seeds, es, device)
-        print(f"accuracy {name}: {100 * baselines[name].mean:.2f} +- {100 * baselines[name].std:.2f} %", flush=True)
+
     print(f"\n{args.dataset} {args.method} cpc {args.cpc} preset {args.preset} on {device} "
-          f"({torch.get_num_threads()} threads)")
+          f"({torch.get_num_threads()} threads); {args.set_seeds} set seeds x {args.eval_seeds} evaluation seeds; "
+          f"{protocol.model} {protocol.model_kwargs}, {protocol.epochs} epochs, lr grid {list(protocol.lr_grid)} "
+          f"chosen on {len(carved.val)} validation clips")
     for k, v in stages.items():
-        print(f"  {k:<24} {v:8.1f} s")
-    print(f"  {'total':<24} {total:8.1f} s  ({total / 60:.1f} min)")
-    print(f"  peak memory (RSS)        {peak:8.0f} MB")
-    if syn.lr is not None:
-        print(f"  learned lr               {syn.lr:.4g}")
-    print(f"  accuracy {args.method:<14} {100 * res.mean:6.2f} +- {100 * res.std:.2f} %  ({res.model}, {args.seeds} seeds)")
-    for name, base in baselines.items():
-        print(f"  accuracy {name:<14} {100 * base.mean:6.2f} +- {100 * base.std:.2f} %  (same run)")
+        print(f"  {k:<32} {v:8.1f} s")
+    print(f"  {'total (everything above)':<32} {total:8.1f} s  ({total / 60:.1f} min)")
+    print(f"  peak memory (RSS)                {peak:8.0f} MB")
+    learned = [s.lr for v in sets.values() for s in v.values() if getattr(s, "lr", None)]
+    if learned:
+        print(f"  learned lr                       {', '.join(f'{lr:.4g}' for lr in learned)}")
+    print(result.table())
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"args": {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
+                            for k, v in vars(args).items()},
+                   "device": str(device), "threads": torch.get_num_threads(), "seconds": {**stages, "total": total},
+                   "peak_rss_mb": peak, **result.as_dict()}
+        args.json.write_text(json.dumps(payload, indent=2))
+        print(f"wrote {args.json}")
     sys.stdout.flush()
 
 

@@ -2,7 +2,8 @@
 
 ``stats`` (mean, std, t-intervals, paired differences, verdicts), ``protocol`` (carve a validation split from the
 training data, choose the learning rate on it for every set alike, test fresh networks) and ``compare`` (methods
-over set seeds and evaluation seeds, paired).
+over set seeds and evaluation seeds, paired); ``noise`` (the paper's waveform-noise robustness, evaluated with the
+protocol).
 """
 
 from ddfad_apps.evidence.compare import Comparison, MethodResult, compare, eval_seeds_for
