@@ -240,3 +240,34 @@ def test_waveform_noise_curve_evaluates_every_level_with_the_protocol(small, her
     d = levels[1].as_dict()
     assert d["variance"] == pytest.approx(0.0025) and sorted(d["evaluation"]["val_scores"]) == ["0.01", "0.03"]
     assert levels[0].as_dict()["snr_db"] is None and d["evaluation"]["protocol"]["name"] == "lr-grid-on-carved-validation"
+
+
+# --- scripts/bench_distill.py -----------------------------------------------------------------------------
+
+
+def test_bench_distill_puts_every_set_through_the_protocol(data_root, tmp_path):
+    """The benchmark's sets (method and baselines, two set seeds each) are made from the carved fit part, every
+    one gets the lr selection, and the total time includes the baselines."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "bench.json"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_distill.py"
+    cmd = [sys.executable, str(script), "--data-root", str(data_root), "--method", "random", "--baseline", "herding",
+           "--cpc", "1", "--set-seeds", "2", "--eval-seeds", "2", "--eval-epochs", "2", "--eval-width", "8",
+           "--lr-grid", "0.01,0.03", "--threads", "1", "--json", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["protocol"]["name"] == "lr-grid-on-carved-validation" and res["unit"] == "set seed"
+    for name in ("random", "herding"):
+        runs = res["methods"][name]["runs"]
+        assert sorted(runs) == ["0", "1"]
+        assert all(sorted(r["val_scores"]) == ["0.01", "0.03"] and r["carve"]["val_clips"] == 270 for r in runs.values())
+    assert [(d["a"], d["b"]) for d in res["differences"]] == [("random", "herding")]
+    secs = res["seconds"]
+    assert secs["total"] >= secs["make herding x2"] + secs["evaluation (all)"]
+    assert "random - herding" in done.stdout
+    assert "indistinguishable at 2 seeds" in done.stdout or "beats" in done.stdout

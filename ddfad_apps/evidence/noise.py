@@ -46,7 +46,7 @@ def reconstruct_waves(syn: SyntheticSet, sample_rate: int | None = None, duratio
         raise ValueError("the distilled set carries no normalisation statistics (SyntheticSet.stats is None), so "
                          "its features cannot be turned into audio")
     sample_rate = int(_recorded(syn, "sample_rate", sample_rate))
-    length = int(round(sample_rate * float(_recorded(syn, "duration", duration))))
+    length = round(sample_rate * float(_recorded(syn, "duration", duration)))
     raw = syn.stats.invert(syn.features.detach().cpu().float())
     waves = fd_mfcc_to_audio(raw, sample_rate, feature_config(syn), n_iter, momentum=MOMENTUM,
                              regularization=REGULARIZATION, generator=torch.Generator().manual_seed(seed),

@@ -89,7 +89,7 @@ class EvalProtocol:
 
     @classmethod
     def for_preset(cls, preset: str = "fast", model: str = "convnet", width: int | None = None,
-                   epochs: int | None = None, **changes: Any) -> "EvalProtocol":
+                   epochs: int | None = None, **changes: Any) -> EvalProtocol:
         """The protocol with a preset's training recipe (:func:`~ddfad_apps.distill.evaluate.eval_settings_for`);
         ResNet18 and VGG11 take their CPU-sized :data:`CROSS_ARCH_KWARGS`."""
         base = eval_settings_for(preset, width, epochs)
@@ -97,7 +97,7 @@ class EvalProtocol:
         return cls(epochs=base.epochs, model=model, model_kwargs=kwargs, batch_size=base.batch_size,
                    momentum=base.momentum, weight_decay=base.weight_decay, augment=base.augment, **changes)
 
-    def with_changes(self, **changes: Any) -> "EvalProtocol":
+    def with_changes(self, **changes: Any) -> EvalProtocol:
         return replace(self, **changes)
 
     def settings(self, epochs: int) -> EvalSettings:
