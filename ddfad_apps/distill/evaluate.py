@@ -3,6 +3,10 @@
 As in DC/DSA/MTT: several seeds (mean and std), SGD with momentum, the learning rate stepped down 10x at
 half the epochs, the differentiable augmentation on, and the learned learning rate of MTT used
 when there is one.  Cross-architecture evaluation is the same call with another ``model``.
+
+That fixed-lr recipe (:data:`FIXED_LR_PROTOCOL`) favours a set with a learned rate; to compare sets, use
+``ddfad_apps.evidence`` (the lr chosen for every set alike on a validation split carved from the training data,
+intervals and paired differences), which trains its networks with :func:`train_on_set` from here.
 """
 
 from __future__ import annotations
