@@ -10,7 +10,6 @@ import torch
 
 from ddfad_apps.features import functional as AF
 
-FEATURE_KINDS = ("fd_mfcc", "mfcc", "lpcc")
 
 
 @dataclass(frozen=True)
@@ -31,8 +30,10 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         """Refuse settings the extractor cannot honour, instead of letting it quietly compute something else
         (e.g. the DCT of 40 mel bands has only 40 coefficients: ``n_coeffs=500`` used to give 40)."""
-        if self.kind not in FEATURE_KINDS:
-            raise ValueError(f"unknown feature kind {self.kind!r}; choose one of {FEATURE_KINDS}")
+        from ddfad_apps.features.transforms import FEATURE_MODULES  # the registry of kinds (imports this module)
+
+        if self.kind not in FEATURE_MODULES:
+            raise ValueError(f"unknown feature kind {self.kind!r}; choose one of {tuple(FEATURE_MODULES)}")
         if self.hop_ms <= 0 or self.frame_ms <= 0:
             raise ValueError("frame_ms and hop_ms must be positive")
         for name in ("n_coeffs", "n_mels", "lpc_order", "delta_width"):
