@@ -13,6 +13,7 @@ distillation              :class:`distill.DistillJob`                  :func:`di
 evaluation                :class:`evaluate.EvaluateJob`                :func:`evaluate.run_evaluate_job`
 reconstruction (audio)    :class:`reconstruct.ReconstructJob`          :func:`reconstruct.run_reconstruct_job`
 class-incremental (IV)    :class:`cicl.CICLJob`                        :func:`cicl.run_cicl_job`
+architecture search       :class:`nas.NASSearchJob`                    :func:`nas.run_nas_job`
 ========================  ===========================================  ==============================================
 
 Every name in that table is importable from here (``from ddfad_apps.jobs import DistillJob, run_distill_job``);
@@ -33,6 +34,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("EvaluateJob", "EvaluateJobResult", "run_evaluate_job"), "evaluate"),
     **dict.fromkeys(("ReconstructJob", "ReconstructJobResult", "run_reconstruct_job"), "reconstruct"),
     **dict.fromkeys(("CICLJob", "CICLResult", "run_cicl_job"), "cicl"),
+    **dict.fromkeys(("NASSearchJob", "NASSearchResult", "run_nas_job"), "nas"),
 }
 
 __all__ = ["JobError", "JobSettingsError", *_LAZY]  # noqa: PLE0604 (names are strings, listed once)
