@@ -23,7 +23,8 @@ from avalanche.logging import InteractiveLogger  # noqa: E402
 from avalanche.training import Naive  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin  # noqa: E402
 
-from ddfad_apps.continual.benchmarks import feature_benchmark, load_splits  # noqa: E402
+from ddfad_apps.continual.benchmarks import feature_benchmark  # noqa: E402
+from ddfad_apps.features import load_features  # noqa: E402
 from ddfad_apps.models import build_model  # noqa: E402
 from strategies import DistilledMemory, MLflowLogger  # noqa: E402
 
@@ -41,7 +42,7 @@ def main() -> None:
     p.add_argument("--tracking-uri", default=None, help="also log the metrics to this MLflow store")
     args = p.parse_args()
 
-    splits = load_splits(args.dataset, args.data_root)
+    splits = load_features(args.dataset, args.data_root)
     benchmark = feature_benchmark(splits.train, splits.test, args.experiences, seed=args.seed)
     torch.manual_seed(args.seed)
     model = build_model("convnet", splits.train.num_classes, splits.train.input_shape, width=32)

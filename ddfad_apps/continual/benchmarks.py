@@ -6,12 +6,11 @@ Classes are shuffled by a seeded generator (not Avalanche's, which reseeds torch
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
 from strategies.avalanche_data import tensor_dataset
-from ddfad_apps.features.dataset import FeatureSet, FeatureSplits
+from ddfad_apps.features.dataset import FeatureSet
 
 
 def class_order(num_classes: int, seed: int) -> list[int]:
@@ -45,10 +44,3 @@ def feature_benchmark(train: FeatureSet, test: FeatureSet, num_experiences: int,
     data = {"train": tensor_dataset(train.features, train.labels),
             "test": tensor_dataset(test.features, test.labels)}
     return class_incremental_benchmark(data, class_order=order, num_classes_per_exp=sizes)
-
-
-def load_splits(dataset: str, data_root: str | Path | None = None, progress: bool = True, **options) -> FeatureSplits:
-    """FD-MFCC splits of a named data set (or class-folder path), as ``ddfad-apps train`` loads them."""
-    from ddfad_apps.features import load_features
-
-    return load_features(dataset, data_root, progress=progress, **options)

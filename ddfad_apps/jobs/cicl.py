@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ddfad_apps.jobs.data import load_splits, open_dataset, open_device
 from ddfad_apps.jobs.errors import JobError
 from ddfad_apps.jobs.files import write_json_atomic
 
@@ -108,27 +109,20 @@ def run_cicl_job(job: CICLJob, progress: bool = True, say: Say = print) -> CICLR
     from mlflow.exceptions import MlflowException
     from tqdm.auto import tqdm
 
-    from ddfad_apps.continual.benchmarks import check_experiences, load_splits
+    from ddfad_apps.continual.benchmarks import check_experiences
     from ddfad_apps.continual.figures import accuracy_curves_figure, summary, summary_table
     from ddfad_apps.continual.runner import run_cicl
-    from ddfad_apps.data import AudioReadError
-    from ddfad_apps.data.registry import short_name
     from ddfad_apps.distill import NotEnoughClipsError, check_clips_per_class
     from ddfad_apps.tracking import tracking_run
-    from ddfad_apps.training import NonFiniteLossError, resolve_device
+    from ddfad_apps.training import NonFiniteLossError
     from strategies import MLflowLogger
 
     memories = check_memories(job.memories)
-    try:
-        dev = resolve_device(job.device)
-    except RuntimeError as exc:
-        raise JobError(str(exc)) from exc
+    ref, _ = open_dataset(job.dataset, job.data_root)
+    dev = open_device(job.device)
     cfg = job.config()
     started = time.perf_counter()
-    try:
-        splits = load_splits(job.dataset, job.data_root, progress=progress)
-    except (OSError, ValueError, AudioReadError) as exc:
-        raise JobError(str(exc)) from exc
+    splits = load_splits(ref, job.data_root, progress=progress)
     train = splits.train
     n_classes = train.num_classes
     n_exp = job.experiences or max(1, n_classes // 2)
@@ -143,7 +137,7 @@ def run_cicl_job(job: CICLJob, progress: bool = True, say: Say = print) -> CICLR
     except (ValueError, NotEnoughClipsError) as exc:
         raise JobError(str(exc)) from exc
 
-    short = short_name(job.dataset)
+    short = ref.name
     out_dir = job.out / short
     settings = {"dataset": short, "experiences": n_exp, "preset": job.preset, "config": cfg.as_dict(),
                 "num_train": len(train), "num_test": len(splits.test)}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ddfad_apps.jobs.data import open_dataset
 from ddfad_apps.jobs.errors import JobError, JobSettingsError
 
 Say = Callable[[str], None]
@@ -62,7 +63,6 @@ class NASSearchResult:
 
 def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> NASSearchResult:
     """Run every proxy's study and the ground truth's, compare, write and log the report."""
-    from ddfad_apps.data.registry import short_name
     from ddfad_apps.nas.ground_truth import ground_truth_job
     from ddfad_apps.nas.job import NASJob
     from ddfad_apps.nas.proxies import proxy_spec
@@ -84,7 +84,7 @@ def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> N
     job.out.mkdir(parents=True, exist_ok=True)
     storage = job.storage or default_storage(job.out)
     shown = redact_url(storage)  # what is written and shown; workers get ``storage`` itself
-    short = short_name(job.dataset)
+    short = open_dataset(job.dataset, job.data_root)[0].name  # also refuses --data-root with a folder data set
 
     studies: dict[str, NASJob] = {}
     for name in job.proxies:
