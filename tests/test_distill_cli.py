@@ -55,8 +55,12 @@ def test_distill_writes_a_complete_run_folder_and_logs_it(tmp_path):
     syn = SyntheticSet.load(out)
     assert len(syn) == 20 and syn.stats is not None
     assert len(list((out / "audio").rglob("*.wav"))) == 20
-    acc = json.loads((out / "evaluation.json").read_text())["convnet"]["mean"]
-    assert 0.0 <= acc <= 1.0
+    evaluation = json.loads((out / "evaluation.json").read_text())["convnet"]
+    acc = evaluation["mean"]
+    # a real test accuracy: a whole number of FSDD's 300 test clips, the mean of the seeds, and what was printed
+    assert len(evaluation["accuracies"]) == 1 and evaluation["accuracies"][0] == pytest.approx(acc)
+    assert acc * 300 == pytest.approx(round(acc * 300), abs=1e-4)  # float32 arithmetic
+    assert f"test accuracy (convnet, 1 seed(s)): {100 * acc:.2f} +- 0.00 %" in res.output
 
     client, runs = mlflow_runs(tmp_path, "ddfad-distill")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
