@@ -147,3 +147,40 @@ def test_settings_that_cannot_be_honoured_are_refused_before_any_work(digits: Pa
         run_train_job(TrainJob(dataset="no-such-set", tracking_uri=uri))
     assert not isinstance(info.value, JobSettingsError)
     assert not any((tmp_path / name).exists() for name in ("r", "e", "d", "s", "mlflow.db"))
+
+
+def test_cicl_job_summarises_what_it_saved_and_resumes(fsdd_folder, uri: str, tmp_path: Path) -> None:
+    from ddfad_apps.jobs import CICLJob, run_cicl_job
+
+    folder = fsdd_folder(("0", "1", "2", "3"), 6)
+    job = CICLJob(dataset=str(folder), memories=("random",), mem_per_class=2, seeds=1, epochs=1, finetune_epochs=1,
+                  device="cpu", tracking_uri=uri, experiment="jobs-cicl", out=tmp_path / "cicl")
+    result = run_cicl_job(job, progress=False, say=lambda line: None)
+    (run,) = result.runs["random"]
+    saved = json.loads((result.out_dir / "random" / "seed0.json").read_text())
+    assert saved["final_accuracy"] == pytest.approx(run["final_accuracy"]) and len(run["accuracy_curve"]) == 2
+    assert result.summary["random"]["final_accuracy_mean"] == pytest.approx(100 * run["final_accuracy"])
+    logged = MlflowClient(uri).get_run(result.run_id).data.metrics["random.final_accuracy_mean"]
+    assert logged == pytest.approx(100 * run["final_accuracy"])
+    lines: list[str] = []
+    again = run_cicl_job(job, progress=False, say=lines.append)  # resumes: nothing trained again
+    assert any("skipped, done before" in line for line in lines) and again.runs["random"][0] == saved
+    with pytest.raises(JobError, match="unknown memory bogus"):
+        run_cicl_job(CICLJob(dataset=str(folder), memories=("bogus",)), progress=False)
+
+
+def test_nas_job_writes_the_report_it_returns(digits: Path, tmp_path: Path) -> None:
+    from ddfad_apps.jobs import NASSearchJob, run_nas_job
+
+    out = tmp_path / "nas"
+    job = NASSearchJob(proxies=("early-stopping",), dataset=str(digits), sample=2, truth_epochs=1, workers=1,
+                       restriction={"depth": ["1", "2"], "width": ["32"], "activation": ["relu"], "norm": ["none"],
+                                    "pooling": ["none", "max"]},
+                       tracking_uri=f"sqlite:///{out / 'mlflow.db'}", out=out)
+    result = run_nas_job(job, progress=False, say=lambda line: None)
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["reports"] == json.loads(json.dumps(result.report["reports"], default=str))
+    assert len(saved["sample"]) == 2 and set(saved["trials"]["early-stopping"]) == set(saved["sample"])
+    assert (out / "report.txt").read_text().strip() == result.text.strip()
+    with pytest.raises(JobSettingsError, match="needs --n-trials"):
+        run_nas_job(NASSearchJob(sampler="tpe", out=tmp_path / "bad"), progress=False)
