@@ -99,3 +99,15 @@ def fsdd_folder(fsdd_root: Path, tmp_path: Path):
 
 
 pytest_plugins = ["pytester"]  # tests/test_ci_guard.py runs small pytest sessions under this conftest
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module: small convolutions on a shared few-core CPU run several times faster
+    that way than with threads contending for the cores (use with ``pytestmark = usefixtures("one_thread")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,13 +23,7 @@ from ddfad_apps.training.loops import NonFiniteLossError
 PER_CLASS = 40
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small convolutions on a shared few-core CPU run several times faster on one thread than contending on all."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy(values: list[list[float]], labels: list[int], classes: int = 2) -> FeatureSet:

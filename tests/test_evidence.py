@@ -24,13 +24,7 @@ from ddfad_apps.features.dataset import FeatureSet
 PER_CLASS = 30
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions on a shared few-core CPU run faster on one thread than contending on all."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- statistics -------------------------------------------------------------------------------------------

@@ -29,12 +29,7 @@ SHAPE = (3, 12, 20)
 CLASSES = 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _student(dtype: torch.dtype):

@@ -33,14 +33,7 @@ from ddfad_apps.reconstruct import (
 SR = 8000
 CONFIG = FeatureConfig()
 WIN, HOP, N_FFT = AF.frame_params(SR, CONFIG.frame_ms, CONFIG.hop_ms)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
