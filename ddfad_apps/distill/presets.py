@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ddfad_apps.distill.coreset import CORESET_METHODS
 from ddfad_apps.distill.dc import DCSettings
 from ddfad_apps.distill.dm import DMSettings
 from ddfad_apps.distill.experts import ExpertSettings
@@ -17,7 +18,6 @@ from ddfad_apps.distill.mtt import MTTSettings
 
 PRESETS: tuple[str, ...] = ("fast", "paper")
 SYNTHETIC_METHODS: tuple[str, ...] = ("mtt", "dc", "dsa", "dm")
-CORESET_METHODS: tuple[str, ...] = ("random", "herding", "kcenter")
 METHODS: tuple[str, ...] = SYNTHETIC_METHODS + CORESET_METHODS
 
 
