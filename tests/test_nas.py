@@ -19,23 +19,27 @@ import subprocess
 import tempfile
 import threading
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
 import optuna
 import pytest
 import torch
+from scipy import stats
 from optuna.trial import TrialState
 
 from ddfad_apps.features.dataset import FeatureSet, load_features
 from ddfad_apps.nas.job import STORAGE_ENV, NASJob
 from ddfad_apps.nas.objective import Objective, holds, owner_of
 from ddfad_apps.nas.proxies import proxy_spec
-from ddfad_apps.nas.report import ArchResult, compare
+from ddfad_apps.nas.report import (ArchResult, collect, compare, correlate, differences, format_reports,
+                                   scatter_figure, top_count, top_distribution_figure)
 from ddfad_apps.nas.space import build, distributions, grid, resolve_space, stratified_sample, suggest
 from ddfad_apps.nas.study import make_storage
-from ddfad_apps.nas.workers import open_study, prepare_study, run_worker, spawn_workers
+from ddfad_apps.nas.workers import RETRY_REASON_ATTR, open_study, prepare_study, run_worker, spawn_workers
 from ddfad_apps.tracking.redact import redact_text, redact_url
 from search_spaces import SearchSpace, get_space
 
@@ -60,6 +64,13 @@ def tiny_folder(fsdd_folder) -> Path:
 def tiny_job(storage: str, data: Path, study: str = "tiny", proxy: str = "random", **kw) -> NASJob:
     spec = proxy_spec(proxy, **({"cpc": 2, "epochs": 2} if proxy != "early-stopping" else {"epochs": 1}))
     return NASJob(storage=storage, study=study, dataset=str(data), proxy=spec, restriction=TINY, **kw)
+
+
+def _retried_number(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The trial ``trial`` re-runs (Optuna's public helper; experimental, hence the warning filter)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
 
 
 def _evaluated(study: optuna.Study) -> Counter:
@@ -146,6 +157,13 @@ def _tiny_set(n: int, shape: tuple[int, int, int], scale: float = 1.0) -> Featur
     return FeatureSet(torch.randn(n, *shape, generator=g) * scale, torch.arange(n) % 2, ["a", "b"], {})
 
 
+def _enqueue_first(study: optuna.Study, job: NASJob) -> None:
+    """Queue the space's first architecture as the workers do: its params, and its arch as a user attr."""
+    space = job.search_space()
+    config = next(iter(space.configs()))
+    study.enqueue_trial(config, user_attrs={"arch": space.key(config)})
+
+
 def test_failing_architectures_become_failed_trials_with_a_reason() -> None:
     space_r = {"depth": ["1"], "width": ["32"], "activation": ["relu"], "norm": ["instancenorm"], "pooling": ["none"]}
     job = NASJob(storage="journal:unused", study="s", dataset="x", proxy=proxy_spec("early-stopping", epochs=1),
@@ -153,20 +171,112 @@ def test_failing_architectures_become_failed_trials_with_a_reason() -> None:
     study = optuna.create_study(direction="maximize")
     # instance norm over a 1x1 input outputs a constant: the model refuses to build
     small = _tiny_set(4, (3, 1, 1))
-    study.enqueue_trial({d: v[0] for d, v in job.search_space().dimensions.items()})
+    _enqueue_first(study, job)
     study.optimize(Objective(job, small, small), n_trials=1)
     # a huge learning rate on huge inputs drives the loss to inf/NaN
     job_nan = NASJob(storage="journal:unused", study="s", dataset="x", restriction=space_r | {"norm": ["none"]},
                      proxy=proxy_spec("early-stopping", epochs=3, lr=1e12))
     big = _tiny_set(8, (3, 4, 4), scale=1e6)
     other = optuna.create_study(direction="maximize")  # its norm choices differ: a study of its own
-    other.enqueue_trial({d: v[0] for d, v in job_nan.search_space().dimensions.items()})
+    _enqueue_first(other, job_nan)
     other.optimize(Objective(job_nan, big, big), n_trials=1)
     (too_small,), (nan,) = study.trials, other.trials
     assert too_small.state == nan.state == TrialState.FAIL
     assert too_small.user_attrs["fail_reason"] == "input_too_small" and "1x1" in too_small.user_attrs["error"]
     assert nan.user_attrs["fail_reason"] == "nan_loss" and "loss became" in nan.user_attrs["error"]
     assert nan.user_attrs["arch"].startswith("depth=1")
+
+
+def _tiny_objective(queued: bool) -> tuple[NASJob, Objective]:
+    """A one-architecture ConvNet-1 on 8 random 3x4x4 clips: a trial trains in milliseconds."""
+    restriction = {"depth": ["1"], "width": ["32"], "activation": ["relu"], "norm": ["none"], "pooling": ["none"]}
+    job = NASJob(storage="journal:unused", study="s", dataset="x", proxy=proxy_spec("early-stopping", epochs=1),
+                 restriction=restriction, sampler="grid" if queued else "random", n_trials=None if queued else 2)
+    data = _tiny_set(8, (3, 4, 4))
+    return job, Objective(job, data, data)
+
+
+def test_duplicate_architecture_is_a_failed_trial_marked_duplicate_of() -> None:
+    """A sampler that proposes an architecture again gets a FAIL trial naming the trial it repeats (not PRUNED,
+    which in Optuna means stopped early by a pruner), and only the first counts as the architecture's result."""
+    job, objective = _tiny_objective(queued=False)
+    params = {d: v[0] for d, v in job.search_space().dimensions.items()}
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(params)
+    study.enqueue_trial(params)
+    study.optimize(objective, n_trials=2)
+    first, dup = study.trials
+    assert first.state == TrialState.COMPLETE and holds(first)
+    assert dup.state == TrialState.FAIL and not holds(dup)
+    assert dup.user_attrs["duplicate_of"] == 0 and dup.user_attrs["fail_reason"] == "duplicate"
+    assert dup.user_attrs["arch"] == first.user_attrs["arch"] and "seconds" not in dup.user_attrs  # not trained
+    assert set(collect(study)) == {first.user_attrs["arch"]} and collect(study)[first.user_attrs["arch"]].trial == 0
+
+
+def test_trial_finding_the_queue_empty_fails_as_queue_empty() -> None:
+    job, objective = _tiny_objective(queued=True)
+    study = optuna.create_study(direction="maximize")  # nothing queued: the ask creates a trial without arch
+    study.optimize(objective, n_trials=1)
+    (t,) = study.trials
+    assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"] == "queue_empty" and not holds(t)
+    assert not t.params  # nothing was suggested, nothing trained
+
+
+NAS_SOURCES = sorted((Path(__file__).parents[1] / "ddfad_apps" / "nas").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", NAS_SOURCES, ids=lambda p: p.name)
+def test_nas_code_uses_no_optuna_internals(path: Path) -> None:
+    """Private Optuna attributes and conventions (trial ids, a study's storage object, the queue's
+    ``fixed_params`` system attr) can change in any Optuna release; the NAS code uses the public API only."""
+    import re
+
+    internals = re.compile(r"\._trial_id|\._study_id|\._storage\b|\bfixed_params\b|trial\.storage\b|"
+                           r"\.storage\.(set|get)_trial|_cached_frozen_trial|\._thread_local")
+    hits = [f"{path.name}:{i}: {line.strip()}" for i, line in enumerate(path.read_text().splitlines(), 1)
+            if internals.search(line)]
+    assert not hits, "Optuna internals used:\n" + "\n".join(hits)
+
+
+def test_optuna_public_behaviour_the_workers_rely_on(tmp_path: Path) -> None:
+    """What the workers need from Optuna's public API, checked on the installed version, through two study handles
+    on one journal file as two worker processes have them."""
+    url = f"journal:{tmp_path / 'nas.journal'}"
+    creator = optuna.create_study(study_name="q", storage=make_storage(url), direction="maximize")
+    creator.enqueue_trial({"arch": "b"}, user_attrs={"arch": "b"})
+
+    def handle() -> optuna.Study:
+        return optuna.load_study(study_name="q", storage=make_storage(url), sampler=optuna.samplers.RandomSampler(0))
+
+    # 1. popping a queued trial hands over its user attrs and fixes its params (queued arch, queue-empty check)
+    worker = handle()
+    popped = worker.ask()
+    assert popped.user_attrs == {"arch": "b"} and popped.suggest_categorical("arch", ["a", "b"]) == "b"
+    # 2. an attr a worker sets on its RUNNING trial is seen by another process (the owner record)
+    popped.set_user_attr("nas:owner", {"pid": 1, "number": popped.number})
+    sweeper = handle()
+    (running,) = sweeper.get_trials(deepcopy=True, states=(TrialState.RUNNING,))
+    assert running.user_attrs["nas:owner"]["number"] == running.number == popped.number
+    # 3. another process can fail a RUNNING trial by its number; telling a finished trial raises ValueError
+    sweeper.tell(running.number, state=TrialState.FAIL)
+    with pytest.raises(ValueError, match="Cannot tell a FAIL trial"):
+        sweeper.tell(running.number, state=TrialState.FAIL)
+    # 4. the retry callback, called with an edited frozen copy, queues a WAITING trial with exactly those user
+    #    attrs and the same params, linked to the original by the public retried_trial_number
+    running.user_attrs = {"arch": "b", "retry_reason": "worker pid 1 died"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)(sweeper, running)
+    (waiting,) = handle().get_trials(states=(TrialState.WAITING,))
+    assert waiting.user_attrs == {"arch": "b", "retry_reason": "worker pid 1 died"}
+    assert _retried_number(waiting) == popped.number
+    again = handle().ask()
+    assert again.number == waiting.number and again.suggest_categorical("arch", ["a", "b"]) == "b"
+    with pytest.warns(UserWarning, match="nan is not acceptable"):
+        again.study.tell(again, math.nan)  # 5. a NaN objective value is recorded as FAIL, not raised
+    assert handle().trials[again.number].state == TrialState.FAIL
+    # 6. with the queue empty, ask creates a fresh trial that carries no arch (Objective's queue-empty test)
+    assert "arch" not in handle().ask().user_attrs
 
 
 # ---------------------------------------------------------------- workers sharing one study
@@ -196,7 +306,7 @@ def test_two_workers_share_a_journal_study(tiny_folder: Path, tmp_path: Path) ->
     job = tiny_job(f"journal:{tmp_path / 'nas.journal'}", tiny_folder)
     study = _run_two_workers(job, tmp_path)
     _assert_each_once(study, job)
-    owners = {t.system_attrs["nas:owner"]["pid"] for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    owners = {owner_of(t)["pid"] for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert len(owners) == 2  # both workers did some of the work
 
 
@@ -291,9 +401,10 @@ def test_killed_worker_trial_is_rerun_and_nothing_else_is(tiny_folder: Path, tmp
     ran = run_worker(job)
     assert ran == 8  # 7 never-started architectures + the re-queued one
     lost_now = study.trials[lost.number]
-    assert lost_now.state == TrialState.FAIL and f"worker pid {victim.pid} died" in lost_now.user_attrs["lost"]
-    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == lost.number]
+    assert lost_now.state == TrialState.FAIL and not holds(lost_now)
+    retries = [t for t in study.trials if _retried_number(t) == lost.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert f"worker pid {victim.pid} died" in retries[0].user_attrs[RETRY_REASON_ATTR]
     assert retries[0].user_attrs["arch"] == lost.user_attrs["arch"]
     _assert_each_once(study, job)
 
@@ -316,9 +427,9 @@ def test_trial_of_a_worker_that_died_while_claiming_it_is_rerun(tiny_folder: Pat
     assert survivor["ran"] == 8  # 7 never-started architectures + the orphan's retry
     study = open_study(job)
     assert study.trials[orphan.number].state == TrialState.FAIL
-    assert "while claiming" in study.trials[orphan.number].user_attrs["lost"]
-    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == orphan.number]
+    (retry,) = [t for t in study.trials if _retried_number(t) == orphan.number]
     assert retry.state == TrialState.COMPLETE and retry.user_attrs["arch"] == frozen.user_attrs["arch"]
+    assert "while claiming" in retry.user_attrs[RETRY_REASON_ATTR]
     _assert_each_once(study, job)
 
 
@@ -327,10 +438,15 @@ def test_budget_mode_runs_n_trials_with_the_chosen_sampler(tiny_folder: Path, tm
     study = prepare_study(job)
     assert not study.get_trials(states=(TrialState.WAITING,))  # nothing queued: the sampler chooses
     run_worker(job)
-    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.FAIL))
+    trials = study.get_trials(states=(TrialState.COMPLETE, TrialState.FAIL))
+    finished = [t for t in trials if holds(t)]
     assert len(finished) == 5
     assert isinstance(open_study(job).sampler, optuna.samplers.TPESampler)
-    assert len({t.user_attrs["arch"] for t in finished}) == 5  # repeats are pruned, never trained twice
+    assert len({t.user_attrs["arch"] for t in finished}) == 5  # a repeat is never trained twice
+    for dup in (t for t in trials if not holds(t)):  # a repeat is a FAIL trial naming the one it repeats
+        assert dup.user_attrs["fail_reason"] == "duplicate"
+        assert study.trials[dup.user_attrs["duplicate_of"]].user_attrs["arch"] == dup.user_attrs["arch"]
+    assert not study.get_trials(states=(TrialState.PRUNED,))
     assert all(set(t.params) == set(TINY) for t in finished)  # one categorical per dimension
 
 
@@ -388,7 +504,7 @@ def test_report_correlations_pick_and_speedup() -> None:
     assert same.spearman == pytest.approx(1.0) and same.kendall == pytest.approx(1.0)
     assert same.picked_arch == "a3" and same.picked_truth == pytest.approx(0.9) == same.best_truth
     assert same.truth_seconds == 80.0 and same.proxy_seconds == 8.0 and same.speedup == pytest.approx(8.0)
-    assert same.top_n == 5  # 5% of 8 rounds up to 1, raised to the minimum of 5
+    assert same.top_n == 3  # 5% of 8 rounds up to 1, raised to the minimum of 3
     reverse = compare("p", _results([-v for v in [0.1, 0.5, 0.3, 0.9, 0.7, 0.2, 0.8, 0.4]]), truth)
     assert reverse.spearman == pytest.approx(-1.0) and reverse.kendall == pytest.approx(-1.0)
     assert reverse.picked_arch == "a0" and reverse.picked_truth == pytest.approx(0.1)
@@ -396,17 +512,123 @@ def test_report_correlations_pick_and_speedup() -> None:
     proxy = _results([0.2, 0.6, 0.3, 0.9, 0.7, 0.1, 0.8, 0.4])
     r = compare("p", proxy, truth)
     assert r.spearman == pytest.approx(1 - 6 * 2 / (8 * 63)) and r.kendall == pytest.approx(1 - 2 / 28)
-    assert r.top_spearman == pytest.approx(1.0)  # the swap is outside the top 5
+    assert r.correlations["top_proxy"].spearman == pytest.approx(1.0)  # the swap is outside the top 3
+    assert r.correlations["all"].spearman_low < r.spearman <= r.correlations["all"].spearman_high
 
 
-def test_report_skips_failures_and_unknown_architectures() -> None:
-    truth = _results([0.1, 0.2, 0.3])
-    proxy = _results([0.3, 0.2, 0.1]) | {"bad": ArchResult(math.nan, 0.0, "FAIL", "nan_loss"),
-                                         "new": ArchResult(0.5, 1.0, "COMPLETE")}
+def test_top_count_is_5_percent_rounded_up_and_at_least_3() -> None:
+    assert [top_count(n) for n in (2, 8, 24, 60, 61, 100, 720)] == [2, 3, 3, 3, 4, 5, 36]  # 0.05*60 is 3.0000001
+    text = format_reports([compare("p", _results(list(range(24))), _results(list(range(24))))])
+    assert "top 5% = 3 of 24 architectures (5% of 24 is 1.2, rounded up to 2, raised to the minimum of 3)" in text
+    with pytest.raises(ValueError, match="top fraction"):
+        top_count(10, 0.0)
+
+
+def test_top_5_percent_by_truth_and_by_proxy_on_a_hand_made_example() -> None:
+    """60 architectures, so the top 5% is 3.  The proxy agrees with the truth except: it rates a10 (truth 10) the
+    best, and swaps a58 and a59.  Top 3 by truth {a57, a58, a59}: proxy 57, 59.5, 58 -> rho 1/2, tau 1/3.
+    Top 3 by proxy {a10, a58, a59}: truth 10, 58, 59 against proxy 100, 59.5, 58 -> exactly reversed, -1."""
+    truth = {f"a{i:02d}": ArchResult(float(i), 1.0, "COMPLETE") for i in range(60)}
+    proxy = {a: ArchResult(r.accuracy, 1.0, "COMPLETE") for a, r in truth.items()}
+    proxy["a10"], proxy["a58"], proxy["a59"] = (ArchResult(v, 1.0, "COMPLETE") for v in (100.0, 59.5, 58.0))
+    rep = compare("p", proxy, truth, n_boot=200)
+    by_truth, by_proxy = rep.correlations["top_truth"], rep.correlations["top_proxy"]
+    assert rep.n == 60 and rep.top_n == by_truth.n == by_proxy.n == 3
+    assert by_truth.spearman == pytest.approx(0.5) and by_truth.kendall == pytest.approx(1 / 3)
+    assert by_proxy.spearman == pytest.approx(-1.0) and by_proxy.kendall == pytest.approx(-1.0)
+    assert rep.picked_arch == "a10" and rep.picked_truth == 10.0 and rep.best_arch == "a59"
+    metrics = rep.metrics()
+    assert metrics["top_truth.spearman"] == pytest.approx(0.5) and metrics["top_proxy.n"] == 3
+    assert {"spearman_low", "kendall_high", "top_truth.spearman_low"} <= set(metrics)
+
+
+def test_failed_proxy_trial_is_ranked_last_and_counted() -> None:
+    """The proxy agrees with the truth on a0..a3 but failed on a4, the truly best: ranked last (not dropped), so
+    by hand proxy ranks (2, 3, 4, 5, 1) against (1, 2, 3, 4, 5): rho = 1 - 6*(4*1 + 16)/(5*24) = 0, and
+    tau = (6 concordant - 4 discordant)/10 = 0.2.  Dropping a4 would claim a perfect 1.0."""
+    truth = _results([0.1, 0.2, 0.3, 0.4, 0.5])
+    proxy = _results([0.3, 0.4, 0.5, 0.6]) | {"a4": ArchResult(math.nan, 0.0, "FAIL", "nan_loss"),
+                                              "new": ArchResult(0.9, 1.0, "COMPLETE")}  # no truth: not compared
     r = compare("p", proxy, truth)
-    assert r.n == 3 and r.spearman == pytest.approx(-1.0) and r.failed == {"bad": "nan_loss"}
+    assert r.n == 5 and r.correlations["all"].failed == 1 and r.failed == {"a4": "nan_loss"}
+    assert r.spearman == pytest.approx(0.0) and r.kendall == pytest.approx(0.2)
+    assert r.correlations["top_proxy"].failed == 0 and r.correlations["top_truth"].failed == 1  # a4 is top by truth
+    # two failures tie for last place, as scipy ranks (0, 0) below every accuracy
+    two = compare("p", proxy | {"a3": ArchResult(math.nan, 0.0, "FAIL", "input_too_small")}, truth)
+    expected = stats.spearmanr([0.3, 0.4, 0.5, 0.0, 0.0], [0.1, 0.2, 0.3, 0.4, 0.5]).statistic
+    assert two.spearman == pytest.approx(expected) and two.correlations["all"].failed == 2
+    # a failed whole-data training is ranked last on the truth side, and counted
+    bad_truth = compare("p", _results([0.1, 0.2, 0.3]), _results([0.1, 0.2]) | {"a2": ArchResult(math.nan, 0, "FAIL")})
+    assert bad_truth.truth_failed == 1 and bad_truth.spearman == pytest.approx(-0.5)
+    assert "1 failed whole-data training (ranked last)" in format_reports([bad_truth])
     flat = compare("p", _results([0.5, 0.5, 0.5]), truth)
     assert math.isnan(flat.spearman)  # a constant ranking has no rank correlation
+
+
+def _correlated(n: int, rho: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    z = np.random.default_rng(seed).multivariate_normal([0.0, 0.0], [[1.0, rho], [rho, 1.0]], size=n)
+    return z[:, 0], z[:, 1]
+
+
+def test_bootstrap_intervals_cover_the_true_correlation() -> None:
+    """Bivariate normal with Pearson r: population Spearman 6/pi asin(r/2), Kendall 2/pi asin(r).  A 95% interval
+    must cover them in most of 100 seeded draws, without being uselessly wide."""
+    r, n = 0.6, 50
+    true_rho, true_tau = 6 / math.pi * math.asin(r / 2), 2 / math.pi * math.asin(r)
+    hits_rho = hits_tau = 0
+    widths = []
+    for seed in range(100):
+        c = correlate(*_correlated(n, r, seed), n_boot=1000, seed=seed)
+        hits_rho += c.spearman_low <= true_rho <= c.spearman_high
+        hits_tau += c.kendall_low <= true_tau <= c.kendall_high
+        widths.append(c.spearman_high - c.spearman_low)
+    assert hits_rho >= 90 and hits_tau >= 90, (hits_rho, hits_tau)
+    assert np.mean(widths) < 0.5
+    assert correlate(*_correlated(n, r, 0), seed=1) == correlate(*_correlated(n, r, 0), seed=1)  # seeded
+
+
+def test_paired_difference_excludes_zero_only_when_one_proxy_is_clearly_better() -> None:
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=40)
+    truth = {f"a{i:02d}": ArchResult(float(v), 1.0, "COMPLETE") for i, v in enumerate(g)}
+    good = {a: ArchResult(r.accuracy + 0.1 * rng.normal(), 1.0, "COMPLETE") for a, r in truth.items()}
+    bad = {a: ArchResult(r.accuracy + 1.5 * rng.normal(), 1.0, "COMPLETE") for a, r in truth.items()}
+    # nearly the good proxy: one pair of its architectures swapped
+    near = dict(good)
+    first, second = sorted(good, key=lambda a: good[a].accuracy)[10:12]
+    near[first], near[second] = good[second], good[first]
+    diffs = {(d.a, d.b, d.over): d for d in differences({"good": good, "bad": bad, "near": near}, truth, n_boot=1000)}
+    clear = diffs["good", "bad", "all"]
+    assert clear.n == 40 and clear.diff > 0.2 and clear.low > 0 and clear.excludes_zero()
+    assert "good ranks better" in clear.verdict()
+    assert diffs["bad", "near", "all"].high < 0  # order of the pair does not matter
+    close = diffs["good", "near", "all"]
+    assert not close.excludes_zero() and "indistinguishable" in close.verdict()
+    # paired: one swap moves both proxies' resampled Spearman together, so the interval is far narrower than
+    # either proxy's own interval
+    own = compare("bad", bad, truth, n_boot=1000).correlations["all"]
+    assert close.high - close.low < 0.05 < own.spearman_high - own.spearman_low
+    assert diffs["good", "bad", "top_truth"].n == top_count(40) == 3
+
+
+def test_report_figures_show_the_top_band_failures_and_fig8(tmp_path: Path) -> None:
+    truth = _results([0.1, 0.5, 0.3, 0.9, 0.7, 0.2, 0.8, 0.4])
+    results = {"p": _results([1, 5, 3, 9, 7, 2, 8, 4]) | {"a1": ArchResult(math.nan, 0.0, "FAIL", "nan_loss")},
+               "q": _results([0.3, 0.1, 0.2, 0.5, 0.4, 0.8, 0.9, 0.6])}
+    reports = {n: compare(n, res, truth) for n, res in results.items()}
+    fig = scatter_figure({n: (results[n], reports[n]) for n in results}, truth)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert {"top 3 by truth", "top 3 by proxy", "proxy failed (ranked last)", "picked"} <= set(labels)
+    assert "1 failed" in fig.axes[0].get_title()
+    fig8 = top_distribution_figure({n: (results[n], reports[n]) for n in results}, truth)
+    ticks = [t.get_text() for t in fig8.axes[0].get_xticklabels()]
+    assert ticks == ["p\nproxy acc.", "p\nwhole-data acc.", "q\nproxy acc.", "q\nwhole-data acc.",
+                     "true top 3\nwhole-data acc."]
+    # the q proxy's top 3 (a6, a5, a7) have whole-data accuracies 0.8, 0.2, 0.4: drawn as the 4th group
+    points = fig8.axes[0].collections[3].get_offsets()[:, 1]
+    assert sorted(points) == pytest.approx([0.2, 0.4, 0.8])
+    fig8.savefig(tmp_path / "fig8.png")
+    assert (tmp_path / "fig8.png").stat().st_size > 1000
 
 
 # ---------------------------------------------------------------- CLI
@@ -433,13 +655,18 @@ def test_cli_reports_and_logs_to_mlflow(tiny_folder: Path, tmp_path: Path) -> No
     assert [r["proxy"] for r in report["reports"]] == ["random", "early-stopping"]
     assert len(report["sample"]) == 3 and set(report["trials"]["full"]) == set(report["sample"])
     assert (tmp_path / "out" / "scatter.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "fig8.png").stat().st_size > 1000
+    first = report["reports"][0]
+    assert first["top_n"] == 3 and set(first["correlations"]) == {"all", "top_truth", "top_proxy"}
+    assert [(d["a"], d["b"]) for d in report["differences"]] == [("random", "early-stopping")] * 2
+    assert "top 5% = 3 of 3 architectures" in result.output and "paired bootstrap" in result.output
 
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("ddfad-nas").experiment_id])
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(c.data.tags["proxy"] for c in children) == ["early-stopping", "random"]
-    assert "random.spearman" in parent.data.metrics
+    assert "random.spearman" in parent.data.metrics and "random.top_truth.n" in parent.data.metrics
     history = client.get_metric_history(children[0].info.run_id, "proxy_accuracy")
     assert len(history) == 3
 
@@ -474,8 +701,9 @@ def _kill_workers_mid_trial(journal: Path, how_many: int, stop: threading.Event,
             return
     storage = make_storage(f"journal:{journal}")
     while len(killed) < how_many and not stop.wait(0.1):
-        for summary in storage.get_all_studies():
-            for t in storage.get_all_trials(summary._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+        for name in optuna.get_all_study_names(storage):
+            for t in optuna.load_study(study_name=name, storage=storage).get_trials(
+                    deepcopy=False, states=(TrialState.RUNNING,)):
                 owner = owner_of(t)
                 if owner and owner["pid"] not in killed and _child_of_this_test(owner["pid"]):
                     os.kill(owner["pid"], signal.SIGKILL)

@@ -3,7 +3,8 @@
 For each proxy the architectures (the whole space, a stratified ``sample`` or an Optuna budget) are trained on
 the proxy by ``workers`` processes joined through ``storage``; the same architectures' whole-data accuracy (the
 ground truth, a study of its own that every proxy and later run reuses) is computed the same way; the rank
-correlations, picks and times go to ``out`` (``report.json``, ``report.txt``, ``scatter.png``) and to MLflow.
+correlations (with bootstrap intervals and paired proxy differences), picks and times go to ``out``
+(``report.json``, ``report.txt``, ``scatter.png``, ``fig8.png``: the top 5%'s accuracy distributions) and to MLflow.
 A storage URL's password is never written or shown: only :func:`~ddfad_apps.tracking.redact.redact_url`'s form.
 """
 
@@ -66,7 +67,8 @@ def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> N
     from ddfad_apps.nas.ground_truth import ground_truth_job
     from ddfad_apps.nas.job import NASJob
     from ddfad_apps.nas.proxies import proxy_spec
-    from ddfad_apps.nas.report import compare, format_reports, scatter_figure
+    from ddfad_apps.nas.report import (compare, differences, format_reports, scatter_figure,
+                                       top_distribution_figure)
     from ddfad_apps.nas.runner import NASRunError, run_study
     from ddfad_apps.nas.space import resolve_space, stratified_sample
     from ddfad_apps.nas.study import default_storage, study_name
@@ -114,23 +116,28 @@ def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> N
         truth, _ = run_study(truth_job, job.workers, job.out, progress=progress, echo=say, configs=configs)
     except (NASRunError, OSError, ValueError) as exc:
         raise JobError(redact_text(str(exc), storage)) from None  # a driver may quote the URL
-    reports = [compare(name, results[name], truth, make_seconds=makes[name]) for name in studies]
-    text = format_reports(reports)
+    reports = [compare(name, results[name], truth, make_seconds=makes[name], seed=job.seed) for name in studies]
+    diffs = differences({name: results[name] for name in studies}, truth, seed=job.seed)
+    text = format_reports(reports, diffs)
     wall = time.perf_counter() - started
     report = {"space": search.name, "sample": archs, "dataset": job.dataset, "storage": shown,
               "sampler": job.sampler, "truth": truth_job.proxy.as_dict(),
               "proxies": {n: s.proxy.as_dict() for n, s in studies.items()},
-              "reports": [r.as_dict() for r in reports], "wall_seconds": wall,
+              "reports": [r.as_dict() for r in reports], "differences": [vars(d) for d in diffs],
+              "wall_seconds": wall,
               "trials": {n: {a: vars(r) for a, r in res.items()} for n, res in {**results, "full": truth}.items()}}
     (job.out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     (job.out / "report.txt").write_text(text + "\n")
     fig = scatter_figure({n: (results[n], r) for n, r in zip(studies, reports)}, truth)
     fig.savefig(job.out / "scatter.png", dpi=120)
-    _log_mlflow(job, report, reports, results, truth, fig, text, short, search.name)
+    fig8 = top_distribution_figure({n: (results[n], r) for n, r in zip(studies, reports)}, truth)
+    fig8.savefig(job.out / "fig8.png", dpi=120)
+    _log_mlflow(job, report, reports, results, truth, fig, text, short, search.name, fig8=fig8, diffs=diffs)
     return NASSearchResult(reports, text, report, job.out, wall)
 
 
-def _log_mlflow(job: NASSearchJob, report, reports, results, truth, fig, text, dataset, space) -> None:
+def _log_mlflow(job: NASSearchJob, report, reports, results, truth, fig, text, dataset, space, fig8=None,
+                diffs=()) -> None:
     """One parent run (params, summary metrics, artifacts) and one nested run per proxy with a metric per trial."""
     from mlflow.exceptions import MlflowException
 
@@ -143,9 +150,13 @@ def _log_mlflow(job: NASSearchJob, report, reports, results, truth, fig, text, d
     try:
         with tracking_run(job.experiment, f"{dataset}-{space}-nas", params, uri, tags={"command": "nas"}) as run:
             for rep in reports:
-                run.metrics({f"{rep.proxy}.{k}": v for k, v in rep.as_dict().items()
-                             if isinstance(v, (int, float)) and v is not None})
+                run.metrics({f"{rep.proxy}.{k}": v for k, v in rep.metrics().items()})
+            for d in diffs:  # e.g. diff.distilled-random.all, .._low, .._high
+                run.metrics({f"diff.{d.a}-{d.b}.{d.over}{s}": v for s, v in
+                             (("", d.diff), ("_low", d.low), ("_high", d.high))})
             run.figure(fig, "scatter.png")
+            if fig8 is not None:
+                run.figure(fig8, "fig8.png")
             run.dict(report, "report.json")
             run.text(text, "report.txt")
             for rep in reports:

@@ -4,8 +4,20 @@ Every trial records ``arch`` (its key; a queued trial has it from its creation, 
 :func:`ddfad_apps.nas.workers.prepare_study`), ``seconds`` (training cost) and ``num_params``; the worker that
 runs it records itself with :func:`record_owner`.  An architecture that
 cannot be built for the input or whose loss diverges is a FAILED trial with ``fail_reason`` and ``error``
-(the objective returns NaN, which Optuna records as a failure without raising), never a crash.  A trial that
-would repeat an architecture another trial holds is PRUNED unevaluated with ``skipped``.
+(the objective returns NaN, which Optuna records as a failure without raising), never a crash.
+
+A trial that evaluates nothing is a FAIL trial too, never PRUNED (which in Optuna means "stopped early by a
+pruner on its intermediate values"): ``skipped`` says why, and it never counts as a result (:func:`holds`):
+
+* a **duplicate** (a sampler proposed an architecture another trial holds): ``fail_reason="duplicate"`` and
+  ``duplicate_of`` = that trial's number.  FAIL rather than COMPLETE with a copied value, because the earlier
+  trial may still be running (no value yet) or have failed, and because COMPLETE would count the architecture
+  as trained twice; the sampler learns nothing from it (TPE ignores FAIL trials) and it costs no training;
+* an **empty queue** (another worker popped the last queued trial between this worker's check and its ask):
+  ``fail_reason="queue_empty"``.
+
+Only Optuna's public API is used (``Trial.set_user_attr``/``user_attrs``); the test
+``test_nas_code_uses_no_optuna_internals`` keeps it so.
 """
 
 from __future__ import annotations
@@ -26,24 +38,31 @@ from ddfad_apps.nas.study import worker_identity
 from ddfad_apps.training.loops import NonFiniteLossError, TrainConfig, accuracy, train_model
 
 OWNER_ATTR = "nas:owner"
-FAIL_REASONS = ("input_too_small", "nan_loss")
+SKIPPED_ATTR = "skipped"
+DUPLICATE_ATTR = "duplicate_of"
+FAIL_REASONS = ("input_too_small", "nan_loss")  # the architecture itself failed: a result (ranked last)
 
 
 def record_owner(trial: optuna.Trial) -> None:
     """Record this process on ``trial``, so that a sweep can tell its trial from a dead worker's."""
-    trial.storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, {**worker_identity(), "number": trial.number})
+    trial.set_user_attr(OWNER_ATTR, {**worker_identity(), "number": trial.number})
 
 
 def owner_of(trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
-    """The live process recorded on ``trial`` (a retried copy inherits a stale owner: ignored)."""
-    owner = trial.system_attrs.get(OWNER_ATTR)
+    """The live process recorded on ``trial`` (a retried copy inherits a stale owner: ignored).
+
+    Studies written before the owner became a user attr hold it as a system attr: read there too.
+    """
+    owner = trial.user_attrs.get(OWNER_ATTR) or trial.system_attrs.get(OWNER_ATTR)
     return owner if owner and owner.get("number") == trial.number else None
 
 
 def holds(trial: optuna.trial.FrozenTrial) -> bool:
     """Does ``trial`` stand for its architecture's result (finished for good, or being evaluated)?"""
+    if SKIPPED_ATTR in trial.user_attrs:
+        return False  # a duplicate or an empty-queue trial: nothing evaluated
     if trial.state in (TrialState.COMPLETE, TrialState.RUNNING):
-        return "skipped" not in trial.user_attrs
+        return True
     return trial.state == TrialState.FAIL and "fail_reason" in trial.user_attrs
 
 
@@ -55,9 +74,10 @@ class Objective:
         self.space = job.search_space()
 
     def __call__(self, trial: optuna.Trial) -> float:
-        if self.job.queued and "fixed_params" not in trial.storage.get_trial_system_attrs(trial._trial_id):
-            # the queue ran dry between this worker's check and its ask: nothing left to evaluate
-            return self._skip(trial, "queue empty")
+        if self.job.queued and "arch" not in trial.user_attrs:
+            # every queued trial carries its arch from its creation; a trial without one was created by
+            # study.optimize because the queue ran dry between this worker's check and its ask
+            return self._skip(trial, "queue_empty", "queue empty")
         config = suggest(trial, self.space, self.job.archs)
         key = self.space.key(config)
         trial.set_user_attr("arch", key)
@@ -65,7 +85,8 @@ class Objective:
                    if t.number != trial.number and t.user_attrs.get("arch") == key and holds(t)
                    and (t.state != TrialState.RUNNING or t.number < trial.number)]
         if earlier:
-            return self._skip(trial, f"duplicate of trial {earlier[0]}")
+            trial.set_user_attr(DUPLICATE_ATTR, earlier[0])
+            return self._skip(trial, "duplicate", f"duplicate of trial {earlier[0]}")
         try:
             torch.manual_seed(self.job.seed)
             model = build(self.space, config, self.train.num_classes, self.train.input_shape)
@@ -102,6 +123,8 @@ class Objective:
         return math.nan  # Optuna records a FAIL trial and carries on
 
     @staticmethod
-    def _skip(trial: optuna.Trial, why: str) -> float:
-        trial.set_user_attr("skipped", why)
-        raise optuna.TrialPruned(why)
+    def _skip(trial: optuna.Trial, reason: str, why: str) -> float:
+        """A trial that evaluates nothing: FAIL (NaN) with ``skipped`` and ``fail_reason`` (see the module doc)."""
+        trial.set_user_attr(SKIPPED_ATTR, why)
+        trial.set_user_attr("fail_reason", reason)
+        return math.nan

@@ -16,6 +16,11 @@ in every storage, so each architecture is evaluated by exactly one worker:
   worker claims a trial and records itself on it under the sweep's file lock, so the sweep never sees a live
   worker's trial without its owner: a RUNNING trial with no owner is one whose worker died while claiming it.
 
+Only Optuna's public API is used (``enqueue_trial``, ``ask``/``optimize``, ``tell`` by trial number,
+``RetryHeartbeatStaleTrialCallback``, ``fail_stale_trials``, ``get_trials``); the test
+``test_nas_code_uses_no_optuna_internals`` keeps it so, and ``test_optuna_public_behaviour_the_workers_rely_on``
+checks, on the installed Optuna, the behaviour of that API the workers depend on.
+
 ``python -m ddfad_apps.nas.workers JOB.json`` runs one worker (what ``ddfad-apps nas --workers N`` starts N of);
 the job file's storage URL is redacted, the real one comes from ``$DDFAD_NAS_STORAGE`` (:func:`spawn_workers`).
 """
@@ -40,16 +45,21 @@ from optuna.trial import TrialState
 
 from ddfad_apps.nas.job import STORAGE_ENV, NASJob
 from ddfad_apps.nas.objective import Objective, holds, owner_of, record_owner
-from ddfad_apps.nas.space import grid, key_of_params, queue_params
+from ddfad_apps.nas.space import queue_params
 from ddfad_apps.nas.study import journal_path, make_sampler, make_storage
 
 READY_ATTR = "ready"
+RETRY_REASON_ATTR = "retry_reason"
 POLL_SECONDS = 1.0
 
 
 def open_study(job: NASJob, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """The job's study with its sampler.  A queued (grid) study's sampler never chooses anything (every queued
+    trial's params are fixed), so it gets a RandomSampler: GridSampler's ``after_trial`` (Optuna 5.0) looks up a
+    ``grid_id`` that queued trials lack (KeyError once one grid point is left) and calls ``study.stop()``, which
+    raises outside ``optimize`` (e.g. in :func:`fail_dead_trials`)."""
     storage = storage or make_storage(job.storage)
-    sampler = make_sampler(job.sampler, job.seed, grid(job.search_space(), job.archs) if job.queued else None)
+    sampler = make_sampler("random" if job.queued else job.sampler, job.seed)
     return optuna.load_study(study_name=job.study, storage=storage, sampler=sampler)
 
 
@@ -74,8 +84,8 @@ def prepare_study(job: NASJob, configs: list[dict] | None = None, timeout: float
     if job.queued and (created or configs is not None):
         if configs is None:
             configs = [space.parse(a) for a in job.archs] if job.archs is not None else list(space.configs())
-        seen = {key_of_params(space, t.system_attrs.get("fixed_params", t.params))
-                for t in study.get_trials(deepcopy=False) if t.system_attrs.get("fixed_params") or t.params}
+        # every queued trial (and every trial that ran) carries its arch as a user attr
+        seen = {t.user_attrs["arch"] for t in study.get_trials(deepcopy=False) if "arch" in t.user_attrs}
         for config in configs:
             if space.key(config) not in seen:
                 # the architecture is recorded with the trial itself: no moment where a trial lacks it
@@ -146,9 +156,14 @@ def fail_dead_trials(study: optuna.Study, lock_path: Path | None = None) -> list
                 continue
             else:
                 why = f"worker pid {owner['pid']} died"
-            study._storage.set_trial_user_attr(t._trial_id, "lost", why)
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            retry(study, study._storage.get_trial(t._trial_id))
+            try:
+                study.tell(t.number, state=TrialState.FAIL)
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+                continue  # its worker finished it just before exiting: nothing was lost
+            # the retry (a new WAITING trial, public Optuna API: create_trial + add_trial) carries only the
+            # architecture and why the trial it re-runs was lost, not the dead attempt's owner or markers
+            t.user_attrs = {**{k: v for k, v in t.user_attrs.items() if k == "arch"}, RETRY_REASON_ATTR: why}
+            retry(study, t)
             failed.append(t.number)
     return failed
 
@@ -199,7 +214,7 @@ def run_worker(job: NASJob, progress: bool = False, log: Callable[[str], None] |
 
     callbacks = [] if log is None else [
         lambda _, t: log(f"{time.strftime('%H:%M:%S')} worker {os.getpid()}: trial {t.number} {t.state.name} {t.user_attrs.get('arch')} "
-                         f"value {t.value} {t.user_attrs.get('fail_reason') or t.user_attrs.get('skipped') or ''}")]
+                         f"value {t.value} {t.user_attrs.get('skipped') or t.user_attrs.get('fail_reason') or ''}")]
     if not job.queued:
         budget = job.n_trials or job.search_space().size
         while finished(study) < budget:  # a lost trial does not count: its retry does
