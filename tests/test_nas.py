@@ -537,6 +537,11 @@ def test_top_5_percent_by_truth_and_by_proxy_on_a_hand_made_example() -> None:
     assert by_truth.spearman == pytest.approx(0.5) and by_truth.kendall == pytest.approx(1 / 3)
     assert by_proxy.spearman == pytest.approx(-1.0) and by_proxy.kendall == pytest.approx(-1.0)
     assert rep.picked_arch == "a10" and rep.picked_truth == 10.0 and rep.best_arch == "a59"
+    # 3 points: the bootstrap is degenerate (3 ordered points resample to [-1, -1]), so no interval is claimed
+    assert math.isnan(by_proxy.spearman_low) and math.isnan(by_truth.kendall_high)
+    (row,) = [line for line in format_reports([rep]).splitlines() if line.startswith("p               top by proxy")]
+    assert row.split()[4:] == ["3", "0", "-1.000", "[no", "CI]", "-1.000", "[no", "CI]"]
+    assert math.isfinite(rep.correlations["all"].spearman_low)
     metrics = rep.metrics()
     assert metrics["top_truth.spearman"] == pytest.approx(0.5) and metrics["top_proxy.n"] == 3
     assert {"spearman_low", "kendall_high", "top_truth.spearman_low"} <= set(metrics)
@@ -608,7 +613,8 @@ def test_paired_difference_excludes_zero_only_when_one_proxy_is_clearly_better()
     # either proxy's own interval
     own = compare("bad", bad, truth, n_boot=1000).correlations["all"]
     assert close.high - close.low < 0.05 < own.spearman_high - own.spearman_low
-    assert diffs["good", "bad", "top_truth"].n == top_count(40) == 3
+    top = diffs["good", "bad", "top_truth"]
+    assert top.n == top_count(40) == 3 and math.isnan(top.low) and "[no CI]" in top.verdict()
 
 
 def test_report_figures_show_the_top_band_failures_and_fig8(tmp_path: Path) -> None:
