@@ -711,7 +711,8 @@ def _kill_workers_mid_trial(journal: Path, how_many: int, stop: threading.Event,
             for t in optuna.load_study(study_name=name, storage=storage).get_trials(
                     deepcopy=False, states=(TrialState.RUNNING,)):
                 owner = owner_of(t)
-                if owner and owner["pid"] not in killed and _child_of_this_test(owner["pid"]):
+                if len(killed) < how_many and owner and owner["pid"] not in killed \
+                        and _child_of_this_test(owner["pid"]):  # both workers may be mid-trial in one pass
                     os.kill(owner["pid"], signal.SIGKILL)
                     killed.append(owner["pid"])
 
