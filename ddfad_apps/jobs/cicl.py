@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddfad_apps.jobs.data import load_splits, open_dataset, open_device
+from ddfad_apps.jobs.data import Say, load_splits, open_dataset, open_device
 from ddfad_apps.jobs.errors import JobError
 from ddfad_apps.jobs.files import write_json_atomic
-
-Say = Callable[[str], None]
 
 
 @dataclass

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddfad_apps.jobs.data import open_dataset
+from ddfad_apps.jobs.data import Say, open_dataset
 from ddfad_apps.jobs.errors import JobError, JobSettingsError
-
-Say = Callable[[str], None]
 
 
 @dataclass
