@@ -96,6 +96,78 @@ def test_distill_job_writes_a_complete_folder_and_a_second_run_reuses_it(digits:
         run_distill_job(other, progress=False, say=lambda line: None)
 
 
+def test_distill_job_carves_the_validation_part_first_records_it_and_never_distils_from_it(
+        digits: Path, uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11: the set is made from the training split less the carved validation part, the carve is recorded
+    (run.json, carve.json, MLflow) and the set's networks get their lr from the protocol's selection."""
+    import ddfad_apps.distill as distill_module
+    from ddfad_apps.evidence import EvalProtocol
+    from ddfad_apps.features import load_features
+
+    seen = {}
+    real = distill_module.distill
+
+    def spy(train, *args, **kwargs):
+        seen["train"] = train
+        return real(train, *args, **kwargs)
+
+    monkeypatch.setattr("ddfad_apps.distill.distill", spy)
+    out = tmp_path / "herding"
+    job = DistillJob(dataset=str(digits), method="herding", cpc=2, eval_seeds=2, eval_epochs=2, lr_grid=(0.01, 0.03),
+                     val_fraction=0.2, carve_seed=3, audio=False, out=out, device="cpu", tracking_uri=uri)
+    result = run_distill_job(job, progress=False, say=lambda line: None)
+
+    train = load_features(str(digits), progress=False).train
+    carved = EvalProtocol(val_fraction=0.2, carve_seed=3).carve(train)
+    recorded = {"fit_clips": 12, "val_clips": 3, "val_fraction": 0.2, "carve_seed": 3, "stratified": True}
+    assert json.loads((out / "run.json").read_text())["carve"] == recorded == result.carve
+    assert json.loads((out / "carve.json").read_text())["val_index"] == carved.val_index
+
+    def rows(t: torch.Tensor) -> set[tuple[float, ...]]:
+        return {tuple(r.tolist()) for r in t.flatten(1)}
+
+    assert len(seen["train"]) == len(carved.fit) == 12  # distilled from the fit part only
+    assert rows(seen["train"].features).isdisjoint(rows(carved.val.features))
+    assert rows(result.synthetic.features) <= rows(carved.fit.features)
+    evaluation = json.loads((out / "evaluation.json").read_text())["convnet"]
+    assert evaluation["protocol"]["name"] == "lr-grid-on-carved-validation"
+    assert sorted(evaluation["val_scores"]) == ["0.01", "0.03"] and evaluation["lr"] in (0.01, 0.03)
+    assert evaluation["carve"]["val_clips"] == 3 and evaluation["seeds"] == [0, 1]
+    run = MlflowClient(uri).get_run(result.run_id).data
+    assert run.params["carve.carve_seed"] == "3" and run.params["carve.val_clips"] == "3"
+    assert run.metrics["lr_convnet"] == evaluation["lr"]
+
+
+def test_feature_kind_reaches_the_set_and_a_set_is_refused_in_another_kind(digits: Path, uri: str,
+                                                                         tmp_path: Path) -> None:
+    from ddfad_apps.distill import SyntheticSet
+
+    out = tmp_path / "mfcc"
+    result = run_distill_job(DistillJob(dataset=str(digits), method="random", cpc=1, feature="mfcc", eval_seeds=0,
+                                        audio=False, out=out, device="cpu", tracking_uri=uri),
+                             progress=False, say=lambda line: None)
+    # 0.5 s at 8 kHz, 20 ms hop: 26 frames; plain MFCC has one channel (FD-MFCC three)
+    assert tuple(result.synthetic.features.shape) == (3, 1, 20, 26)
+    assert SyntheticSet.load(out).meta["features"]["kind"] == "mfcc"
+    assert json.loads((out / "run.json").read_text())["features"]["kind"] == "mfcc"
+
+    ok = run_evaluate_job(EvaluateJob(out, seeds=1, epochs=1, width=8, lr_grid=(0.01,), device="cpu",
+                                      tracking_uri=uri), progress=False, say=lambda line: None)
+    assert MlflowClient(uri).get_run(ok.run_id).data.params["features.kind"] == "mfcc"
+    with pytest.raises(JobError, match="feature settings differ.*kind 'mfcc' vs 'lpcc'"):
+        run_evaluate_job(EvaluateJob(out, feature="lpcc", seeds=1, epochs=1, device="cpu", tracking_uri=uri),
+                         progress=False, say=lambda line: None)
+    # MFCC sets are reconstructed; LPCC has no spectrum to invert: refused, up front
+    assert run_reconstruct_job(ReconstructJob(out, n_iter=2, device="cpu")).num_clips == 3
+    with pytest.raises(JobSettingsError, match="--feature lpcc cannot be turned back into audio"):
+        run_distill_job(DistillJob(dataset=str(digits), method="random", feature="lpcc", out=tmp_path / "l"))
+    lpcc = tmp_path / "lpcc"
+    run_distill_job(DistillJob(dataset=str(digits), method="random", cpc=1, feature="lpcc", eval_seeds=0, audio=False,
+                               out=lpcc, device="cpu", tracking_uri=uri), progress=False, say=lambda line: None)
+    with pytest.raises(JobError, match="lpcc features, which cannot be turned into audio"):
+        run_reconstruct_job(ReconstructJob(lpcc, device="cpu"))
+
+
 def test_reconstruct_and_evaluate_jobs_on_a_run_folder(digits: Path, uri: str, tmp_path: Path) -> None:
     out = tmp_path / "random"
     run_distill_job(DistillJob(dataset=str(digits), method="random", cpc=2, eval_seeds=0, audio=False, out=out,

@@ -38,3 +38,42 @@ def run_folder_options(f: Callable) -> Callable:
                         help="Data set to use instead of the one recorded in FOLDER/run.json (e.g. a folder that "
                              "moved); it must match the set (classes, features, normalisation, sample rate, clip "
                              "length).")(f)
+
+
+def float_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    """A comma-separated list of numbers (``0,0.001,0.01``) as a tuple; a bad entry is a usage error naming it."""
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from exc
+
+
+def feature_option(default: str | None = "fd_mfcc") -> Callable[[Callable], Callable]:
+    """``--feature``, declared once for every command that extracts features (``None``: the recorded kind)."""
+    from ddfad_apps.features.transforms import FEATURE_MODULES
+
+    extra = ({"default": default, "show_default": True} if default else
+             {"default": None, "help_suffix": " (default: the kind the set was distilled in)"})
+    suffix = extra.pop("help_suffix", "")
+    return click.option("--feature", type=click.Choice(tuple(FEATURE_MODULES)), **extra,
+                        help="Feature kind: MFCC + deltas as 3 channels (fd_mfcc), MFCC only, or LPCC" + suffix + ".")
+
+
+def duration_option(f: Callable) -> Callable:
+    """``--duration``, declared once for every command that reads audio."""
+    return click.option("--duration", type=click.FloatRange(min=0.0, min_open=True), default=None,
+                        help="Seconds every clip is padded/cropped to (default: per data set, FSDD 1.0, RAVDESS 3.0, "
+                             "a folder's manifest or 1.0; a warning counts the clips cropped).")(f)
+
+
+def protocol_options(f: Callable) -> Callable:
+    """``--protocol`` and ``--lr-grid``: how the networks trained on a set get their learning rate."""
+    f = click.option("--lr-grid", default=None, metavar="LR,LR,...", callback=float_list,
+                     help="Learning rates the protocol chooses from (default 0.003,0.01,0.03; plus the set's learned "
+                          "one).")(f)
+    return click.option("--protocol", "eval_protocol", type=click.Choice(["lr-grid", "fixed-lr"]), default="lr-grid",
+                        show_default=True,
+                        help="lr-grid: the learning rate chosen per set on the validation part carved from the "
+                             "training split; fixed-lr: the set's learned rate, else 0.01 (older results).")(f)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import click
 
-from ddfad_apps.cli.data_options import data_options
+from ddfad_apps.cli.data_options import data_options, duration_option, feature_option
 from ddfad_apps.cli.job_runner import echo_for, run_job
-from ddfad_apps.features.transforms import FEATURE_MODULES
 from ddfad_apps.models.layers import NORMS
 from ddfad_apps.models.registry import MODEL_NAMES
 
@@ -26,10 +25,8 @@ from ddfad_apps.models.registry import MODEL_NAMES
 @click.option("--depth", type=click.IntRange(min=1), default=None, help="ConvNet blocks (default 3); ConvNet only.")
 @click.option("--norm", type=click.Choice(NORMS), default=None,
               help="Normalisation layers (default: instancenorm, as in the distillation literature).")
-@click.option("--duration", type=click.FloatRange(min=0.0, min_open=True), default=None,
-              help="Seconds every clip is padded/cropped to (default: per data set, FSDD 1.0, RAVDESS 3.0).")
-@click.option("--feature", type=click.Choice(tuple(FEATURE_MODULES)), default="fd_mfcc", show_default=True,
-              help="Feature kind: MFCC + deltas as 3 channels, MFCC only, or LPCC.")
+@duration_option
+@feature_option()
 @click.option("--frame-ms", type=click.FloatRange(min=0.0, min_open=True), default=None, help="Frame length in ms (default 20).")
 @click.option("--hop-ms", type=click.FloatRange(min=0.0, min_open=True), default=None, help="Hop in ms (default 20).")
 @click.option("--n-mfcc", type=click.IntRange(min=1), default=None, help="Cepstral coefficients (default 20).")

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import torch
 
     from ddfad_apps.data.registry import DatasetRef
+    from ddfad_apps.features.config import FeatureConfig
     from ddfad_apps.features.dataset import FeatureSplits
 
 Say = Callable[[str], None]  # where a job writes its progress lines (print, tqdm.write, a logger)
@@ -64,6 +65,20 @@ def open_device(name: str) -> torch.device:
     try:
         return resolve_device(name)
     except RuntimeError as exc:
+        raise JobSettingsError(str(exc)) from exc
+
+
+def feature_config(kind: str | None = None, frame_ms: float | None = None, hop_ms: float | None = None,
+                   n_coeffs: int | None = None) -> FeatureConfig:
+    """The feature settings of a job: the defaults with the given changes (``None``: keep the default); an unknown
+    kind or impossible settings are a :class:`JobSettingsError`."""
+    from ddfad_apps.features import FeatureConfig
+
+    changes = {k: v for k, v in {"kind": kind, "frame_ms": frame_ms, "hop_ms": hop_ms,
+                                 "n_coeffs": n_coeffs}.items() if v is not None}
+    try:
+        return FeatureConfig().replace(**changes)
+    except ValueError as exc:
         raise JobSettingsError(str(exc)) from exc
 
 

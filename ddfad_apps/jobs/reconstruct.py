@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ddfad_apps.jobs.data import open_device
-from ddfad_apps.jobs.distill import open_run_folder
+from ddfad_apps.jobs.distill import AUDIO_KINDS, invertible, open_run_folder
 from ddfad_apps.jobs.errors import JobError
 
 if TYPE_CHECKING:
@@ -49,9 +49,12 @@ def run_reconstruct_job(job: ReconstructJob) -> ReconstructJobResult:
 
     run = open_run_folder(job.folder, job.dataset, job.data_root)
     syn, ref = run.synthetic, run.dataset
+    if not invertible(run.feature_config()):
+        raise JobError(f"the set in {job.folder} is in {run.feature_config().kind} features, which cannot be turned "
+                       f"into audio: only {' and '.join(AUDIO_KINDS)} sets can be reconstructed")
     dev = open_device(job.device)
     try:
-        clips = list_clips(ref.argument, "train", job.data_root, **run.options)
+        clips = list_clips(ref.argument, "train", job.data_root, duration=run.duration, **run.options)
         check_compatible(syn, clips, None, f"the distilled set in {job.folder}",
                          f"data set {ref.name!r} ({ref.argument})")
         exported = export_audio(syn, clips, job.folder, n_iter=job.n_iter, device=dev)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ddfad_apps.jobs.data import Say, load_splits, open_dataset, open_device
+from ddfad_apps.jobs.data import Say, feature_config, load_splits, open_dataset, open_device
 from ddfad_apps.jobs.errors import JobError, JobSettingsError
 
 if TYPE_CHECKING:
@@ -104,14 +104,7 @@ class TrainJob:
 
     def feature_config(self) -> FeatureConfig:
         """The feature settings (kind, framing, coefficients); impossible ones are a :class:`JobSettingsError`."""
-        from ddfad_apps.features import FeatureConfig
-
-        changes = {k: v for k, v in {"kind": self.feature, "frame_ms": self.frame_ms, "hop_ms": self.hop_ms,
-                                     "n_coeffs": self.n_mfcc}.items() if v is not None}
-        try:
-            return FeatureConfig().replace(**changes)
-        except ValueError as exc:
-            raise JobSettingsError(str(exc)) from exc
+        return feature_config(self.feature, self.frame_ms, self.hop_ms, self.n_mfcc)
 
 
 @dataclass
