@@ -2,12 +2,14 @@
 
 Storage policies (Avalanche ``ExemplarsBuffer``, for ``ReplayPlugin(mem_size, storage_policy=...)``):
 :class:`DistilledMemory` (each new class distilled into ``k`` synthetic inputs), :class:`HerdingMemory`,
-:class:`RandomMemory`; EEIL as plugins (:func:`eeil_plugins`); :class:`MLflowLogger` for Avalanche metrics.
+:class:`RandomMemory`; :class:`EEIL`, an Avalanche strategy owning its replay, and its pieces as plugins without
+replay (:func:`eeil_plugins`); :class:`MLflowLogger` for Avalanche metrics.
 """
 
 from strategies.class_memory import ClassMemoryBuffer, MemoryBudgetError
 from strategies.distilled_storage import DistilledMemory
 from strategies.eeil import (
+    EEIL,
     BalancedFinetunePlugin,
     CrossDistillationPlugin,
     SeenClassMask,
@@ -20,6 +22,6 @@ from strategies.mlflow_logger import MLflowLogger
 MEMORIES: dict[str, type[ClassMemoryBuffer]] = {"distilled": DistilledMemory, "herding": HerdingMemory,
                                                 "random": RandomMemory}
 
-__all__ = ["BalancedFinetunePlugin", "ClassMemoryBuffer", "CrossDistillationPlugin", "DistilledMemory",
+__all__ = ["EEIL", "BalancedFinetunePlugin", "ClassMemoryBuffer", "CrossDistillationPlugin", "DistilledMemory",
            "HerdingMemory", "MEMORIES", "MLflowLogger", "MemoryBudgetError", "RandomMemory", "SeenClassMask",
            "distillation_loss", "eeil_plugins"]

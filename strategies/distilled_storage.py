@@ -3,8 +3,18 @@
 After each experience the classes it brought are distilled together (their rows relabelled ``0..n-1``, the
 engine's convention) with :func:`ddfad_apps.distill.distill` - MTT by default, any engine method by
 ``method`` - and the result is stored per class.  Only the stream's inputs are used, so it works on any stream
-whose inputs the distillation network accepts (``(C, H, W)`` tensors for the default ConvNet: audio features,
-images, random tensors).  One line in a plain Avalanche experiment::
+whose inputs the distillation network accepts.
+
+Which network distils: the toolkit's registry network ``model`` (ConvNet by default, see
+:data:`ddfad_apps.models.MODEL_NAMES`), built fresh for the stream's input shape - *not* the strategy's own
+model, since the engine (MTT's experts and student, DM's embedders) builds its networks by registry name.  The
+registry networks take ``(C, H, W)`` inputs (audio features, images, random tensors); any other shape (flat
+vectors for an MLP) is refused by :meth:`DistilledMemory.check_inputs` before training, naming the shape and
+the network.  A class seen before is re-distilled from its new rows together with its old synthetic rows
+(which stand in for the old data they summarise).  Integer inputs (e.g. ``uint8`` images) are distilled as
+float32 on the same scale and the memory stays float32 (rounding would undo the distillation); a warning says
+so, and replay batches then reach the model as float32 (``torch.cat`` promotes).  One line in a plain
+Avalanche experiment::
 
     ReplayPlugin(mem_size=200, storage_policy=DistilledMemory(200, mem_per_class=20, method="dm"))
 """
@@ -12,11 +22,13 @@ images, random tensors).  One line in a plain Avalanche experiment::
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import torch
 
 from ddfad_apps.distill import distill, method_settings
+from ddfad_apps.distill.coreset import CORESET_METHODS
 from ddfad_apps.distill.presets import with_network
 from strategies.class_memory import ClassMemoryBuffer
 from strategies.exemplar_storage import local_feature_set
@@ -40,13 +52,14 @@ class DistilledMemory(ClassMemoryBuffer):
     def __init__(self, max_size: int, mem_per_class: int | None = None, method: str = "mtt", preset: str = "fast",
                  *, settings: Any = None, overrides: dict[str, Any] | None = None, model: str = "convnet",
                  model_kwargs: dict | None = None, device: torch.device | str = "cpu", seed: int = 0,
-                 progress: bool = False) -> None:
-        super().__init__(max_size, mem_per_class, seed)
+                 progress: bool = False, num_classes: int | None = None) -> None:
+        super().__init__(max_size, mem_per_class, seed, num_classes=num_classes)
         if settings is not None and overrides:
             raise ValueError("pass either settings or overrides, not both")
         self.method, self.preset, self.settings, self.overrides = method, preset, settings, dict(overrides or {})
         self.model, self.model_kwargs, self.device, self.progress = model, model_kwargs, device, progress
         self.results: list[dict[str, Any]] = []
+        self._warned = False
 
     def settings_for(self, k: int) -> Any:
         """The settings distilling ``k`` inputs per class of an experience (see the class docstring)."""
@@ -54,6 +67,33 @@ class DistilledMemory(ClassMemoryBuffer):
             return with_network(self.settings, self.model, self.model_kwargs)
         return method_settings(self.method, self.preset, k, model=self.model, model_kwargs=self.model_kwargs,
                                **self.overrides)
+
+    def check_inputs(self, example: Any, agent: Any = None) -> None:
+        """Refuse inputs the distillation network cannot take (module docstring), before anything trains."""
+        super().check_inputs(example, agent)
+        settings = self.settings_for(1)
+        if settings is None:
+            return  # coreset "distillation" (random/herding/k-center) takes any shape
+        shape = tuple(example.shape)
+        own = f" (not your strategy's {type(agent.model).__name__})" if getattr(agent, "model", None) else ""
+        problem = f"inputs of shape {shape} are not (C, H, W)" if len(shape) != 3 else None
+        if problem is None:
+            from ddfad_apps.models import build_model
+
+            try:
+                build_model(settings.model, 2, shape, **settings.model_kwargs)
+            except (ValueError, RuntimeError) as exc:
+                problem = f"it cannot take inputs of shape {shape}: {exc}"
+        if problem:
+            raise ValueError(
+                f"DistilledMemory distils with the toolkit's {settings.model!r} network{own}, and {problem}; "
+                "reshape the stream's inputs to (C, H, W), or use HerdingMemory/RandomMemory, which store any shape"
+            )
+        if not example.is_floating_point() and self.method not in CORESET_METHODS and not self._warned:
+            self._warned = True
+            warnings.warn(f"DistilledMemory: the stream's inputs are {example.dtype}; the memory is distilled and kept "
+                          "as float32 on the same scale (rounding would undo the distillation), so replayed rows "
+                          "reach the model as float32", stacklevel=2)
 
     def select(self, x: torch.Tensor, y: torch.Tensor, new_classes: list[int], k: int,
                agent: Any) -> dict[int, torch.Tensor]:
@@ -63,4 +103,5 @@ class DistilledMemory(ClassMemoryBuffer):
                       seed=self.seed * 1000 + self.updates, progress=self.progress)
         self.results.append({"classes": new_classes, "method": syn.method, "lr": syn.lr,
                              "seconds": round(time.perf_counter() - start, 2)})
-        return {c: syn.features[syn.labels == i].to(x.dtype) for i, c in enumerate(new_classes)}
+        dtype = x.dtype if self.method in CORESET_METHODS else torch.float32  # real rows keep theirs
+        return {c: syn.features[syn.labels == i].to(dtype) for i, c in enumerate(new_classes)}

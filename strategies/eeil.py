@@ -1,31 +1,38 @@
-"""End-to-End Incremental Learning (Castro et al., ECCV 2018) as small Avalanche plugins.
+"""End-to-End Incremental Learning (Castro et al., ECCV 2018) as an Avalanche strategy and as plugins.
 
 EEIL = (1) train on new data + a class-balanced memory with cross-entropy plus a distillation loss that keeps
 the old classes' outputs close to the previous model's (temperature 2), then (2) balanced fine-tuning: a few
-epochs with a reduced learning rate on a class-balanced subset (the memory, which after the storage update holds
-the same number of inputs for old and new classes).  Avalanche ships no EEIL, so it is built from:
+epochs at a reduced learning rate on a class-balanced set (the memory, which after its update holds the same
+number of inputs for old and new classes), with the old classes distilled from the pre-experience model and a
+*temporary* distillation of the new classes from the model as it was after stage (1), so the little balanced
+data does not wash out what the full new data taught.  Avalanche ships no EEIL.
 
-* :class:`SeenClassMask` - one classifier head sized for the whole stream; logits of classes not seen yet are
-  masked, so they neither win predictions nor get pushed down before their data arrives (simpler than growing
-  the head, and standard for EEIL/iCaRL-style recipes);
-* :class:`CrossDistillationPlugin` - the distillation term, against a frozen copy of the model taken before
-  each experience;
-* :class:`BalancedFinetunePlugin` - stage (2), reading the memory of a
-  :class:`~strategies.class_memory.ClassMemoryBuffer` (herding, random or distilled);
-* Avalanche's own ``ReplayPlugin`` with that buffer as ``storage_policy`` for the new data + memory batches.
-
-:func:`eeil_plugins` returns them in the order they must run.
+* :class:`EEIL` - the strategy (on Avalanche's ``SupervisedTemplate``).  It owns the replay: each training
+  mini-batch is ``train_mb_size`` new rows plus ``batch_size_mem`` memory rows of its ``storage_policy``
+  (Avalanche's ``ReplayDataLoader``), and it updates the memory after each experience; a ``ReplayPlugin`` (or
+  any plugin with a ``storage_policy``) among ``plugins`` is refused, since it would replay a second memory.
+  Budgets are checked before each experience trains (before the first, for a list of experiences).
+* The pieces, each usable alone in any supervised strategy, in any order: :class:`SeenClassMask` (one head for
+  the whole stream, unseen classes masked - simpler than growing the head, standard for EEIL/iCaRL recipes),
+  :class:`CrossDistillationPlugin` (the distillation term, against a frozen copy of the model taken before each
+  experience), :class:`BalancedFinetunePlugin` (stage 2; it updates its storage itself - a second update of one
+  experience is a no-op - so it need not come after a ``ReplayPlugin``).  :func:`eeil_plugins` returns these
+  three and *no replay*: add ``ReplayPlugin(storage.max_size, storage_policy=storage)`` yourself, or use
+  :class:`EEIL`.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
-from avalanche.training.plugins import ReplayPlugin
+from avalanche.training.plugins.evaluation import default_evaluator
+from avalanche.training.templates import SupervisedTemplate
 
 from strategies.class_memory import ClassMemoryBuffer
 
@@ -59,6 +66,22 @@ def distillation_loss(new_logits: torch.Tensor, old_logits: torch.Tensor, temper
     return F.kl_div(log_p, q, reduction="batchmean") * temperature**2
 
 
+def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` in eval mode with gradients off: a distillation teacher."""
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def teacher_term(teacher: torch.nn.Module, classes: list[int], x: torch.Tensor, logits: torch.Tensor,
+                 temperature: float) -> torch.Tensor:
+    """:func:`distillation_loss` of ``logits`` against ``teacher(x)`` on the columns ``classes``."""
+    with torch.no_grad():
+        target = teacher(x)[:, classes]
+    return distillation_loss(logits[:, classes], target, temperature)
+
+
 class SeenClassMask(SupervisedPlugin):
     """Mask the logits of classes not seen yet, in training and evaluation (a full-size head for the stream)."""
 
@@ -78,34 +101,34 @@ class SeenClassMask(SupervisedPlugin):
 
 
 class CrossDistillationPlugin(SupervisedPlugin):
-    """Add ``weight * distillation_loss`` on the old classes' logits to every training mini-batch's loss."""
+    """Add ``weight * distillation_loss`` on the old classes' logits to every training mini-batch's loss.
+
+    ``terms`` records ``(experience, value)`` of every term added (none while there is no old class).
+    """
 
     def __init__(self, temperature: float = 2.0, weight: float = 1.0) -> None:
         super().__init__()
         self.temperature, self.weight = temperature, weight
         self.old_model: torch.nn.Module | None = None
         self.old_classes: list[int] = []
+        self.terms: list[tuple[int, float]] = []
         self._learned: set[int] = set()
 
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         self.old_classes = sorted(self._learned)
-        self.old_model = None
-        if self.old_classes:
-            self.old_model = copy.deepcopy(strategy.model).eval()
-            for p in self.old_model.parameters():
-                p.requires_grad_(False)
+        self.old_model = frozen_copy(strategy.model) if self.old_classes else None
 
     def loss(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """The distillation term for inputs ``x`` whose current logits are ``logits`` (0 before any old class)."""
         if self.old_model is None:
             return logits.sum() * 0.0
-        with torch.no_grad():
-            old = self.old_model(x)[:, self.old_classes]
-        return self.weight * distillation_loss(logits[:, self.old_classes], old, self.temperature)
+        return self.weight * teacher_term(self.old_model, self.old_classes, x, logits, self.temperature)
 
     def before_backward(self, strategy: Any, **kwargs: Any) -> None:
         if self.old_model is not None:
-            strategy.loss = strategy.loss + self.loss(strategy.mb_x, strategy.mb_output)
+            term = self.loss(strategy.mb_x, strategy.mb_output)
+            self.terms.append((int(getattr(strategy.experience, "current_experience", -1)), float(term.detach())))
+            strategy.loss = strategy.loss + term
 
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         self._learned |= experience_classes(strategy.experience)
@@ -114,40 +137,55 @@ class CrossDistillationPlugin(SupervisedPlugin):
 class BalancedFinetunePlugin(SupervisedPlugin):
     """EEIL stage (2): after each incremental experience, fine-tune on the class-balanced memory.
 
-    Runs ``epochs`` epochs of SGD (momentum 0.9) at ``lr_factor`` x the strategy's learning rate on all of
-    ``storage``'s inputs (the same count for every seen class), with cross-entropy over the seen classes plus,
-    when ``distillation`` is given, its term against the pre-experience model.  Skipped after the first
-    experience (nothing to balance).  Must run after the storage update, i.e. come after ``ReplayPlugin``.
+    Updates ``storage`` for the experience (a no-op when a ``ReplayPlugin`` already did), then runs ``epochs``
+    epochs of SGD (momentum 0.9) at ``lr_factor`` x the strategy's learning rate on all of its inputs (the same
+    count for every seen class), with cross-entropy over the seen classes plus ``distill_weight`` x the
+    distillation of the old classes from the pre-experience model and of the new classes from the model after
+    stage (1) (EEIL's temporary distillation).  Skipped after the first experience (nothing to balance).
+    ``history`` holds each epoch's mean loss and distillation terms; ``last_counts`` the memory it used.
     """
 
     def __init__(self, storage: ClassMemoryBuffer, epochs: int = 10, lr_factor: float = 0.1,
-                 batch_size: int | None = None, distillation: CrossDistillationPlugin | None = None,
+                 batch_size: int | None = None, temperature: float = 2.0, distill_weight: float = 1.0,
                  seed: int = 0) -> None:
         super().__init__()
         self.storage, self.epochs, self.lr_factor = storage, epochs, lr_factor
-        self.batch_size, self.distillation = batch_size, distillation
+        self.batch_size, self.temperature, self.distill_weight = batch_size, temperature, distill_weight
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[dict[str, float]] = []
         self.last_counts: dict[int, int] = {}
+        self.old_model: torch.nn.Module | None = None
         self._seen: set[int] = set()
 
+    def before_training(self, strategy: Any, **kwargs: Any) -> None:
+        replays = [p for p in strategy.plugins if hasattr(p, "storage_policy")]
+        if len(replays) > 1:
+            raise ValueError(f"{len(replays)} replay plugins ({', '.join(type(p).__name__ for p in replays)}): each "
+                             "replaces the other's batches and updates its own memory; keep one")
+        owned = getattr(strategy, "storage_policy", None) is self.storage
+        if not owned and not any(p.storage_policy is self.storage for p in replays):
+            warnings.warn("BalancedFinetunePlugin: nothing replays its memory during training; add "
+                          "ReplayPlugin(storage.max_size, storage_policy=storage) or use strategies.EEIL",
+                          stacklevel=2)
+
+    def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        self.old_model = frozen_copy(strategy.model) if self._seen and self.epochs > 0 else None
+
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
-        first = not self._seen
+        old = sorted(self._seen)
+        new = sorted(experience_classes(strategy.experience) - self._seen)
         self._seen |= experience_classes(strategy.experience)
-        if first or self.epochs <= 0:
+        self.storage.post_adapt(strategy, strategy.experience)
+        if not old or self.epochs <= 0:
             return
-        missing = self._seen - set(self.storage.classes)
-        if missing:
-            raise RuntimeError(
-                f"balanced fine-tuning found no memory for classes {sorted(missing)}: the storage policy must be "
-                "updated first (put ReplayPlugin before BalancedFinetunePlugin in the plugin list)"
-            )
         x, y = self.storage.tensors()
         self.last_counts = self.storage.counts()
-        self.finetune(strategy, x, y)
+        self.finetune(strategy, x, y, old, new)
+        self.old_model = None
 
-    def finetune(self, strategy: Any, x: torch.Tensor, y: torch.Tensor) -> None:
+    def finetune(self, strategy: Any, x: torch.Tensor, y: torch.Tensor, old: list[int], new: list[int]) -> None:
         model, device = strategy.model, strategy.device
+        new_teacher = frozen_copy(model) if new else None
         base_lr = strategy.optimizer.param_groups[0]["lr"]
         opt = torch.optim.SGD(model.parameters(), lr=base_lr * self.lr_factor, momentum=0.9,
                               weight_decay=strategy.optimizer.param_groups[0].get("weight_decay", 0.0))
@@ -156,29 +194,110 @@ class BalancedFinetunePlugin(SupervisedPlugin):
         model.train()
         for epoch in range(self.epochs):
             order = torch.randperm(len(x), generator=self.generator).to(device)
-            total, n = 0.0, 0
+            sums = {"loss": 0.0, "distill_old": 0.0, "distill_new": 0.0}
             for start in range(0, len(x), bs):
                 idx = order[start : start + bs]
                 logits = mask_logits(model(x[idx]), self._seen)
-                loss = F.cross_entropy(logits, y[idx])
-                if self.distillation is not None:
-                    loss = loss + self.distillation.loss(x[idx], logits)
+                kd_old = teacher_term(self.old_model, old, x[idx], logits, self.temperature) \
+                    if self.old_model is not None else logits.sum() * 0.0
+                kd_new = teacher_term(new_teacher, new, x[idx], logits, self.temperature) \
+                    if new_teacher is not None else logits.sum() * 0.0
+                loss = F.cross_entropy(logits, y[idx]) + self.distill_weight * (kd_old + kd_new)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += loss.item() * len(idx)
-                n += len(idx)
-            self.history.append({"epoch": epoch + 1, "loss": total / n})
+                for key, value in (("loss", loss), ("distill_old", kd_old), ("distill_new", kd_new)):
+                    sums[key] += value.item() * len(idx)
+            self.history.append({"epoch": epoch + 1, **{k: v / len(x) for k, v in sums.items()}})
 
 
-def eeil_plugins(storage: ClassMemoryBuffer, *, temperature: float = 2.0, finetune_epochs: int = 10,
-                 finetune_lr_factor: float = 0.1, finetune_batch_size: int | None = None, seed: int = 0,
-                 batch_size_mem: int | None = None) -> list[SupervisedPlugin]:
-    """The EEIL plugin list for a Naive (or any supervised) Avalanche strategy, in the order they must run."""
-    kd = CrossDistillationPlugin(temperature)
-    return [
-        ReplayPlugin(storage.max_size, batch_size_mem=batch_size_mem, storage_policy=storage),
-        SeenClassMask(),
-        kd,
-        BalancedFinetunePlugin(storage, finetune_epochs, finetune_lr_factor, finetune_batch_size, kd, seed),
-    ]
+def eeil_plugins(storage: ClassMemoryBuffer, *, temperature: float = 2.0, distill_weight: float = 1.0,
+                 finetune_epochs: int = 10, finetune_lr_factor: float = 0.1, finetune_batch_size: int | None = None,
+                 seed: int = 0) -> list[SupervisedPlugin]:
+    """EEIL's mask, cross-distillation and balanced fine-tuning for any supervised strategy, in any order.
+
+    No replay: add ``ReplayPlugin(storage.max_size, storage_policy=storage)`` once, or use :class:`EEIL`.
+    """
+    return [SeenClassMask(), CrossDistillationPlugin(temperature, distill_weight),
+            BalancedFinetunePlugin(storage, finetune_epochs, finetune_lr_factor, finetune_batch_size, temperature,
+                                   distill_weight, seed)]
+
+
+class EEIL(SupervisedTemplate):
+    """EEIL on Avalanche's ``SupervisedTemplate``: replay of new data + memory, cross-distillation, balanced
+    fine-tuning with temporary distillation of the new classes (module docstring).
+
+    ``storage_policy``: a :class:`~strategies.class_memory.ClassMemoryBuffer` (default: EEIL's herding,
+    ``HerdingMemory(mem_size, mem_per_class)``); ``mem_size``, when given with a policy, must equal its
+    ``max_size``.  ``batch_size_mem``: memory rows per mini-batch (default ``train_mb_size``).
+    ``mask_unseen``: mask logits of classes not seen yet (a head sized for the whole stream).  The remaining
+    arguments are Avalanche's, keyword-only as Avalanche asks of strategies.  ``storage_policy``, ``distillation`` and ``finetuning`` are public for logging.
+    """
+
+    def __init__(self, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 criterion: Any = None, storage_policy: ClassMemoryBuffer | None = None,
+                 mem_size: int | None = None, mem_per_class: int | None = None, batch_size_mem: int | None = None,
+                 temperature: float = 2.0, distill_weight: float = 1.0, finetune_epochs: int = 30,
+                 finetune_lr_factor: float = 0.1, finetune_batch_size: int | None = None, mask_unseen: bool = True,
+                 seed: int = 0, train_mb_size: int = 1, train_epochs: int = 1, eval_mb_size: int | None = None,
+                 device: str | torch.device = "cpu", plugins: Sequence[SupervisedPlugin] | None = None,
+                 evaluator: Any = default_evaluator, eval_every: int = -1, **base_kwargs: Any) -> None:
+        from strategies.exemplar_storage import HerdingMemory
+
+        if storage_policy is None:
+            storage_policy = HerdingMemory(mem_size or 2000, mem_per_class, seed)
+        elif mem_size is not None and mem_size != storage_policy.max_size:
+            raise ValueError(f"mem_size={mem_size} differs from the storage policy's max_size="
+                             f"{storage_policy.max_size}; give one of them")
+        elif mem_per_class is not None and mem_per_class != storage_policy.mem_per_class:
+            raise ValueError(f"mem_per_class={mem_per_class} differs from the storage policy's "
+                             f"({storage_policy.mem_per_class}); set it on the policy")
+        replays = [type(p).__name__ for p in plugins or () if hasattr(p, "storage_policy")]
+        if replays:
+            raise ValueError(f"EEIL replays its own storage_policy; remove {', '.join(replays)} from plugins (it "
+                             "would replay a second memory and replace EEIL's batches)")
+        self.storage_policy = storage_policy
+        self.batch_size_mem = batch_size_mem
+        self.distillation = CrossDistillationPlugin(temperature, distill_weight)
+        self.finetuning = BalancedFinetunePlugin(storage_policy, finetune_epochs, finetune_lr_factor,
+                                                 finetune_batch_size, temperature, distill_weight, seed)
+        own: list[SupervisedPlugin] = [SeenClassMask()] if mask_unseen else []
+        own += [self.distillation, self.finetuning]
+        super().__init__(model=model, optimizer=optimizer,
+                         criterion=criterion if criterion is not None else torch.nn.CrossEntropyLoss(),
+                         train_mb_size=train_mb_size, train_epochs=train_epochs, eval_mb_size=eval_mb_size,
+                         device=device, plugins=[*own, *(plugins or [])], evaluator=evaluator,
+                         eval_every=eval_every, **base_kwargs)
+
+    def train(self, experiences: Any, eval_streams: Any = None, **kwargs: Any) -> Any:
+        """Avalanche's ``train``; a list of experiences is checked against the memory budget before any trains."""
+        if isinstance(experiences, Iterable):
+            experiences = list(experiences)
+            self.storage_policy.check_stream(experiences, self)
+        return super().train(experiences, eval_streams, **kwargs)
+
+    def _before_training_exp(self, **kwargs: Any) -> None:
+        self.storage_policy.check_experience(self.experience, self)  # before this experience trains
+        super()._before_training_exp(**kwargs)
+
+    def make_train_dataloader(self, num_workers: int = 0, shuffle: bool = True, pin_memory: bool | None = None,
+                              persistent_workers: bool = False, drop_last: bool = False, **kwargs: Any) -> None:
+        """New data alone on the first experience, then ``train_mb_size`` new + ``batch_size_mem`` memory rows."""
+        from avalanche.benchmarks.utils.data_loader import ReplayDataLoader
+
+        memory = self.storage_policy.buffer
+        if len(memory) == 0:
+            return super().make_train_dataloader(num_workers, shuffle, pin_memory, persistent_workers, drop_last,
+                                                 **kwargs)
+        args = self._obtain_common_dataloader_parameters(num_workers=num_workers, shuffle=shuffle,
+                                                         pin_memory=pin_memory, drop_last=drop_last)
+        args.pop("batch_size", None)
+        self.dataloader = ReplayDataLoader(self.adapted_dataset, memory, oversample_small_tasks=True,
+                                           batch_size=self.train_mb_size,
+                                           batch_size_mem=self.batch_size_mem or self.train_mb_size,
+                                           task_balanced_dataloader=False, **args)
+
+    def _after_training_exp(self, **kwargs: Any) -> None:
+        """Update the memory with the model after stage (1), then the plugins (fine-tuning, metrics) run."""
+        self.storage_policy.post_adapt(self, self.experience)
+        super()._after_training_exp(**kwargs)
