@@ -236,6 +236,33 @@ def test_waveform_noise_curve_evaluates_every_level_with_the_protocol(small, her
     assert levels[0].as_dict()["snr_db"] is None and d["evaluation"]["protocol"]["name"] == "lr-grid-on-carved-validation"
 
 
+# --- the audio round trip ---------------------------------------------------------------------------------
+
+
+def test_round_trip_trains_on_the_reconstructed_wavs_beside_the_features_through_one_protocol(small, herding_set,
+                                                                                             tmp_path):
+    from ddfad_apps.evidence.noise import feature_config
+    from ddfad_apps.evidence.roundtrip import audio_set, round_trip
+    from ddfad_apps.reconstruct.writer import write_audio_dataset
+
+    _, carved, test = small
+    folder = write_audio_dataset(herding_set, tmp_path / "audio", 8000, feature_config(herding_set), 1.0, n_iter=4)
+    audio = audio_set(herding_set, folder)
+    assert sorted(audio.labels.tolist()) == sorted(herding_set.labels.tolist()) and audio.classes == herding_set.classes
+    assert audio.features.shape == herding_set.features.shape
+    assert not torch.allclose(audio.features, herding_set.features, atol=1e-2)  # extracted again from the WAVs
+    proto = TINY.with_changes(lr_grid=(0.01, 0.03), epochs=2, select_epochs=1)
+    rt = round_trip(herding_set, folder, carved, test, proto, seeds=2)
+    assert rt.features.seeds == rt.audio.seeds == [0, 1]
+    assert rt.features.protocol == rt.audio.protocol == proto.as_dict()
+    assert sorted(rt.audio.val_scores) == sorted(rt.features.val_scores) == [0.01, 0.03]
+    d = rt.as_dict()
+    diffs = [a - f for a, f in zip(rt.audio.accuracies, rt.features.accuracies)]
+    assert d["audio_minus_features"]["mean"] == pytest.approx(sum(diffs) / 2) and d["audio"]["n"] == 2
+    with pytest.raises(FileNotFoundError, match="reconstruct the set as audio first"):
+        audio_set(herding_set, tmp_path / "nothing")
+
+
 # --- scripts/bench_distill.py -----------------------------------------------------------------------------
 
 

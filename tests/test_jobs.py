@@ -193,6 +193,37 @@ def test_reconstruct_and_evaluate_jobs_on_a_run_folder(digits: Path, uri: str, t
     assert len(result.table.splitlines()) == 5 and "tested on data set 'digits'" in lines[0]
 
 
+def test_evaluate_job_waveform_noise_and_round_trip_through_the_protocol(digits: Path, uri: str,
+                                                                         tmp_path: Path) -> None:
+    out = tmp_path / "herding"
+    run_distill_job(DistillJob(dataset=str(digits), method="herding", cpc=2, eval_seeds=0, out=out, device="cpu",
+                               tracking_uri=uri), progress=False, say=lambda line: None)
+    job = EvaluateJob(out, seeds=2, epochs=1, width=8, lr_grid=(0.01, 0.03), waveform_noise=(0.0, 0.01, 0.1),
+                      n_iter=2, roundtrip=True, device="cpu", tracking_uri=uri, experiment="jobs-noise")
+    result = run_evaluate_job(job, progress=False, say=lambda line: None)
+    saved = json.loads(Path(MlflowClient(uri).download_artifacts(result.run_id, "evaluation.json",
+                                                                 str(tmp_path))).read_text())
+    assert list(saved) == ["features", "audio roundtrip", "waveform noise 0", "waveform noise 0.01",
+                           "waveform noise 0.1"]
+    noise = [saved[f"waveform noise {s:g}"]["convnet"]["noise"] for s in (0.0, 0.01, 0.1)]
+    assert [n["variance"] for n in noise] == pytest.approx([0.0, 1e-4, 1e-2])
+    assert noise[0]["snr_db"] is None and noise[1]["snr_db"] == pytest.approx(noise[2]["snr_db"] + 20.0)
+    # every level, the round trip and the features: the same protocol (lr grid on the carved part), same seeds
+    for kind, res in saved.items():
+        ev = res["convnet"]
+        assert ev["protocol"]["name"] == "lr-grid-on-carved-validation", kind
+        assert sorted(ev["val_scores"]) == ["0.01", "0.03"] and ev["seeds"] == [0, 1], kind
+        assert ev["carve"] == json.loads((out / "run.json").read_text())["carve"], kind
+    rt, feats = saved["audio roundtrip"]["convnet"], saved["features"]["convnet"]
+    diff = [a - b for a, b in zip(rt["accuracies"], feats["accuracies"])]
+    assert rt["audio_minus_features"]["mean"] == pytest.approx(sum(diff) / 2)
+    assert "waveform noise 0.1" in result.table and "SNR" in result.table
+    metrics = MlflowClient(uri).get_run(result.run_id).data.metrics
+    assert metrics["test_accuracy_convnet_wnoise_0.1"] == pytest.approx(saved["waveform noise 0.1"]["convnet"]["mean"])
+    with pytest.raises(JobSettingsError, match="--waveform-noise evaluates with the lr-grid protocol only"):
+        run_evaluate_job(EvaluateJob(out, waveform_noise=(0.1,), eval_protocol="fixed-lr"), progress=False)
+
+
 def test_settings_that_cannot_be_honoured_are_refused_before_any_work(digits: Path, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # must never be created: no run opens for refused settings
     cases = [
