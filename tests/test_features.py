@@ -269,7 +269,7 @@ def test_cache_key_covers_every_setting(small_fsdd):
     clips = list_clips(str(small_fsdd), "train", sample_rate=SR, duration=1.0)
     base = FeatureConfig()
     changes = {"kind": "mfcc", "n_coeffs": 13, "frame_ms": 25.0, "hop_ms": 10.0, "n_mels": 64, "pre_emphasis": 0.9,
-               "delta_width": 5, "top_db": None, "lpc_order": 10}
+               "delta_width": 5, "top_db": None, "lpc_order": 10, "window": "hamming"}
     assert set(changes) == {f.name for f in dataclasses.fields(FeatureConfig)}  # a new field must be added here
     keys = {cache_key(clips, base, "raise")}
     keys |= {cache_key(clips, base.replace(**{k: v}), "raise") for k, v in changes.items()}
@@ -323,3 +323,26 @@ def test_feature_stats_roundtrip():
     const = FeatureStats.fit(torch.ones(4, 1, 2, 5))  # a constant coefficient: std floored, no division by zero
     assert torch.isfinite(const.apply(torch.ones(4, 1, 2, 5))).all()
     assert restored.apply(x.float()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("kind", ["fd_mfcc", "mfcc", "lpcc"])
+def test_window_setting_reaches_every_feature_kind(kind) -> None:
+    """``FeatureConfig.window`` changes the features (Hamming keeps the frame edges Hann zeroes), and an unknown
+    window is refused by name."""
+    torch.manual_seed(0)
+    wave = torch.randn(2, SR)
+    hann = FeatureConfig(kind=kind).extract(wave, SR)
+    hamming = FeatureConfig(kind=kind, window="hamming").extract(wave, SR)
+    assert hann.shape == hamming.shape
+    assert not torch.allclose(hann, hamming, atol=1e-2)
+    if kind != "lpcc":  # the MFCC chain with a Hamming window, spelled out with torch.stft
+        cfg = FeatureConfig(kind="mfcc", window="hamming")
+        win, hop, n_fft = AF.frame_params(SR, cfg.frame_ms, cfg.hop_ms)
+        x = AF.pre_emphasis(wave, cfg.pre_emphasis)
+        spec = torch.stft(x, n_fft, hop, win, torch.hamming_window(win, periodic=True), center=True,
+                          pad_mode="constant", return_complex=True).abs().square()
+        db = AF.power_to_db(AF.mel_filterbank(SR, n_fft, cfg.n_mels) @ spec, top_db=cfg.top_db)
+        expected = AF.dct_matrix(cfg.n_coeffs, cfg.n_mels) @ db
+        torch.testing.assert_close(hamming[:, 0], expected, rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="unknown window 'kaiser'"):
+        FeatureConfig(window="kaiser")

@@ -100,6 +100,7 @@ def set_differences(syn: SyntheticSet, data: FeatureSet | ClipList, stats: Featu
     A property the set does not record (made by older code or by hand) is not compared.
     """
     from ddfad_apps.data.clips import ClipList
+    from ddfad_apps.features.config import FeatureConfig
 
     diffs: list[str] = []
     cls = _class_difference(list(syn.classes), list(data.classes))
@@ -113,6 +114,8 @@ def set_differences(syn: SyntheticSet, data: FeatureSet | ClipList, stats: Featu
         shape = tuple(data.input_shape)
         mine_cfg, their_cfg = syn.meta.get("features"), data.meta.get("features")
         if isinstance(mine_cfg, dict) and isinstance(their_cfg, dict):
+            # settings added since a set was saved take their (unchanged) default, e.g. ``window``
+            mine_cfg, their_cfg = ({**FeatureConfig().as_dict(), **c} for c in (mine_cfg, their_cfg))
             changed = [f"{k} {mine_cfg.get(k)!r} vs {their_cfg.get(k)!r}"
                        for k in sorted(set(mine_cfg) | set(their_cfg)) if mine_cfg.get(k) != their_cfg.get(k)]
             if changed:

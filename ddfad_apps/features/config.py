@@ -26,6 +26,9 @@ class FeatureConfig:
     delta_width: int = 9
     top_db: float | None = 80.0
     lpc_order: int = 12
+    # Analysis window (periodic): Hann as librosa; 'hamming' keeps the frame edges (0.08 instead of 0), which
+    # matters when frames do not overlap (README, "Framing").
+    window: str = "hann"
 
     def __post_init__(self) -> None:
         """Refuse settings the extractor cannot honour, instead of letting it quietly compute something else
@@ -34,6 +37,8 @@ class FeatureConfig:
 
         if self.kind not in FEATURE_MODULES:
             raise ValueError(f"unknown feature kind {self.kind!r}; choose one of {tuple(FEATURE_MODULES)}")
+        if self.window not in AF.WINDOWS:
+            raise ValueError(f"unknown window {self.window!r}; choose one of {', '.join(AF.WINDOWS)}")
         if self.hop_ms <= 0 or self.frame_ms <= 0:
             raise ValueError("frame_ms and hop_ms must be positive")
         for name in ("n_coeffs", "n_mels", "lpc_order", "delta_width"):

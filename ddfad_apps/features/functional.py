@@ -35,9 +35,25 @@ def frame_params(sample_rate: int, frame_ms: float, hop_ms: float) -> tuple[int,
     return win_length, hop_length, n_fft
 
 
+WINDOWS: tuple[str, ...] = ("hann", "hamming")
+
+
+def analysis_window(name: str, win_length: int, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Periodic ``name`` window (``'hann'`` or ``'hamming'``), computed in float64 and cast (so float32 and float64
+    callers share its values).  Periodic, as librosa and ``torch.stft`` use for analysis; the features and the
+    audio reconstruction must use the same one, so it is a feature setting (``FeatureConfig.window``)."""
+    if name == "hann":
+        window = torch.hann_window(win_length, periodic=True, dtype=torch.float64, device=device)
+    elif name == "hamming":
+        window = torch.hamming_window(win_length, periodic=True, dtype=torch.float64, device=device)
+    else:
+        raise ValueError(f"unknown window {name!r}; choose one of {', '.join(WINDOWS)}")
+    return window.to(dtype)
+
+
 def hann_window(win_length: int, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Periodic Hann window, computed in float64 and cast (so float32 and float64 callers share its values)."""
-    return torch.hann_window(win_length, periodic=True, dtype=torch.float64, device=device).to(dtype)
+    """Periodic Hann window (:func:`analysis_window`'s default)."""
+    return analysis_window("hann", win_length, device, dtype)
 
 
 def power_spectrogram(

@@ -26,13 +26,14 @@ class MFCC(nn.Module):
     kind = "mfcc"
 
     def __init__(self, sample_rate: int, n_mfcc: int = 20, frame_ms: float = 20.0, hop_ms: float = 20.0,
-                 n_mels: int = 40, pre_emphasis: float = 0.97, top_db: float | None = 80.0) -> None:
+                 n_mels: int = 40, pre_emphasis: float = 0.97, top_db: float | None = 80.0,
+                 window: str = "hann") -> None:
         super().__init__()
         self.config = FeatureConfig(self.kind, n_coeffs=n_mfcc, frame_ms=frame_ms, hop_ms=hop_ms, n_mels=n_mels,
-                                    pre_emphasis=pre_emphasis, top_db=top_db)
+                                    pre_emphasis=pre_emphasis, top_db=top_db, window=window)
         self.sample_rate = sample_rate
         self.win_length, self.hop_length, self.n_fft = AF.frame_params(sample_rate, frame_ms, hop_ms)
-        self.register_buffer("window", AF.hann_window(self.win_length, dtype=torch.float64))
+        self.register_buffer("window", AF.analysis_window(window, self.win_length, dtype=torch.float64))
         self.register_buffer("mel_fb", AF.mel_filterbank(sample_rate, self.n_fft, n_mels, dtype=torch.float64))
         self.register_buffer("dct", AF.dct_matrix(n_mfcc, n_mels, dtype=torch.float64))
 
@@ -50,7 +51,7 @@ class MFCC(nn.Module):
     @classmethod
     def from_config(cls, config: FeatureConfig, sample_rate: int) -> "MFCC":
         return cls(sample_rate, config.n_coeffs, config.frame_ms, config.hop_ms, config.n_mels, config.pre_emphasis,
-                   config.top_db)
+                   config.top_db, config.window)
 
 
 class FDMFCC(MFCC):
@@ -60,8 +61,8 @@ class FDMFCC(MFCC):
 
     def __init__(self, sample_rate: int, n_mfcc: int = 20, frame_ms: float = 20.0, hop_ms: float = 20.0,
                  n_mels: int = 40, pre_emphasis: float = 0.97, top_db: float | None = 80.0,
-                 delta_width: int = 9) -> None:
-        super().__init__(sample_rate, n_mfcc, frame_ms, hop_ms, n_mels, pre_emphasis, top_db)
+                 delta_width: int = 9, window: str = "hann") -> None:
+        super().__init__(sample_rate, n_mfcc, frame_ms, hop_ms, n_mels, pre_emphasis, top_db, window)
         self.config = self.config.replace(delta_width=delta_width)
         self.register_buffer("delta1", AF.delta_kernel(delta_width, 1, dtype=torch.float64))
         self.register_buffer("delta2", AF.delta_kernel(delta_width, 2, dtype=torch.float64))
@@ -76,7 +77,7 @@ class FDMFCC(MFCC):
     @classmethod
     def from_config(cls, config: FeatureConfig, sample_rate: int) -> "FDMFCC":
         return cls(sample_rate, config.n_coeffs, config.frame_ms, config.hop_ms, config.n_mels, config.pre_emphasis,
-                   config.top_db, config.delta_width)
+                   config.top_db, config.delta_width, config.window)
 
 
 class LPCC(nn.Module):
@@ -85,13 +86,13 @@ class LPCC(nn.Module):
     kind = "lpcc"
 
     def __init__(self, sample_rate: int, n_lpcc: int = 20, lpc_order: int = 12, frame_ms: float = 20.0,
-                 hop_ms: float = 20.0, pre_emphasis: float = 0.97) -> None:
+                 hop_ms: float = 20.0, pre_emphasis: float = 0.97, window: str = "hann") -> None:
         super().__init__()
         self.config = FeatureConfig(self.kind, n_coeffs=n_lpcc, lpc_order=lpc_order, frame_ms=frame_ms,
-                                    hop_ms=hop_ms, pre_emphasis=pre_emphasis)
+                                    hop_ms=hop_ms, pre_emphasis=pre_emphasis, window=window)
         self.sample_rate = sample_rate
         win_length, _, _ = AF.frame_params(sample_rate, frame_ms, hop_ms)
-        self.register_buffer("window", AF.hann_window(win_length, dtype=torch.float64))
+        self.register_buffer("window", AF.analysis_window(window, win_length, dtype=torch.float64))
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         c = self.config
@@ -102,7 +103,7 @@ class LPCC(nn.Module):
     @classmethod
     def from_config(cls, config: FeatureConfig, sample_rate: int) -> "LPCC":
         return cls(sample_rate, config.n_coeffs, config.lpc_order, config.frame_ms, config.hop_ms,
-                   config.pre_emphasis)
+                   config.pre_emphasis, config.window)
 
 
 FEATURE_MODULES: dict[str, type[nn.Module]] = {m.kind: m for m in (FDMFCC, MFCC, LPCC)}

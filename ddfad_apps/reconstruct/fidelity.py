@@ -23,7 +23,7 @@ from torch import nn
 
 from ddfad_apps.features.config import FeatureConfig
 from ddfad_apps.features.normalize import FeatureStats
-from ddfad_apps.reconstruct.functional import _stft, fd_mfcc_to_audio
+from ddfad_apps.reconstruct.functional import SYNTHESIS_OVERLAP, _stft, fd_mfcc_to_audio
 
 PCM16_STEP = 2.0**-15  # one 16-bit LSB: a sample written at full scale reads back as 1 - 2**-15
 FeatureExtractor = Callable[[torch.Tensor, int], torch.Tensor]
@@ -189,7 +189,7 @@ class RoundTrip:
 def roundtrip_accuracy(
     model: nn.Module, waves: torch.Tensor, labels: torch.Tensor, sample_rate: int, stats: FeatureStats,
     config: FeatureConfig | None = None, *, extract: FeatureExtractor | None = None, window: str | None = None,
-    n_iter: int = 32, seed: int = 0, batch_size: int = 256,
+    n_iter: int = 32, seed: int = 0, batch_size: int = 256, overlap: int = SYNTHESIS_OVERLAP,
 ) -> RoundTrip:
     """Classify real clips and their reconstructions from FD-MFCC with the same network.
 
@@ -202,7 +202,8 @@ def roundtrip_accuracy(
     generator = torch.Generator(device=waves.device).manual_seed(seed)
     recon = torch.cat([
         fd_mfcc_to_audio(extract(waves[i : i + batch_size], sample_rate), sample_rate, config, n_iter,
-                         generator=generator, length=waves.shape[-1], window=window)
+                         generator=generator, length=waves.shape[-1], window=window,
+                         overlap=overlap)
         for i in range(0, len(waves), batch_size)
     ])
     before = audio_accuracy(model, waves, labels, sample_rate, stats, config, extract, batch_size)

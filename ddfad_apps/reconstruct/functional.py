@@ -26,22 +26,8 @@ from ddfad_apps.features import functional as AF
 from ddfad_apps.features.config import FeatureConfig
 
 GL_INITS = ("random", "zeros")
-WINDOWS = ("hann", "hamming")
-
-
-def analysis_window(
-    name: str, win_length: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
-) -> torch.Tensor:
-    """Periodic ``name`` window (``'hann'`` or ``'hamming'``), the STFT window librosa and torch.stft use.
-
-    Griffin-Lim must analyse and synthesise with the window the features were computed with, so the window is a
-    parameter everywhere below (the features default to Hann; Hamming is what the framing benchmark compares).
-    """
-    if name == "hann":
-        return torch.hann_window(win_length, periodic=True, dtype=dtype, device=device)
-    if name == "hamming":
-        return torch.hamming_window(win_length, periodic=True, dtype=dtype, device=device)
-    raise ValueError(f"unknown window {name!r}; choose one of {WINDOWS}")
+SYNTHESIS_OVERLAP = 4  # synthesis frames per analysis hop in fd_mfcc_to_audio (see there)
+WINDOWS = AF.WINDOWS
 
 
 def mfcc_to_mel_db(mfcc: torch.Tensor, n_mels: int) -> torch.Tensor:
@@ -116,7 +102,7 @@ def _ola_operators(
     """
     if win_length > n_fft:
         raise ValueError(f"win_length={win_length} exceeds n_fft={n_fft}")
-    window = analysis_window(window_name, win_length, torch.float64)
+    window = AF.analysis_window(window_name, win_length, dtype=torch.float64)
     left = (n_fft - win_length) // 2
     window = F.pad(window, (left, n_fft - win_length - left))
     full = n_fft + hop_length * (frames - 1)
@@ -167,7 +153,7 @@ def _trim(buffer: torch.Tensor, n_fft: int, length: int | None) -> torch.Tensor:
 
 
 def _stft(wave: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window_name: str = "hann") -> torch.Tensor:
-    window = analysis_window(window_name, win_length, wave.dtype, wave.device)
+    window = AF.analysis_window(window_name, win_length, wave.device, wave.dtype)
     return torch.stft(
         wave, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=True,
         pad_mode="constant", return_complex=True,
@@ -294,10 +280,40 @@ def de_emphasis(wave: torch.Tensor, coef: float = 0.97) -> torch.Tensor:
     return y.reshape(-1, n_blocks * block)[:, :total].reshape(shape)
 
 
+def synthesis_framing(hop_length: int, frames: int, overlap: int) -> tuple[int, int]:
+    """Hop and frame count of the synthesis grid: ``overlap`` synthesis frames per analysis hop, same span.
+
+    The hop is rounded to whole samples (``hop_length / overlap``); the frame count then covers the analysis span
+    ``hop_length * (frames - 1)`` as closely as whole hops can.
+    """
+    if overlap < 1:
+        raise ValueError(f"synthesis overlap must be >= 1, got {overlap}")
+    hop = max(1, round(hop_length / overlap))
+    return hop, round(hop_length * (frames - 1) / hop) + 1
+
+
+def resample_frames(magnitude: torch.Tensor, frames: int) -> torch.Tensor:
+    """``(..., bins, T)`` -> ``(..., bins, frames)`` by linear interpolation in time, end frames kept.
+
+    A frame's magnitude changes smoothly between neighbouring analysis frames (each is a 20 ms window over a
+    slowly varying signal), so interpolating gives the spectra of the windows in between closely enough for
+    Griffin-Lim, which then synthesises with overlapping windows.
+    """
+    if magnitude.shape[-1] == frames:
+        return magnitude
+    if magnitude.shape[-1] < 2:
+        return magnitude.expand(*magnitude.shape[:-1], frames)
+    lead = magnitude.shape[:-1]
+    flat = magnitude.reshape(1, -1, magnitude.shape[-1])
+    out = F.interpolate(flat, size=frames, mode="linear", align_corners=True)
+    return out.reshape(*lead, frames)
+
+
 def fd_mfcc_to_audio(
     features_raw: torch.Tensor, sample_rate: int, config: FeatureConfig | None = None, n_iter: int = 32, *,
     momentum: float = 0.99, init: str = "random", generator: torch.Generator | None = None,
     length: int | None = None, nnls_iter: int = 50, regularization: float = 1e-2, window: str | None = None,
+    overlap: int = SYNTHESIS_OVERLAP,
 ) -> torch.Tensor:
     """Raw (un-normalised) FD-MFCC ``(N, 3, n_mfcc, frames)`` -> waveforms ``(N, T)``.
 
@@ -305,7 +321,14 @@ def fd_mfcc_to_audio(
     set they only describe how it changes over time.  Plain-MFCC features ``(N, 1, n_mfcc, frames)`` work too.
     ``T`` defaults to ``hop * (frames - 1)``, the original clip length whenever that was a multiple of the hop.
     ``regularization`` is Griffin-Lim's (see :func:`griffin_lim`; 0 gives librosa's synthesis and its clicks).
-    ``window`` must be the features' analysis window: the config's ``window`` when it has one, else Hann.
+    ``window`` must be the features' analysis window (default: the config's).
+
+    ``overlap`` synthesis frames per analysis hop (default 4): the magnitudes are interpolated in time
+    (:func:`resample_frames`) and Griffin-Lim synthesises with the same window at ``hop / overlap``.  Our
+    features' frames do not overlap (20 ms window, 20 ms hop), and synthesising on that grid gives every 20 ms
+    frame its own phase and a window that falls to ~0 at its edges: a 50 Hz modulation heard as a buzz and seen as
+    vertical stripes (``scripts/bench_fidelity.py``'s "buzz" column).  With 75 % overlap the window sum is flat
+    and neighbouring frames agree on their phase.  ``overlap=1`` synthesises on the analysis grid (the old output).
     """
     config = config or FeatureConfig()
     if config.kind not in ("fd_mfcc", "mfcc"):
@@ -317,8 +340,11 @@ def fd_mfcc_to_audio(
     win_length, hop_length, n_fft = AF.frame_params(sample_rate, config.frame_ms, config.hop_ms)
     mel_power = db_to_power(mfcc_to_mel_db(features_raw[:, 0], config.n_mels))
     magnitude = mel_to_stft_magnitude(mel_power, sample_rate, n_fft, n_iter=nnls_iter)
-    window = window or getattr(config, "window", "hann")
+    window = window or config.window
+    hop, frames = synthesis_framing(hop_length, magnitude.shape[-1], overlap)
+    length = hop_length * (magnitude.shape[-1] - 1) if length is None else length
     wave = griffin_lim(
-        magnitude, n_fft, hop_length, win_length, n_iter, momentum, init, generator, length, regularization, window
+        resample_frames(magnitude, frames), n_fft, hop, win_length, n_iter, momentum, init, generator, length,
+        regularization, window,
     )
     return de_emphasis(wave, config.pre_emphasis)

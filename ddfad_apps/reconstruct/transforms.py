@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ddfad_apps.features.config import FeatureConfig
-from ddfad_apps.reconstruct.functional import fd_mfcc_to_audio
+from ddfad_apps.reconstruct.functional import SYNTHESIS_OVERLAP, fd_mfcc_to_audio
 
 
 class FDMFCCInverse(nn.Module):
@@ -14,17 +14,18 @@ class FDMFCCInverse(nn.Module):
 
     def __init__(
         self, sample_rate: int, config: FeatureConfig | None = None, n_iter: int = 32, momentum: float = 0.99,
-        regularization: float = 1e-2, length: int | None = None,
+        regularization: float = 1e-2, length: int | None = None, overlap: int = SYNTHESIS_OVERLAP,
     ) -> None:
         super().__init__()
         self.sample_rate = sample_rate
         self.config = config or FeatureConfig()
         self.n_iter, self.momentum, self.regularization, self.length = n_iter, momentum, regularization, length
+        self.overlap = overlap
 
     def forward(self, features_raw: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return fd_mfcc_to_audio(
             features_raw, self.sample_rate, self.config, self.n_iter, momentum=self.momentum,
-            regularization=self.regularization, generator=generator, length=self.length,
+            regularization=self.regularization, generator=generator, length=self.length, overlap=self.overlap,
         )
 
     def extra_repr(self) -> str:

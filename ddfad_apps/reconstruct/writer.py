@@ -18,7 +18,7 @@ import torch
 
 from ddfad_apps.distill.synthetic_set import SyntheticSet
 from ddfad_apps.features.config import FeatureConfig
-from ddfad_apps.reconstruct.functional import fd_mfcc_to_audio
+from ddfad_apps.reconstruct.functional import SYNTHESIS_OVERLAP, fd_mfcc_to_audio
 
 MANIFEST = "manifest.json"
 WRITER = "ddfad_apps.reconstruct"
@@ -138,6 +138,7 @@ def write_audio_dataset(
                 "algorithm": "fast Griffin-Lim (Perraudin et al. 2013) from NNLS mel inversion",
                 "channel": "static MFCC (channel 0)",
                 "n_iter": n_iter, "momentum": MOMENTUM, "regularization": REGULARIZATION, "peak": peak,
+                "synthesis_overlap": SYNTHESIS_OVERLAP,
                 "seed": seed, "subtype": "PCM_16",
             },
             "clips": clips,
