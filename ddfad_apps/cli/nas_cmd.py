@@ -20,6 +20,8 @@ import click
 
 from ddfad_apps.cli.job_runner import run_job
 from ddfad_apps.data.registry import DATASETS
+from ddfad_apps.nas.anytime import STRATEGIES
+from ddfad_apps.nas.proxies import PROXY_NAMES
 
 
 def _restriction(items: tuple[str, ...]) -> dict[str, list[str]]:
@@ -34,8 +36,18 @@ def _restriction(items: tuple[str, ...]) -> dict[str, list[str]]:
 
 @click.command()
 @click.option("--proxy", "proxies", multiple=True, default=("distilled",), show_default=True,
-              type=click.Choice(["distilled", "random", "herding", "early-stopping"]),
+              type=click.Choice(PROXY_NAMES),
               help="Proxy to evaluate (repeat for several; they share one ground truth).")
+@click.option("--strategy", "strategies", multiple=True, type=click.Choice(STRATEGIES),
+              help="Anytime comparison instead of the proxy report (repeat): proxy-grid / proxy-tpe on each --proxy, "
+                   "hyperband = Optuna TPE + Hyperband on the whole data; same CPU budget, ground truth of the pick "
+                   "against CPU seconds (anytime.json, anytime.png).")
+@click.option("--budget-seconds", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
+              help="With --strategy: CPU seconds (process time) each strategy may spend per seed.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="With --strategy: search seeds per strategy.")
+@click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=0.99, show_default=True,
+              help="With --strategy: report the time to reach this fraction of the best candidate's ground truth.")
 @click.option("--dataset", default="fsdd", show_default=True, metavar="NAME|DIR",
               help=f"Data set name ({', '.join(sorted(DATASETS))}) or a folder with one sub-folder per class.")
 @click.option("--space", default="convnet720", show_default=True, help="Registered search space (search_spaces).")
@@ -55,8 +67,8 @@ def _restriction(items: tuple[str, ...]) -> dict[str, list[str]]:
 @click.option("--method", default=None, help="Distillation method of the distilled proxy (default mtt).")
 @click.option("--preset", type=click.Choice(["fast", "paper"]), default=None, help="Distillation preset (default fast).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs on the proxy set.")
-@click.option("--es-epochs", type=click.IntRange(min=1), default=None, help="Epochs of the early-stopping proxy (default 1).")
-@click.option("--truth-epochs", type=click.IntRange(min=1), default=None, help="Whole-data epochs of the ground truth (default 5).")
+@click.option("--es-epochs", type=click.IntRange(min=1), default=None, help="Epochs of the early-stopping proxy (default 10, the paper's rule; early-stopping-short: 1).")
+@click.option("--truth-epochs", type=click.IntRange(min=1), default=None, help="Whole-data epochs of the ground truth (default 15).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample, the proxy sets and the weights.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder holding the data sets.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (every worker uses it).")
@@ -66,10 +78,28 @@ def _restriction(items: tuple[str, ...]) -> dict[str, list[str]]:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("nas-out"),
               show_default=True, help="Folder for the journal, job files, worker logs, report and plot.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (for logs and CI).")
-def nas(proxies: tuple[str, ...], restrict: tuple[str, ...], out_dir: Path, no_progress: bool, **options) -> None:
+def nas(proxies: tuple[str, ...], restrict: tuple[str, ...], out_dir: Path, no_progress: bool,
+        strategies: tuple[str, ...], budget_seconds: float, seeds: int, target: float, **options) -> None:
     """Neural-architecture search on proxies; reports how well each proxy's ranking matches whole-data training."""
-    from ddfad_apps.jobs.nas import NASSearchJob, run_nas_job
+    from ddfad_apps.jobs.nas import (
+        NASAnytimeJob,
+        NASSearchJob,
+        run_nas_anytime_job,
+        run_nas_job,
+    )
 
+    if strategies:
+        ignored = [k for k in ("sampler", "n_trials", "storage", "es_epochs") if options.get(k) not in (None, "grid")]
+        if ignored or options["workers"] != 1:
+            raise click.UsageError(f"--strategy runs in one process: drop {', '.join(ignored) or '--workers'}")
+        kept = {k: options[k] for k in ("dataset", "space", "sample", "cpc", "method", "preset", "epochs",
+                                        "truth_epochs", "seed", "data_root", "device", "threads")}
+        job = NASAnytimeJob(strategies=strategies, proxies=proxies, restriction=_restriction(restrict),
+                            budget_seconds=budget_seconds, seeds=seeds, target=target, out=out_dir, **kept)
+        done = run_job(run_nas_anytime_job, job, progress=not no_progress, say=click.echo)
+        click.echo(done.text)
+        click.echo(f"anytime.json, anytime.png in {done.out}")
+        return
     job = NASSearchJob(proxies=proxies, restriction=_restriction(restrict), out=out_dir, **options)
     result = run_job(run_nas_job, job, progress=not no_progress, say=click.echo)
     click.echo(result.text)

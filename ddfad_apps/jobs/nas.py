@@ -64,8 +64,13 @@ def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> N
     from ddfad_apps.nas.ground_truth import ground_truth_job
     from ddfad_apps.nas.job import NASJob
     from ddfad_apps.nas.proxies import proxy_spec
-    from ddfad_apps.nas.report import (compare, differences, format_reports, scatter_figure,
-                                       top_distribution_figure)
+    from ddfad_apps.nas.report import (
+        compare,
+        differences,
+        format_reports,
+        scatter_figure,
+        top_distribution_figure,
+    )
     from ddfad_apps.nas.runner import NASRunError, run_study
     from ddfad_apps.nas.space import resolve_space, stratified_sample
     from ddfad_apps.nas.study import default_storage, study_name
@@ -79,6 +84,12 @@ def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> N
         search = resolve_space(job.space, job.restriction)
     except ValueError as exc:
         raise JobSettingsError(str(exc)) from exc
+    distinct = min(job.sample, search.size) if job.sample else search.size
+    if job.n_trials is not None and job.n_trials > distinct:
+        # each trial trains a distinct architecture (a repeat is a FAIL trial): more could never finish
+        raise JobSettingsError(f"--n-trials {job.n_trials} is more than the {distinct} distinct architectures "
+                               f"{'of the sample' if job.sample else 'of space ' + search.name}; use at most "
+                               f"{distinct} (or --sampler grid to evaluate them all)")
     archs = [search.key(c) for c in stratified_sample(search, job.sample, job.seed)] if job.sample else None
     job.out.mkdir(parents=True, exist_ok=True)
     storage = job.storage or default_storage(job.out)
@@ -87,10 +98,12 @@ def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> N
 
     studies: dict[str, NASJob] = {}
     for name in job.proxies:
-        overrides = {"epochs": job.es_epochs if name == "early-stopping" else job.epochs, "seed": job.seed}
-        if name != "early-stopping":
-            overrides.update(cpc=job.cpc, preset=job.preset, method=job.method if name == "distilled" else None)
         try:
+            whole = proxy_spec(name).whole_data  # early stopping: the whole training set for a few epochs
+            overrides = {"epochs": job.es_epochs if name == "early-stopping" else None if whole else job.epochs,
+                         "seed": job.seed}
+            if not whole:
+                overrides.update(cpc=job.cpc, preset=job.preset, method=job.method if name == "distilled" else None)
             spec = proxy_spec(name, **overrides)
         except ValueError as exc:
             raise JobSettingsError(str(exc)) from exc
@@ -110,7 +123,7 @@ def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> N
         for name, study in studies.items():
             results[name], makes[name] = run_study(study, job.workers, job.out, progress=progress, echo=say)
         configs = [search.parse(a) for a in sorted({a for r in results.values() for a in r})]
-        truth, _ = run_study(truth_job, job.workers, job.out, progress=progress, echo=say, configs=configs)
+        truth, truth_trained = _ground_truth(job, truth_job, search, configs, progress, say)
     except (NASRunError, OSError, ValueError) as exc:
         raise JobError(redact_text(str(exc), storage)) from None  # a driver may quote the URL
     reports = [compare(name, results[name], truth, make_seconds=makes[name], seed=job.seed) for name in studies]
@@ -121,7 +134,7 @@ def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> N
               "sampler": job.sampler, "truth": truth_job.proxy.as_dict(),
               "proxies": {n: s.proxy.as_dict() for n, s in studies.items()},
               "reports": [r.as_dict() for r in reports], "differences": [vars(d) for d in diffs],
-              "wall_seconds": wall,
+              "wall_seconds": wall, "truth_trained": truth_trained, "truth_cached": len(truth) - truth_trained,
               "trials": {n: {a: vars(r) for a, r in res.items()} for n, res in {**results, "full": truth}.items()}}
     (job.out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     (job.out / "report.txt").write_text(text + "\n")
@@ -131,6 +144,25 @@ def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> N
     fig8.savefig(job.out / "fig8.png", dpi=120)
     _log_mlflow(job, report, reports, results, truth, fig, text, short, search.name, fig8=fig8, diffs=diffs)
     return NASSearchResult(reports, text, report, job.out, wall)
+
+
+def _ground_truth(job: NASSearchJob, truth_job, search, configs: list[dict], progress: bool, say: Say):
+    """Whole-data results of ``configs``: from the portable cache (:mod:`ddfad_apps.nas.truths`), the missing ones
+    computed by the ground-truth study's workers and added to it.  Returns (results, how many were trained)."""
+    from ddfad_apps.features.dataset import load_features
+    from ddfad_apps.nas.runner import run_study
+    from ddfad_apps.nas.truths import TruthCache
+
+    splits = load_features(job.dataset, job.data_root, progress=False)
+    cache = TruthCache(job.dataset, splits.train, splits.test, truth_job.proxy)
+    truth = cache.get_many(search, configs)
+    missing = [c for c in configs if search.key(c) not in truth]
+    say(f"ground truth: {len(truth)} of {len(configs)} architectures cached in {cache.path}")
+    if missing:
+        fresh, _ = run_study(truth_job, job.workers, job.out, progress=progress, echo=say, configs=missing)
+        cache.put(search, fresh)
+        truth.update(fresh)
+    return truth, len(missing)
 
 
 def _log_mlflow(job: NASSearchJob, report, reports, results, truth, fig, text, dataset, space, fig8=None,
@@ -167,3 +199,137 @@ def _log_mlflow(job: NASSearchJob, report, reports, results, truth, fig, text, d
                     child.dict({a: vars(r) for a, r in results[rep.proxy].items()}, "trials.json")
     except MlflowException as exc:
         raise JobError(f"MLflow: {exc}") from exc
+
+
+@dataclass
+class NASAnytimeJob:
+    """The anytime comparison (:mod:`ddfad_apps.nas.anytime`): strategies under one CPU-seconds budget, seeds."""
+
+    strategies: tuple[str, ...] = ("proxy-grid", "hyperband")
+    proxies: tuple[str, ...] = ("distilled",)
+    dataset: str = "fsdd"
+    space: str = "convnet720"
+    restriction: dict[str, list[str]] = field(default_factory=dict)
+    sample: int | None = 48
+    budget_seconds: float = 600.0
+    seeds: int = 3
+    target: float = 0.99
+    set_cost: bool = True
+    cpc: int | None = None
+    method: str | None = None
+    preset: str | None = None
+    epochs: int | None = None
+    truth_epochs: int | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    data_root: str | None = None
+    device: str = "cpu"
+    threads: int = 1
+    out: Path = field(default_factory=lambda: Path("nas-anytime"))
+
+
+@dataclass
+class NASAnytimeResult:
+    """The summary per strategy (curves per seed, time to target), its JSON, the figure and the text."""
+
+    report: dict[str, Any]
+    text: str
+    out: Path
+
+
+MAX_ANYTIME_CANDIDATES = 200  # every candidate's ground truth is needed (the best sampled sets the target)
+
+
+def run_nas_anytime_job(job: NASAnytimeJob, progress: bool = True, say: Say = print) -> NASAnytimeResult:
+    """Run every strategy under every seed with the same CPU budget; write ``anytime.json`` and ``anytime.png``."""
+    import torch
+
+    from ddfad_apps.evidence.protocol import EvalProtocol
+    from ddfad_apps.features.dataset import load_features
+    from ddfad_apps.nas.anytime import (
+        STRATEGIES,
+        Trainer,
+        curve_figure,
+        run_strategies,
+        summarize_runs,
+    )
+    from ddfad_apps.nas.proxies import proxy_spec, proxy_train_set
+    from ddfad_apps.nas.space import resolve_space, stratified_sample
+    from ddfad_apps.nas.truths import TruthCache, compute_truths
+    from ddfad_apps.storage.atomic import atomic_write
+
+    unknown = sorted(set(job.strategies) - set(STRATEGIES))
+    if not job.strategies or unknown:
+        raise JobSettingsError(f"unknown strategies {unknown}; use {', '.join(STRATEGIES)}")
+    if not job.budget_seconds > 0 or job.seeds < 1 or not 0 < job.target <= 1:
+        raise JobSettingsError(f"need --budget-seconds > 0 (got {job.budget_seconds}), --seeds >= 1 (got "
+                               f"{job.seeds}) and 0 < --target <= 1 (got {job.target})")
+    try:
+        search = resolve_space(job.space, job.restriction)
+        truth_spec = proxy_spec("full", epochs=job.truth_epochs, seed=job.seed)
+        specs = {}
+        if any(s != "hyperband" for s in job.strategies):
+            for name in job.proxies:
+                whole = proxy_spec(name).whole_data
+                specs[name] = proxy_spec(name, seed=job.seed, **({} if whole else dict(
+                    epochs=job.epochs, cpc=job.cpc, preset=job.preset,
+                    method=job.method if name == "distilled" else None)))
+    except ValueError as exc:
+        raise JobSettingsError(str(exc)) from exc
+    configs = stratified_sample(search, job.sample, job.seed) if job.sample else list(search.configs())
+    if len(configs) > MAX_ANYTIME_CANDIDATES:
+        raise JobSettingsError(f"{len(configs)} candidate architectures: the comparison needs every candidate's "
+                               f"ground truth; use --sample N (N <= {MAX_ANYTIME_CANDIDATES}) or --restrict")
+    archs = [search.key(c) for c in configs]
+    short = open_dataset(job.dataset, job.data_root)[0].name
+    torch.set_num_threads(job.threads)
+    splits = load_features(job.dataset, job.data_root, progress=progress)
+    try:
+        carved = EvalProtocol(val_fraction=job.val_fraction, carve_seed=job.seed).carve(splits.train)
+    except ValueError as exc:
+        raise JobError(f"{job.dataset}: {exc}") from exc
+    say(f"{short}: {len(archs)} candidates of {search.name}; strategies {', '.join(job.strategies)}; budget "
+        f"{job.budget_seconds:g} CPU s (process time, {job.threads} torch thread(s)); {job.seeds} seed(s); "
+        f"choosing on {len(carved.val)} validation clips carved from {len(splits.train)} training clips")
+    proxy_trainers = {}
+    for name, spec in specs.items():
+        data, lr, info = proxy_train_set(spec, carved.fit, device=job.device, progress=progress)
+        proxy_trainers[name] = (Trainer(search, data, carved.val, spec, learned_lr=lr, device=job.device),
+                                info["make_cpu_seconds"] if job.set_cost else 0.0)
+        say(f"proxy {name}: {info['clips']} clips, set cost {info['make_cpu_seconds']:.0f} CPU s "
+            f"({'charged' if job.set_cost else 'not charged'})")
+    whole = Trainer(search, carved.fit, carved.val, truth_spec, device=job.device)
+    seeds = [job.seed + i for i in range(job.seeds)]
+    runs = run_strategies(job.strategies, archs, seeds, job.budget_seconds, proxy_trainers=proxy_trainers,
+                          whole=whole, progress=say)
+    cache = TruthCache(job.dataset, splits.train, splits.test, truth_spec)
+    truths, trained = compute_truths(cache, search, configs, splits.train, splits.test, device=job.device,
+                                     progress=progress)
+    truth = {a: r.accuracy for a, r in truths.items()}
+    best = max(g for g in truth.values() if g == g)
+    target = job.target * best
+    summary = summarize_runs(runs, truth, target)
+    lines = [f"best sampled architecture: {100 * best:.2f}% ground truth; target {100 * job.target:g}% of it = "
+             f"{100 * target:.2f}%; budget {job.budget_seconds:g} CPU s"]
+    for name, entry in summary.items():
+        t = entry["time_to_target"]
+        finals = [s["curve"][-1]["truth"] for s in entry["seeds"].values() if s["curve"]]
+        when = (f"mean {t['mean']:.0f} s [{t['ci_low'] or float('-inf'):.0f}, {t['ci_high'] or float('inf'):.0f}]"
+                if t else f"median {entry['time_to_target_median']:.0f} s" if entry["time_to_target_median"]
+                else "not reached by most seeds")
+        lines.append(f"{name:<28} reached {entry['reached']}, time to target {when}; final best-so-far "
+                     f"{', '.join(f'{100 * g:.2f}' for g in finals)}%")
+    text = "\n".join(lines)
+    report = {"dataset": job.dataset, "space": search.name, "candidates": archs, "budget_seconds": job.budget_seconds,
+              "clock": "time.process_time() of the search process (all threads), torch threads fixed",
+              "threads": job.threads, "seeds": seeds, "target_fraction": job.target, "target": target,
+              "best_truth": best, "truth": {a: vars(r) for a, r in truths.items()},
+              "truth_recipe": truth_spec.as_dict(), "truth_cache": cache.path.name, "truth_trained_now": trained,
+              "proxies": {n: s.as_dict() for n, s in specs.items()}, "set_cost_charged": job.set_cost,
+              "validation": carved.as_dict(), "strategies": summary}
+    job.out.mkdir(parents=True, exist_ok=True)
+    atomic_write(job.out / "anytime.json", lambda tmp: tmp.write_text(json.dumps(report, indent=1, default=str)))
+    fig = curve_figure(summary, job.budget_seconds, target, best, f"{short}: {len(archs)} candidates")
+    atomic_write(job.out / "anytime.png", lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    (job.out / "anytime.txt").write_text(text + "\n")
+    return NASAnytimeResult(report, text, job.out)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -33,9 +34,16 @@ from optuna.trial import TrialState
 from ddfad_apps.distill.evaluate import EvalSettings, evaluate
 from ddfad_apps.features.dataset import FeatureSet
 from ddfad_apps.nas.job import NASJob
+from ddfad_apps.nas.proxies import ProxySpec
 from ddfad_apps.nas.space import build, suggest
 from ddfad_apps.nas.study import worker_identity
-from ddfad_apps.training.loops import NonFiniteLossError, TrainConfig, accuracy, train_model
+from ddfad_apps.training.loops import (
+    NonFiniteLossError,
+    TrainConfig,
+    accuracy,
+    train_model,
+)
+from search_spaces import SearchSpace
 
 OWNER_ATTR = "nas:owner"
 SKIPPED_ATTR = "skipped"
@@ -64,6 +72,34 @@ def holds(trial: optuna.trial.FrozenTrial) -> bool:
     if trial.state in (TrialState.COMPLETE, TrialState.RUNNING):
         return True
     return trial.state == TrialState.FAIL and "fail_reason" in trial.user_attrs
+
+
+def train_and_score(spec: ProxySpec, space: SearchSpace, config: dict[str, Any], model: torch.nn.Module,
+                    train: FeatureSet, test: FeatureSet, *, seed: int = 0, device: str = "cpu",
+                    learned_lr: float | None = None,
+                    on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> float:
+    """Train ``model`` (architecture ``config``) with ``spec``'s recipe on ``train``; its accuracy on ``test``.
+
+    The one training recipe of every trial, ground truth and anytime search, so they cannot drift apart.
+    Whole-data recipes train like ``ddfad-apps train`` (cosine schedule); with ``on_epoch`` they also measure
+    ``test`` after every epoch and call ``on_epoch(epoch, metrics)`` (``metrics["test_accuracy"]``), which may
+    raise to stop early (a pruned trial).  Small sets train like the engine's evaluation.
+    Raises :class:`NonFiniteLossError` when the loss diverges.
+    """
+    lr = spec.lr if spec.lr is not None else (learned_lr or 0.01)
+    if spec.whole_data:
+        cfg = TrainConfig(epochs=spec.epochs, lr=lr, batch_size=spec.batch_size)
+        gen = torch.Generator().manual_seed(seed)
+        train_model(model, train, cfg, test=test if on_epoch else None, device=device, generator=gen,
+                    progress=False, desc="nas", on_epoch=on_epoch)
+        return accuracy(model, test)
+    if on_epoch is not None:
+        raise ValueError(f"proxy {spec.name!r} trains on a small set: no per-epoch reports")
+    settings = EvalSettings(epochs=spec.epochs, lr=lr, batch_size=spec.batch_size, augment=spec.augment,
+                            model_kwargs=space.model_kwargs(config))
+    result = evaluate(train, test, space.model, seeds=1, settings=settings, device=device, progress=False,
+                      first_seed=seed)
+    return result.mean
 
 
 class Objective:
@@ -103,18 +139,8 @@ class Objective:
         return acc
 
     def _train(self, model: torch.nn.Module, config: dict[str, Any]) -> float:
-        spec, device = self.job.proxy, self.job.device
-        lr = spec.lr if spec.lr is not None else (self.learned_lr or 0.01)
-        if spec.whole_data:
-            cfg = TrainConfig(epochs=spec.epochs, lr=lr, batch_size=spec.batch_size)
-            gen = torch.Generator().manual_seed(self.job.seed)
-            train_model(model, self.train, cfg, device=device, generator=gen, progress=False, desc="nas")
-            return accuracy(model, self.test)
-        settings = EvalSettings(epochs=spec.epochs, lr=lr, batch_size=spec.batch_size, augment=spec.augment,
-                                model_kwargs=self.space.model_kwargs(config))
-        result = evaluate(self.train, self.test, self.space.model, seeds=1, settings=settings, device=device,
-                          progress=False, first_seed=self.job.seed)
-        return result.mean
+        return train_and_score(self.job.proxy, self.space, config, model, self.train, self.test, seed=self.job.seed,
+                               device=self.job.device, learned_lr=self.learned_lr)
 
     @staticmethod
     def _fail(trial: optuna.Trial, reason: str, exc: BaseException) -> float:

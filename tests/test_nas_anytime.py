@@ -1,0 +1,182 @@
+"""NAS evidence: --n-trials refused above the distinct architectures, the portable ground-truth cache (a second run
+trains nothing; a different recipe misses), the budget-convergence correlation, and the anytime comparison
+(proxy search vs TPE + Hyperband under one CPU budget) end to end at tiny size.
+
+Data: a tiny class-folder set of real FSDD clips (3 digits x 6 clips, ``fsdd_folder``); the space is a 4-model
+ConvNet space registered in the test, so each architecture trains in well under a second on one thread.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy import stats
+
+from ddfad_apps.features.dataset import load_features
+from ddfad_apps.nas import objective
+from ddfad_apps.nas.proxies import proxy_spec
+from ddfad_apps.nas.report import ArchResult, budget_convergence, format_convergence
+from ddfad_apps.nas.truths import TruthCache, compute_truths
+from search_spaces import SearchSpace, register_space
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY_SPACE = SearchSpace("tiny4-test", "convnet", {"width": (8, 16), "pooling": ("none", "maxpooling")},
+                         fixed={"depth": 1, "norm": "instancenorm", "activation": "relu"})
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DDFAD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    register_space(TINY_SPACE, replace=True)
+
+
+@pytest.fixture
+def tiny(fsdd_folder) -> Path:
+    return fsdd_folder(("0", "1", "2"), 6)
+
+
+@pytest.fixture
+def trainings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every call of the one training function of trials, ground truths and anytime searches."""
+    calls: list[str] = []
+    real = objective.train_and_score
+
+    def counting(spec, *args, **kwargs):
+        calls.append(spec.name)
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(objective, "train_and_score", counting)
+    return calls
+
+
+def test_n_trials_above_the_distinct_architectures_is_refused(tmp_path: Path) -> None:
+    from ddfad_apps.cli.main import cli
+
+    bad = CliRunner().invoke(cli, ["nas", "--sampler", "tpe", "--n-trials", "30", "--sample", "24",
+                                   "--out", str(tmp_path / "o")])
+    assert bad.exit_code == 2, bad.output
+    assert "--n-trials 30" in bad.output and "24 distinct architectures" in bad.output
+    bad = CliRunner().invoke(cli, ["nas", "--sampler", "random", "--n-trials", "721", "--out", str(tmp_path / "o")])
+    assert bad.exit_code == 2 and "721" in bad.output and "720 distinct" in bad.output
+    assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_ground_truth_cache_hits_across_runs_and_is_keyed_by_recipe(tiny: Path, tmp_path: Path,
+                                                                     trainings: list[str]) -> None:
+    splits = load_features(str(tiny), progress=False)
+    configs = list(TINY_SPACE.configs())
+    spec = proxy_spec("full", epochs=1)
+    first, trained = compute_truths(TruthCache(str(tiny), splits.train, splits.test, spec), TINY_SPACE, configs,
+                                    splits.train, splits.test, progress=False)
+    assert trained == 4 and len(trainings) == 4
+    # a second run (a new cache object, as a new process would make) trains nothing and returns the same numbers
+    again, trained = compute_truths(TruthCache(str(tiny), splits.train, splits.test, spec), TINY_SPACE, configs,
+                                    splits.train, splits.test, progress=False)
+    assert trained == 0 and len(trainings) == 4
+    assert {a: r.accuracy for a, r in again.items()} == {a: r.accuracy for a, r in first.items()}
+    # portable: the file names no path; copied to another machine's cache folder it is found there
+    path = TruthCache(str(tiny), splits.train, splits.test, spec).path
+    assert str(tmp_path) not in path.read_text()
+    elsewhere = tmp_path / "other-machine"
+    elsewhere.mkdir()
+    shutil.copy(path, elsewhere / path.name)
+    moved = TruthCache("digits", splits.train, splits.test, spec, root=elsewhere)
+    assert moved.path == elsewhere / path.name
+    assert set(moved.get_many(TINY_SPACE, configs)) == set(first)
+    # keyed by recipe: another epoch count is another cache
+    longer = TruthCache(str(tiny), splits.train, splits.test, proxy_spec("full", epochs=2))
+    assert longer.path != path and longer.get_many(TINY_SPACE, configs) == {}
+    _, trained = compute_truths(longer, TINY_SPACE, configs[:1], splits.train, splits.test, progress=False)
+    assert trained == 1 and len(trainings) == 5
+
+
+def test_nas_job_reuses_cached_ground_truths_in_a_new_run_folder(tiny: Path, tmp_path: Path,
+                                                                  trainings: list[str]) -> None:
+    from ddfad_apps.jobs.nas import NASSearchJob, run_nas_job
+
+    def run(out: str):
+        job = NASSearchJob(proxies=("early-stopping-short",), dataset=str(tiny), space=TINY_SPACE.name, sample=2,
+                           truth_epochs=1, out=tmp_path / out, tracking_uri=f"sqlite:///{tmp_path / 'ml.db'}")
+        return run_nas_job(job, progress=False, say=lambda _: None)
+
+    first = run("one")
+    assert first.report["truth_trained"] == 2 and trainings.count("full") == 2
+    second = run("two")  # a fresh journal: only the cache can know the ground truths
+    assert second.report["truth_trained"] == 0 and second.report["truth_cached"] == 2
+    assert trainings.count("full") == 2 and trainings.count("early-stopping-short") == 4
+    assert second.report["trials"]["full"].keys() == first.report["trials"]["full"].keys()
+
+
+def _results(values) -> dict[str, ArchResult]:
+    return {f"a{i}": ArchResult(float(v), 1.0, "COMPLETE") for i, v in enumerate(values)}
+
+
+def test_budget_convergence_correlation_on_synthetic_ground_truths() -> None:
+    rng = np.random.default_rng(0)
+    longer = rng.uniform(0.5, 1.0, 60)
+    settled = longer + rng.normal(0, 0.01, 60)  # the ranking has stopped moving (up to small noise)
+    moving = rng.permutation(longer)  # unrelated to the longer budget's ranking
+    ok = budget_convergence(_results(settled), _results(longer), seed=1)
+    bad = budget_convergence(_results(moving), _results(longer), seed=1)
+    c = ok.correlations["all"]
+    assert c.n == 60 and c.spearman == pytest.approx(stats.spearmanr(settled, longer).statistic)
+    assert c.spearman > 0.95 and c.spearman_low > 0.9
+    b = bad.correlations["all"]
+    assert b.spearman_low < 0 < b.spearman_high  # no ranking agreement: the interval holds zero
+    text = format_convergence(ok, "5 epochs", "10 epochs")
+    assert "over 60 architectures" in text and f"{c.spearman:+.3f}" in text
+
+
+def test_anytime_comparison_end_to_end(tiny: Path, tmp_path: Path, trainings: list[str]) -> None:
+    from ddfad_apps.cli.main import cli
+
+    budget = 3.0
+    out = tmp_path / "any"
+    result = CliRunner().invoke(cli, [
+        "nas", "--strategy", "proxy-grid", "--strategy", "proxy-tpe", "--strategy", "hyperband",
+        "--proxy", "random", "--proxy", "early-stopping-short", "--dataset", str(tiny), "--space", TINY_SPACE.name,
+        "--cpc", "2", "--epochs", "2", "--truth-epochs", "3", "--budget-seconds", str(budget), "--seeds", "2",
+        "--target", "0.95", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "anytime.json").read_text())
+    assert (out / "anytime.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    strategies = {"proxy-grid/random", "proxy-grid/early-stopping-short", "proxy-tpe/random",
+                  "proxy-tpe/early-stopping-short", "hyperband"}
+    assert set(report["strategies"]) == strategies
+    truth = {a: r["accuracy"] for a, r in report["truth"].items()}
+    assert len(truth) == 4 and report["best_truth"] == max(truth.values())
+    evaluated = 0
+    for name, entry in report["strategies"].items():
+        assert set(entry["seeds"]) == {"0", "1"}, name
+        for seed in entry["seeds"].values():
+            curve = seed["curve"]
+            assert all(0 < p["seconds"] <= budget for p in curve)  # nothing counted past the budget
+            assert seed["spent"] <= budget + 1e-9
+            assert all(b["truth"] >= a["truth"] for a, b in zip(curve, curve[1:]))  # best so far never drops
+            assert all(truth[p["arch"]] == p["truth"] for p in curve)
+            assert [p["seconds"] for p in curve] == sorted(p["seconds"] for p in curve)
+            evaluated += seed["evaluated"]
+            reached = [p["seconds"] for p in curve if p["truth"] >= report["target"]]
+            assert seed["time_to_target"] == (reached[0] if reached else None)
+    assert evaluated > 0
+    # each architecture is trained once per recipe and replayed for the other seeds and strategies
+    assert trainings.count("random") <= 4 and trainings.count("early-stopping-short") <= 4
+    assert "reached" in result.output and "hyperband" in result.output
+
+
+def test_anytime_refuses_bad_settings(tmp_path: Path) -> None:
+    from ddfad_apps.jobs.errors import JobSettingsError
+    from ddfad_apps.jobs.nas import NASAnytimeJob, run_nas_anytime_job
+
+    with pytest.raises(JobSettingsError, match="sample"):
+        run_nas_anytime_job(NASAnytimeJob(sample=None, out=tmp_path), progress=False)
+    with pytest.raises(JobSettingsError, match="unknown strategies"):
+        run_nas_anytime_job(NASAnytimeJob(strategies=("bogus",), out=tmp_path), progress=False)
