@@ -1,0 +1,217 @@
+"""What the report computes at each size, declared as cells.
+
+A cell is one unit of work whose result is saved as JSON (``raw/<key>.json``) and skipped when present with the
+same settings: ``set`` (sets of one method made with every set seed from the carved fit split, each evaluated by
+the protocol on each target network: Tables I/II, Fig. 5), ``noise`` (waveform noise on a ``set`` cell's sets:
+Fig. 7 and the round trip), ``fig6`` (original vs distilled audio of one set), ``cicl`` (Table IV through the
+cicl job) and ``nas`` (Fig. 8 through the nas job).  The key ends in a digest of the settings, so a cell made
+with other settings is another cell, never silently reused.
+
+Three sizes: ``smoke`` (tiny settings; the test runs it), ``default`` (the CPU subset) and ``full`` (the paper's
+preset, meant for a GPU).  :func:`describe` says in words what a size contains (printed in the report).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ddfad_apps.distill.fingerprint import settings_digest
+
+FEATURES = ("fd_mfcc", "mfcc", "lpcc")
+
+
+@dataclass(frozen=True)
+class Size:
+    """Everything one size of the report runs: the grids of each table and figure and the tiny-settings knobs."""
+
+    name: str
+    preset: str
+    set_seeds: int
+    eval_seeds: int
+    # EvalProtocol changes (lr_grid, epochs, select_epochs, ...) and per-target network kwargs (None: the preset's)
+    protocol: dict[str, Any]
+    target_kwargs: dict[str, dict[str, Any]]
+    table1: dict[str, Any]  # datasets, methods, cpcs
+    table2: dict[str, Any]  # dataset, method, cpc, networks (sources = targets)
+    fig5: dict[str, Any]  # dataset, method, cpcs, features
+    noise: dict[str, Any]  # dataset, method, cpc, stds, n_iter
+    cicl: dict[str, Any]  # CICLJob fields
+    nas: dict[str, Any]  # NASSearchJob fields
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method, settings fields
+    expert_overrides: dict[str, Any] = field(default_factory=dict)  # MTT ExpertSettings fields
+    source_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # distilling network kwargs per network
+
+
+_TINY_NET = {"convnet": {"width": 8}, "resnet18": {"width": 4}, "vgg11": {"width": 8, "norm": "batchnorm"}}
+
+SIZES: dict[str, Size] = {
+    "smoke": Size(
+        name="smoke", preset="fast", set_seeds=2, eval_seeds=1,
+        protocol={"lr_grid": (0.01, 0.03), "epochs": 3, "select_epochs": 2, "batch_size": 64},
+        target_kwargs=_TINY_NET,
+        table1={"datasets": ("fsdd",), "methods": ("random", "herding", "dm", "mtt"), "cpcs": (1,)},
+        table2={"dataset": "fsdd", "method": "mtt", "cpc": 1, "networks": ("convnet", "vgg11")},
+        fig5={"dataset": "fsdd", "method": "mtt", "cpcs": (1,), "features": FEATURES},
+        noise={"dataset": "fsdd", "method": "mtt", "cpc": 1, "stds": (0.0, 0.01, 0.1), "n_iter": 4},
+        cicl={"dataset": "fsdd", "memories": ("distilled", "random"), "seeds": 2, "epochs": 1, "finetune_epochs": 1,
+              "mem_per_class": 2, "experiences": 2, "distill_iterations": 2},
+        nas={"dataset": "fsdd", "proxies": ("herding", "random"), "sample": 3, "epochs": 1, "truth_epochs": 1,
+             "cpc": 2, "restriction": {"depth": ["1"], "width": ["32"], "activation": ["relu"],
+                                       "norm": ["none", "instancenorm"], "pooling": ["none", "max"]}},
+        method_overrides={"mtt": {"iterations": 2, "syn_steps": 2, "expert_epochs": 1, "max_start_epoch": 1,
+                                  "batch_syn": None, "checkpoint_every": 100},
+                          "dm": {"iterations": 2, "batch_real": 16}, "dc": {"iterations": 1},
+                          "dsa": {"iterations": 1}},
+        expert_overrides={"num_experts": 1, "epochs": 2, "batch_size": 128},
+        # MTT's student cannot carry batch-norm running statistics through its functional unroll: instance norm
+        source_kwargs={**_TINY_NET, "vgg11": {"width": 8, "norm": "instancenorm"}},
+    ),
+    "default": Size(
+        name="default", preset="fast", set_seeds=3, eval_seeds=2,
+        protocol={"lr_grid": (0.003, 0.01, 0.03), "select_epochs": 100},
+        target_kwargs={},
+        table1={"datasets": ("fsdd", "ravdess"), "methods": ("random", "herding", "dm", "mtt"), "cpcs": (1, 10)},
+        table2={"dataset": "fsdd", "method": "mtt", "cpc": 10, "networks": ("convnet", "resnet18", "vgg11")},
+        fig5={"dataset": "fsdd", "method": "mtt", "cpcs": (1, 10), "features": FEATURES},
+        noise={"dataset": "fsdd", "method": "mtt", "cpc": 10, "stds": (0.0, 0.001, 0.01, 0.03, 0.1), "n_iter": 32},
+        cicl={"dataset": "fsdd", "memories": ("distilled", "herding", "random"), "seeds": 3},
+        nas={"dataset": "fsdd", "proxies": ("distilled", "random", "herding"), "sample": 12},
+    ),
+    "full": Size(
+        name="full", preset="paper", set_seeds=3, eval_seeds=3,
+        protocol={"lr_grid": (0.001, 0.003, 0.01, 0.03)},
+        target_kwargs={},
+        table1={"datasets": ("fsdd", "ravdess", "urbansound8k"), "methods": ("random", "herding", "dc", "dsa", "dm",
+                                                                            "mtt"), "cpcs": (1, 10, 50)},
+        table2={"dataset": "fsdd", "method": "mtt", "cpc": 10, "networks": ("convnet", "resnet18", "vgg11")},
+        fig5={"dataset": "fsdd", "method": "mtt", "cpcs": (1, 10, 50), "features": FEATURES},
+        noise={"dataset": "fsdd", "method": "mtt", "cpc": 10, "stds": (0.0, 0.001, 0.003, 0.01, 0.03, 0.1),
+               "n_iter": 32},
+        cicl={"dataset": "ravdess", "memories": ("distilled", "herding", "random"), "seeds": 5, "preset": "paper"},
+        nas={"dataset": "fsdd", "proxies": ("distilled", "random", "herding", "early-stopping"), "sample": 72,
+             "preset": "paper"},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: ``kind``, its settings (plain JSON) and the cells whose outputs it reads."""
+
+    kind: str
+    name: str
+    params: dict[str, Any]
+    needs: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}-{self.name}-{settings_digest(self.params)[:8]}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def set_cell(size: Size, dataset: str, method: str, cpc: int, source: str = "convnet", feature: str = "fd_mfcc",
+             targets: tuple[str, ...] = ("convnet",)) -> Cell:
+    """The ``set`` cell of (data set, feature, method, CPC, distilling network) evaluated on ``targets``."""
+    from ddfad_apps.distill.presets import CORESET_METHODS
+
+    synthetic = method not in CORESET_METHODS
+    params = {"dataset": dataset, "feature": feature, "method": method, "cpc": cpc,
+              "source": source if synthetic else None, "targets": sorted(targets), "preset": size.preset,
+              "set_seeds": size.set_seeds, "eval_seeds": size.eval_seeds, "protocol": size.protocol,
+              "target_kwargs": {t: size.target_kwargs[t] for t in targets if t in size.target_kwargs},
+              "overrides": size.method_overrides.get(method, {}) if synthetic else {},
+              "experts": size.expert_overrides if method == "mtt" else {},
+              "source_kwargs": size.source_kwargs.get(source, {}) if synthetic else {}}
+    name = f"{dataset}-{feature}-{method}-cpc{cpc}" + (f"-{source}" if synthetic else "")
+    return Cell("set", name, _jsonable(params))
+
+
+def _identity(cell: Cell) -> tuple:
+    p = cell.params
+    return p["dataset"], p["feature"], p["method"], p["cpc"], p["source"]
+
+
+def declare(size: Size, datasets: tuple[str, ...] | None = None) -> list[Cell]:
+    """Every cell of ``size`` in run order (sets before the cells that read them); ``datasets`` restricts
+    Table I's data sets.  A set needed by several tables is one cell evaluated on the union of their targets."""
+    wanted: dict[tuple, set[str]] = {}
+
+    def want(dataset: str, method: str, cpc: int, source: str = "convnet", feature: str = "fd_mfcc",
+             targets: tuple[str, ...] = ("convnet",)) -> None:
+        from ddfad_apps.distill.presets import CORESET_METHODS
+
+        src = None if method in CORESET_METHODS else source
+        wanted.setdefault((dataset, feature, method, cpc, src), set()).update(targets)
+
+    t1 = size.table1
+    for d in datasets or t1["datasets"]:
+        for m in t1["methods"]:
+            for c in t1["cpcs"]:
+                want(d, m, c)
+    t2 = size.table2
+    for source in t2["networks"]:
+        want(t2["dataset"], t2["method"], t2["cpc"], source, targets=tuple(t2["networks"]))
+    f5 = size.fig5
+    for c in f5["cpcs"]:
+        for feature in f5["features"]:
+            want(f5["dataset"], f5["method"], c, feature=feature)
+    nz = size.noise
+    want(nz["dataset"], nz["method"], nz["cpc"])
+
+    sets = {k: set_cell(size, k[0], k[2], k[3], k[4] or "convnet", k[1], tuple(sorted(t))) for k, t in wanted.items()}
+    noise_source = sets[(nz["dataset"], "fd_mfcc", nz["method"], nz["cpc"], "convnet")]
+    noise = Cell("noise", f"{nz['dataset']}-{nz['method']}-cpc{nz['cpc']}",
+                 _jsonable({"source": noise_source.key, "dataset": nz["dataset"], "stds": nz["stds"],
+                            "n_iter": nz["n_iter"], "set_seeds": size.set_seeds, "eval_seeds": size.eval_seeds,
+                            "preset": size.preset, "protocol": size.protocol,
+                            "target_kwargs": {t: v for t, v in size.target_kwargs.items() if t == "convnet"}}),
+                 needs=(noise_source.key,))
+    fig6 = Cell("fig6", f"{nz['dataset']}-{nz['method']}-cpc{nz['cpc']}",
+                _jsonable({"source": noise_source.key, "dataset": nz["dataset"], "n_iter": nz["n_iter"],
+                           "set_seed": 0}), needs=(noise_source.key,))
+    cicl = Cell("cicl", size.cicl["dataset"], _jsonable({"preset": size.preset, **size.cicl}))
+    nas = Cell("nas", size.nas["dataset"], _jsonable({"preset": size.preset, **size.nas}))
+    return [*sets.values(), noise, fig6, cicl, nas]
+
+
+def find_set(cells: list[Cell], dataset: str, method: str, cpc: int, source: str = "convnet",
+             feature: str = "fd_mfcc") -> Cell | None:
+    """The ``set`` cell of these coordinates among ``cells`` (coresets have no source network)."""
+    for cell in cells:
+        if cell.kind == "set" and _identity(cell)[:4] == (dataset, feature, method, cpc) and \
+                cell.params["source"] in (source, None):
+            return cell
+    return None
+
+
+def describe(size: Size, cells: list[Cell]) -> list[str]:
+    """The size's contents in words (one line each), for the report's header."""
+    t1, t2, f5, nz = size.table1, size.table2, size.fig5, size.noise
+    datasets = sorted({c.params["dataset"] for c in cells if c.kind == "set"})
+    return [
+        f"preset `{size.preset}`; {size.set_seeds} set seeds (selection/distillation seeds 0..{size.set_seeds - 1}),"
+        f" {size.eval_seeds} evaluation network(s) per set; protocol changes {size.protocol or 'none'}",
+        f"Table I: data sets {', '.join(d for d in t1['datasets'] if d in datasets)}; methods "
+        f"{', '.join(t1['methods'])}; CPC {', '.join(map(str, t1['cpcs']))}; distilled with ConvNet, evaluated on "
+        "ConvNet",
+        f"Table II: {t2['method']} on {t2['dataset']} CPC {t2['cpc']}, distilled with and evaluated on "
+        f"{', '.join(t2['networks'])}",
+        "Table III: wall time and peak memory of every cell below",
+        f"Table IV: cicl job, {size.cicl}",
+        f"Fig. 5: {f5['method']} on {f5['dataset']} with features {', '.join(f5['features'])} at CPC "
+        f"{', '.join(map(str, f5['cpcs']))}",
+        f"Fig. 6: original vs distilled ({nz['method']}, {nz['dataset']} CPC {nz['cpc']}, set seed 0), every class",
+        f"Fig. 7 and the round trip: waveform noise std {', '.join(f'{s:g}' for s in nz['stds'])} on the "
+        f"{nz['method']} sets of {nz['dataset']} CPC {nz['cpc']} ({nz['n_iter']} Griffin-Lim iterations); "
+        "std 0 is the round trip",
+        f"Fig. 8: nas job, {size.nas}",
+        f"{len(cells)} cells in all",
+    ]

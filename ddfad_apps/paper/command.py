@@ -1,0 +1,58 @@
+"""The command line of ``scripts/reproduce_paper.py`` (the script only calls :func:`main`)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+USAGE = """Reproduce the DDFAD paper's tables and figures in one resumable run: REPORT.md, PNG figures, raw JSON.
+
+    python scripts/reproduce_paper.py --smoke --out /tmp/paper   # tiny settings, a few minutes: the whole path
+    python scripts/reproduce_paper.py                            # the CPU subset (hours on 2 cores) -> docs/paper
+    python scripts/reproduce_paper.py --full --device cuda       # the paper's preset, meant for a GPU
+
+Each cell's result is saved as soon as it is done (docs/paper/raw/<cell>.json) and reused by the next run with
+the same settings, so an interrupted run resumes; a damaged cell file is computed again.
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--smoke", action="store_true", help="tiny settings (minutes on 2 cores; run by the tests)")
+    size.add_argument("--full", action="store_true", help="the paper's preset and grids (meant for a GPU)")
+    ap.add_argument("--out", type=Path, default=Path("docs/paper"), help="report folder (default docs/paper)")
+    ap.add_argument("--data-root", type=Path, default=None, help="folder of the data sets (else $DDFAD_DATA, "
+                    "then the cache)")
+    ap.add_argument("--datasets", default=None, help="restrict Table I to these data sets (comma list)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--tracking-uri", default=None, help="MLflow store of the cicl and nas jobs")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None):
+    """Parse ``argv``, run :func:`~ddfad_apps.paper.run.reproduce`, print where the report went."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(argv)
+    import torch
+
+    from ddfad_apps.paper.run import ReproduceError, reproduce
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = "smoke" if args.smoke else "full" if args.full else "default"
+    command = shlex.join(["python", "scripts/reproduce_paper.py", *argv])
+    datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip()) if args.datasets else None
+    print(f"command: {command}", flush=True)
+    try:
+        done = reproduce(size, args.out, args.data_root, args.device, args.tracking_uri, datasets, command,
+                         progress=not args.quiet)
+    except ReproduceError as exc:
+        sys.exit(f"error: {exc}")
+    print(f"{len(done.ran)} cell(s) computed, {len(done.skipped)} reused; report: {done.report}")
+    return done

@@ -1,0 +1,243 @@
+"""Running one cell: the existing engine, protocol and jobs, called with the cell's settings.
+
+``set`` cells distil (or select) from ``protocol.carve(train).fit`` with every set seed (:func:`distill`) and go
+through :func:`~ddfad_apps.evidence.compare.compare` on each target network; ``noise`` calls
+:func:`~ddfad_apps.evidence.noise.waveform_noise_curve`; ``fig6`` :func:`plot_original_vs_distilled`; ``cicl``
+and ``nas`` run their jobs.  Each cell is measured: wall time and the process's peak resident memory during the
+cell (Linux: the high-water mark is reset before the cell through ``/proc/self/clear_refs``), plus the GPU's
+peak allocation on CUDA.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import resource
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ddfad_apps.paper.cells import Cell
+
+Say = Callable[[str], None]
+
+
+@contextmanager
+def measure(device: torch.device) -> Iterator[dict[str, Any]]:
+    """Fill the yielded dict with ``seconds``, ``peak_rss_mb`` (and ``peak_gpu_mb`` on CUDA) of the block."""
+    cost: dict[str, Any] = {}
+    reset = _reset_peak_rss()
+    cost["rss_start_mb"] = _status_mb("VmRSS")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    try:
+        yield cost
+    finally:
+        cost["seconds"] = time.perf_counter() - t0
+        hwm = _status_mb("VmHWM") if reset else None
+        cost["peak_rss_mb"] = hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        cost["peak_rss_scope"] = "cell" if hwm is not None else "process so far (peak could not be reset)"
+        if device.type == "cuda":
+            cost["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _status_mb(field_name: str) -> float | None:
+    try:
+        match = re.search(rf"^{field_name}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+    except OSError:
+        return None
+    return int(match.group(1)) / 1024 if match else None
+
+
+@dataclass
+class Context:
+    """What every cell shares: where data and outputs are, the device, MLflow, and loaded features."""
+
+    raw: Path
+    device: torch.device
+    data_root: Path | None = None
+    tracking_uri: str | None = None
+    say: Say = print
+    _splits: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def files(self, cell: Cell | str) -> Path:
+        """The folder of a cell's own files (sets, job outputs, figures): ``raw/<key>``."""
+        return self.raw / (cell if isinstance(cell, str) else cell.key)
+
+    def splits(self, dataset: str, feature: str = "fd_mfcc"):
+        """Normalised train/test features of ``dataset`` (feature kind ``feature``), loaded once per run."""
+        from ddfad_apps.features.config import FeatureConfig
+        from ddfad_apps.features.dataset import load_features
+
+        if (dataset, feature) not in self._splits:
+            self._splits[(dataset, feature)] = load_features(dataset, self.data_root, FeatureConfig(kind=feature),
+                                                             progress=False)
+        return self._splits[(dataset, feature)]
+
+
+def protocol_for(params: dict[str, Any], target: str):
+    """The evaluation protocol of a cell on network ``target`` (the preset's recipe with the size's changes)."""
+    from ddfad_apps.evidence import EvalProtocol
+
+    changes = dict(params["protocol"])
+    if "lr_grid" in changes:
+        changes["lr_grid"] = tuple(changes["lr_grid"])
+    base = EvalProtocol.for_preset(params["preset"], target, epochs=changes.pop("epochs", None))
+    base = base.with_changes(**changes)
+    kwargs = params.get("target_kwargs", {}).get(target)
+    return base.with_changes(model_kwargs=dict(kwargs)) if kwargs else base
+
+
+def method_settings_for(params: dict[str, Any], num_train: int):
+    """The method's settings for the cell: preset, distilling network and the size's overrides."""
+    from ddfad_apps.distill.presets import MTTPlan, method_settings
+
+    settings = method_settings(params["method"], params["preset"], params["cpc"], num_train,
+                               model=params["source"], model_kwargs=params["source_kwargs"] or None,
+                               **params["overrides"])
+    if isinstance(settings, MTTPlan) and params["experts"]:
+        settings = MTTPlan(replace(settings.experts, **params["experts"]), settings.mtt)
+    return settings
+
+
+def set_folder(ctx: Context, key: str, seed: int) -> Path:
+    """Where the ``set`` cell ``key`` saved its set of ``seed``."""
+    return ctx.files(key) / f"s{seed}"
+
+
+def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
+    """Make the cell's sets (one per set seed) from the carved fit split, save them, evaluate on each target."""
+    from ddfad_apps.distill import distill
+    from ddfad_apps.evidence import compare
+
+    p = cell.params
+    splits = ctx.splits(p["dataset"], p["feature"])
+    carved = protocol_for(p, "convnet").carve(splits.train)  # the carve depends on val_fraction and seed only
+    settings = method_settings_for(p, len(carved.fit))
+    folder = ctx.files(cell)
+    sets, make_seconds, learned, experts = {}, [], [], []
+    for seed in range(p["set_seeds"]):
+        t0 = time.perf_counter()
+        syn = distill(carved.fit, p["cpc"], p["method"], p["preset"], settings=settings, seed=seed,
+                      device=ctx.device, stats=splits.stats, test=splits.test, progress=False)
+        make_seconds.append(time.perf_counter() - t0)
+        syn.save(folder / f"s{seed}")
+        sets[seed] = syn
+        learned.append(syn.lr)
+        if "experts" in syn.meta:
+            experts.append(syn.meta["experts"]["test_accuracy"])
+    evaluations, eval_seconds = {}, {}
+    for target in p["targets"]:
+        t0 = time.perf_counter()
+        result = compare({p["method"]: sets}, carved, splits.test, protocol_for(p, target), p["eval_seeds"],
+                         ctx.device)
+        eval_seconds[target] = time.perf_counter() - t0
+        evaluations[target] = result.methods[p["method"]].as_dict()
+    out = {"evaluations": evaluations, "make_seconds": make_seconds, "eval_seconds": eval_seconds,
+           "learned_lr": learned, "experts_test_accuracy": experts, "carve": carved.as_dict(),
+           "test_clips": len(splits.test), "input_shape": list(splits.train.input_shape),
+           "settings": json.loads(json.dumps(settings, default=_plain))}
+    return out, [folder / f"s{s}" / "distilled.json" for s in sets]
+
+
+def _plain(obj: Any) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(obj) if is_dataclass(obj) else str(obj)
+
+
+def run_noise(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
+    """Waveform noise (std 0 = the round trip) on every set seed's set of the source cell, through the protocol."""
+    from ddfad_apps.distill import SyntheticSet
+    from ddfad_apps.evidence import eval_seeds_for
+    from ddfad_apps.evidence.noise import waveform_noise_curve
+
+    p = cell.params
+    splits = ctx.splits(p["dataset"])
+    protocol = protocol_for(p, "convnet")
+    carved = protocol.carve(splits.train)
+    levels: dict[str, dict[str, Any]] = {}
+    for seed in range(p["set_seeds"]):
+        syn = SyntheticSet.load(set_folder(ctx, p["source"], seed))
+        curve = waveform_noise_curve(syn, carved, splits.test, protocol, p["stds"],
+                                     eval_seeds_for(seed, p["eval_seeds"]), ctx.device, p["n_iter"],
+                                     noise_seed=seed)
+        for level in curve:
+            row = levels.setdefault(f"{level.std:g}", {"std": level.std, "variance": level.variance,
+                                                       "snr_db": {}, "per_set_seed": {}, "lr": {}})
+            row["snr_db"][str(seed)] = None if level.snr_db == float("inf") else level.snr_db
+            row["per_set_seed"][str(seed)] = level.evaluation.summary.mean
+            row["lr"][str(seed)] = level.evaluation.lr
+    return {"levels": list(levels.values()), "protocol": protocol.as_dict()}, []
+
+
+def run_fig6(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
+    """Fig. 6 from the source cell's set: the first original and distilled clip of every class."""
+    from ddfad_apps.data.audio_io import read_many
+    from ddfad_apps.data.registry import list_clips
+    from ddfad_apps.distill import SyntheticSet
+    from ddfad_apps.evidence.noise import reconstruct_waves
+    from ddfad_apps.reconstruct.figures import plot_original_vs_distilled
+
+    p = cell.params
+    syn = SyntheticSet.load(set_folder(ctx, p["source"], p["set_seed"]))
+    clips = list_clips(p["dataset"], "train", ctx.data_root)
+    first = [clips.labels.index(c) for c in range(len(clips.classes))]
+    real, kept = read_many([clips.paths[i] for i in first], clips.sample_rate, clips.num_samples, progress=False)
+    waves = reconstruct_waves(syn, clips.sample_rate, clips.duration, p["n_iter"])
+    path = ctx.files(cell) / "fig6.png"
+    plot_original_vs_distilled(real, torch.tensor([clips.labels[first[i]] for i in kept]), waves, syn.labels,
+                               syn.classes, clips.sample_rate, path, max_classes=None)
+    return {"classes": list(syn.classes), "shown": list(syn.classes), "sample_rate": clips.sample_rate,
+            "method": syn.method}, [path]
+
+
+def run_cicl(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
+    """Table IV through the cicl job (its own per-(memory, seed) resume under the cell's folder)."""
+    from ddfad_apps.jobs import CICLJob, run_cicl_job
+
+    p = dict(cell.params)
+    job = CICLJob(dataset=p.pop("dataset"), memories=tuple(p.pop("memories")), data_root=ctx.data_root,
+                  device=str(ctx.device), tracking_uri=ctx.tracking_uri, out=ctx.files(cell), **p)
+    result = run_cicl_job(job, progress=False, say=lambda line: None)
+    runs = {m: [{k: r[k] for k in ("final_accuracy", "forgetting", "average_incremental_accuracy",
+                                   "accuracy_curve", "seconds") if k in r} for r in rs]
+            for m, rs in result.runs.items()}
+    figure = result.out_dir / "accuracy_curves.png"
+    return {"runs": runs, "summary": result.summary, "table": result.table, "run_id": result.run_id}, [figure]
+
+
+def run_nas(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
+    """Fig. 8 through the nas job (one worker in this process)."""
+    from ddfad_apps.jobs import NASSearchJob, run_nas_job
+
+    p = dict(cell.params)
+    restriction = p.pop("restriction", {})
+    job = NASSearchJob(dataset=p.pop("dataset"), proxies=tuple(p.pop("proxies")), restriction=restriction,
+                       data_root=str(ctx.data_root) if ctx.data_root else None, device=str(ctx.device),
+                       threads=torch.get_num_threads(), tracking_uri=ctx.tracking_uri, out=ctx.files(cell),
+                       workers=1, **p)
+    result = run_nas_job(job, progress=False, say=lambda line: None)
+    report = result.report
+    return ({"reports": report["reports"], "differences": report["differences"], "text": result.text,
+             "wall_seconds": result.seconds, "architectures": len(report["sample"] or [])},
+            [result.out / "fig8.png"])
+
+
+RUNNERS: dict[str, Callable[[Cell, Context], tuple[dict[str, Any], list[Path]]]] = {
+    "set": run_set, "noise": run_noise, "fig6": run_fig6, "cicl": run_cicl, "nas": run_nas}
+

@@ -1,0 +1,110 @@
+"""Reproduce the paper: run every declared cell not already saved, then write the report.
+
+    from ddfad_apps.paper import reproduce
+    done = reproduce("smoke", Path("/tmp/paper"))          # REPORT.md, figures, raw/<cell>.json
+    print(done.ran, done.skipped, done.report)
+
+Cells run in declared order (sets before the cells that read them); each is saved as soon as it is done, so an
+interrupted run resumes at the first missing cell.  Data sets are checked before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ddfad_apps.paper.cells import SIZES, Cell, declare
+from ddfad_apps.paper.execute import RUNNERS, Context, measure
+from ddfad_apps.paper.store import CellStore
+
+
+class ReproduceError(ValueError):
+    """A request the report cannot honour (unknown size, missing data set), raised before any work."""
+
+
+@dataclass
+class Reproduction:
+    """Which cells ran and which were reused, every cell's record, and where the report went."""
+
+    size: str
+    ran: list[str]
+    skipped: list[str]
+    records: dict[str, dict[str, Any]]
+    report: Path
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """The machine a cell ran on, recorded with its result."""
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (None outside a git checkout)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def check_data(cells: list[Cell], data_root: Path | None) -> None:
+    """Every data set the cells read must be found, before any work starts."""
+    from ddfad_apps.data.registry import list_clips
+
+    for dataset in sorted({c.params["dataset"] for c in cells}):
+        try:
+            list_clips(dataset, "train", data_root)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ReproduceError(f"data set {dataset!r} is needed by the report but cannot be read: {exc} "
+                                 "(--datasets restricts Table I's data sets)") from exc
+
+
+def reproduce(size: str, out: Path, data_root: Path | None = None, device: str = "auto",
+              tracking_uri: str | None = None, datasets: tuple[str, ...] | None = None, command: str = "",
+              progress: bool = True, say: Callable[[str], None] = print) -> Reproduction:
+    """Run (or reuse) every cell of ``size`` into ``out`` and write ``out/REPORT.md``."""
+    from tqdm.auto import tqdm
+
+    from ddfad_apps.jobs.data import open_device
+    from ddfad_apps.paper.report import write_report
+
+    if size not in SIZES:
+        raise ReproduceError(f"unknown size {size!r}; use one of {', '.join(SIZES)}")
+    spec = SIZES[size]
+    cells = declare(spec, datasets)
+    check_data(cells, data_root)
+    dev = open_device(device)
+    store = CellStore(Path(out), say)
+    ctx = Context(store.raw, dev, data_root, tracking_uri, say)
+    here = machine(dev)
+    records: dict[str, dict[str, Any]] = {}
+    ran, skipped = [], []
+    bar = tqdm(cells, desc=f"paper ({size})", disable=not progress, file=sys.stderr)
+    for cell in bar:
+        bar.set_postfix_str(cell.name)
+        record = store.load(cell)
+        if record is not None and any(need in ran for need in cell.needs):
+            say(f"{cell.key}: computed again, its input {', '.join(n for n in cell.needs if n in ran)} was")
+            record = None
+        if record is None:
+            with measure(dev) as cost:
+                result, outputs = RUNNERS[cell.kind](cell, ctx)
+            record = store.save(cell, result, cost, here, outputs)
+            ran.append(cell.key)
+            say(f"{cell.key}: done in {cost['seconds']:.1f} s, peak {cost['peak_rss_mb']:.0f} MB")
+        else:
+            skipped.append(cell.key)
+        records[cell.key] = record
+    bar.close()
+    report = write_report(spec, cells, records, Path(out), here, command, git_commit())
+    return Reproduction(size, ran, skipped, records, report)

@@ -1,0 +1,210 @@
+"""Markdown tables of the report, built from the cells' saved records only (never from live objects).
+
+Every accuracy is ``mean +- std [95% CI]`` over set seeds (each the mean of its evaluation networks), as
+:mod:`ddfad_apps.evidence.compare` defines it; comparisons are paired on the same set seeds and worded by
+:func:`~ddfad_apps.evidence.stats.verdict` ("A beats B" only where the paired interval excludes zero).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ddfad_apps.evidence.stats import Summary, paired_difference, summarize, verdict
+from ddfad_apps.paper.cells import Cell, Size, find_set
+from ddfad_apps.paper.published import paper_value
+
+Records = dict[str, dict[str, Any]]
+
+
+def summary_of(d: dict[str, Any]) -> Summary:
+    """A :class:`Summary` back from its ``as_dict`` form (``None`` bounds: no interval)."""
+    low = -math.inf if d.get("ci_low") is None else d["ci_low"]
+    high = math.inf if d.get("ci_high") is None else d["ci_high"]
+    return Summary(d["n"], d["mean"], d["std"], low, high)
+
+
+def _md(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _evaluation(cells: list[Cell], records: Records, dataset: str, method: str, cpc: int, source: str = "convnet",
+                feature: str = "fd_mfcc", target: str = "convnet") -> dict[str, Any] | None:
+    cell = find_set(cells, dataset, method, cpc, source, feature)
+    if cell is None or cell.key not in records:
+        return None
+    return records[cell.key]["result"]["evaluations"].get(target)
+
+
+def _per_seed(ev: dict[str, Any]) -> dict[str, float]:
+    return {str(k): float(v) for k, v in ev["per_set_seed"].items()}
+
+
+def _cell_text(ev: dict[str, Any] | None) -> str:
+    return summary_of(ev).format() if ev else "not run"
+
+
+def _verdicts(named: dict[str, dict[str, Any]], pairs: list[tuple[str, str]]) -> list[str]:
+    out = []
+    for a, b in pairs:
+        if a in named and b in named:
+            out.append(verdict(a, b, paired_difference(_per_seed(named[a]), _per_seed(named[b]))))
+    return out
+
+
+def table1(size: Size, cells: list[Cell], records: Records) -> str:
+    """Table I: (data set, method) x CPC, ours beside the paper's, then the paired verdicts per (data set, CPC)."""
+    from ddfad_apps.distill.presets import CORESET_METHODS
+
+    t1 = size.table1
+    datasets = [d for d in t1["datasets"] if any(c.kind == "set" and c.params["dataset"] == d for c in cells)]
+    header = ["data set", "method"] + [x for c in t1["cpcs"] for x in (f"CPC {c} (ours, %)", f"CPC {c} (paper)")]
+    rows, notes = [], []
+    for d in datasets:
+        for m in t1["methods"]:
+            row = [d, m]
+            for c in t1["cpcs"]:
+                row += [_cell_text(_evaluation(cells, records, d, m, c)), paper_value("table1", d, m, c, "convnet")]
+            rows.append(row)
+        for c in t1["cpcs"]:
+            named = {m: ev for m in t1["methods"] if (ev := _evaluation(cells, records, d, m, c))}
+            pairs = [(a, b) for a in named if a not in CORESET_METHODS for b in named if b in CORESET_METHODS]
+            notes += [f"- {d} CPC {c}: {v}" for v in _verdicts(named, pairs)]
+    return _md(header, rows) + "\n\nPaired differences (same set seeds):\n\n" + "\n".join(notes or ["- none"])
+
+
+def table2(size: Size, cells: list[Cell], records: Records) -> str:
+    """Table II: distilling network (rows) x evaluating network (columns)."""
+    t2 = size.table2
+    nets = list(t2["networks"])
+    rows = [[s] + [_cell_text(_evaluation(cells, records, t2["dataset"], t2["method"], t2["cpc"], s, target=t))
+                   for t in nets] for s in nets]
+    header = ["distilled with \\ evaluated on"] + [f"{t} (%)" for t in nets]
+    notes = []
+    for t in nets:
+        named = {f"{s}->{t}": ev for s in nets
+                 if (ev := _evaluation(cells, records, t2["dataset"], t2["method"], t2["cpc"], s, target=t))}
+        same = f"{t}->{t}"
+        notes += [f"- {v}" for v in _verdicts(named, [(same, o) for o in named if o != same])]
+    return (f"{t2['method']} on {t2['dataset']}, CPC {t2['cpc']}; paper: {paper_value('table2')}\n\n"
+            + _md(header, rows) + "\n\nPaired differences (same set seeds):\n\n" + "\n".join(notes or ["- none"]))
+
+
+def table3(cells: list[Cell], records: Records) -> str:
+    """Table III: wall time and peak memory of every cell (data set, network, CPC), ours only."""
+    rows = []
+    for cell in cells:
+        rec = records.get(cell.key)
+        if rec is None:
+            continue
+        p, cost, res = cell.params, rec["cost"], rec["result"]
+        make = sum(res.get("make_seconds", [])) if cell.kind == "set" else None
+        evaluate = sum(res.get("eval_seconds", {}).values()) if cell.kind == "set" else None
+        network = p.get("source") or ("-" if cell.kind != "set" else "(coreset)")
+        gpu = f"{cost['peak_gpu_mb']:.0f}" if cost.get("peak_gpu_mb") is not None else "-"
+        rows.append([cell.kind, p.get("dataset", "-"), p.get("feature", "-"), p.get("method", "-"), network,
+                     str(p.get("cpc", "-")), "-" if make is None else f"{make:.1f}",
+                     "-" if evaluate is None else f"{evaluate:.1f}", f"{cost['seconds']:.1f}",
+                     f"{cost['peak_rss_mb']:.0f}", gpu])
+    header = ["cell", "data set", "feature", "method", "network", "CPC", "make sets (s)", "evaluate (s)",
+              "total (s)", "peak RSS (MB)", "peak GPU (MB)"]
+    return (_md(header, rows) + f"\n\nPaper: {paper_value('table3')}.  Peak RSS is the process's high-water mark "
+            "during the cell (reset before it); the evaluation column covers every target network.")
+
+
+def table4(size: Size, records: Records, cell: Cell) -> str:
+    """Table IV: final average accuracy and forgetting per memory over seeds, paired differences by seed."""
+    rec = records.get(cell.key)
+    if rec is None:
+        return "not run"
+    runs = rec["result"]["runs"]
+    rows, finals = [], {}
+    for memory, rs in runs.items():
+        finals[memory] = {str(i): r["final_accuracy"] for i, r in enumerate(rs)}
+        final = summarize([r["final_accuracy"] for r in rs])
+        forget = summarize([r["forgetting"] for r in rs])
+        rows.append([memory, final.format(), forget.format(), paper_value("table4", cell.params["dataset"], memory)])
+    header = ["memory", "final accuracy (%)", "forgetting (points)", "paper"]
+    notes = [f"- {verdict(a, b, paired_difference(finals[a], finals[b]))}" for a in finals for b in finals
+             if a == "distilled" and b != a]
+    return (f"{cell.params['dataset']}, {cell.params}\n\n" + _md(header, rows)
+            + "\n\nPaired differences (same seeds):\n\n" + "\n".join(notes or ["- none"]))
+
+
+def fig5_table(size: Size, cells: list[Cell], records: Records) -> tuple[str, dict[str, dict[int, dict]]]:
+    """Fig. 5's numbers: feature x CPC (``{feature: {cpc: evaluation}}`` for the plot) and paired verdicts."""
+    f5 = size.fig5
+    data: dict[str, dict[int, dict]] = {}
+    rows, notes = [], []
+    for feature in f5["features"]:
+        row = [feature]
+        for c in f5["cpcs"]:
+            ev = _evaluation(cells, records, f5["dataset"], f5["method"], c, feature=feature)
+            if ev:
+                data.setdefault(feature, {})[c] = ev
+            row += [_cell_text(ev), paper_value("fig5", f5["dataset"], feature, c)]
+        rows.append(row)
+    for c in f5["cpcs"]:
+        named = {f: data[f][c] for f in data if c in data[f]}
+        notes += [f"- CPC {c}: {v}" for v in _verdicts(named, [("fd_mfcc", f) for f in named if f != "fd_mfcc"])]
+    header = ["feature"] + [x for c in f5["cpcs"] for x in (f"CPC {c} (ours, %)", f"CPC {c} (paper)")]
+    return (f"{f5['method']} on {f5['dataset']}, evaluated on ConvNet\n\n" + _md(header, rows)
+            + "\n\nPaired differences (same set seeds):\n\n" + "\n".join(notes or ["- none"]), data)
+
+
+def noise_table(records: Records, cell: Cell, cells: list[Cell]) -> tuple[str, str]:
+    """Fig. 7's numbers (accuracy per noise level, paired against the clean reconstruction) and the round trip
+    (networks trained on the distilled features vs on features of the reconstructed audio)."""
+    rec = records.get(cell.key)
+    if rec is None:
+        return "not run", "not run"
+    levels = rec["result"]["levels"]
+    rows, notes = [], []
+    clean = next((lv for lv in levels if lv["std"] == 0), None)
+    for lv in levels:
+        s = summarize(list(lv["per_set_seed"].values()))
+        snrs = [v for v in lv["snr_db"].values() if v is not None]
+        snr = f"{sum(snrs) / len(snrs):.1f}" if snrs else "inf (clean)"
+        rows.append([f"{lv['std']:g}", f"{lv['variance']:.2e}", snr, s.format(),
+                     paper_value("fig7", cell.params["dataset"], lv["std"])])
+        if clean is not None and lv is not clean:
+            name = f"noise {lv['std']:g}"
+            notes.append(f"- {verdict(name, 'clean audio', paired_difference(lv['per_set_seed'], clean['per_set_seed']))}")
+    fig7 = _md(["noise std (full scale)", "variance", "SNR (dB, mean over clips)", "accuracy (%)", "paper"], rows)
+    fig7 += "\n\nPaired against the clean reconstruction (same set seeds):\n\n" + "\n".join(notes or ["- none"])
+    source = next((c for c in cells if c.key == cell.params["source"]), None)
+    distilled = records.get(source.key, {}).get("result", {}).get("evaluations", {}).get("convnet") if source else None
+    if clean is None or distilled is None:
+        return fig7, "not run (needs noise level 0 and the source set's ConvNet evaluation)"
+    rt = summarize(list(clean["per_set_seed"].values()))
+    rows = [["distilled features", summary_of(distilled).format()], ["features of the reconstructed audio", rt.format()]]
+    roundtrip = _md(["networks trained on", "accuracy (%)"], rows) + "\n\n- " + verdict(
+        "reconstructed audio", "distilled features", paired_difference(clean["per_set_seed"], _per_seed(distilled)))
+    return fig7, roundtrip
+
+
+def nas_table(records: Records, cell: Cell) -> str:
+    """Fig. 8's numbers: per proxy the rank correlations with whole-data accuracy (bootstrap 95% intervals)."""
+    rec = records.get(cell.key)
+    if rec is None:
+        return "not run"
+
+    def ci(value: float, low: float | None, high: float | None) -> str:
+        if value is None or value != value:
+            return "undefined"
+        bounds = "[no CI]" if low is None or low != low else f"[{low:.3f}, {high:.3f}]"
+        return f"{value:.3f} {bounds}"
+
+    rows = []
+    for r in rec["result"]["reports"]:
+        c = r["correlations"]["all"]
+        rows.append([r["proxy"], str(r["n"]), ci(c["spearman"], c["spearman_low"], c["spearman_high"]),
+                     ci(c["kendall"], c["kendall_low"], c["kendall_high"]), f"{r['picked_truth']:.4f}",
+                     f"{r['best_truth']:.4f}", paper_value("fig8", r["proxy"])])
+    header = ["proxy", "architectures", "Spearman [95% CI]", "Kendall [95% CI]", "picked arch's truth",
+              "best truth", "paper"]
+    notes = [f"- {d['a']} - {d['b']} ({d['over']}): {d['diff']:.3f} [{d['low']:.3f}, {d['high']:.3f}]"
+             for d in rec["result"]["differences"] if all(isinstance(d.get(k), float) and d[k] == d[k] for k in ("diff", "low", "high"))]
+    return _md(header, rows) + ("\n\nPaired proxy differences:\n\n" + "\n".join(notes) if notes else "")

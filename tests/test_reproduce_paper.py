@@ -1,0 +1,107 @@
+"""``scripts/reproduce_paper.py --smoke``: the whole report path on real FSDD clips, its resume and its repairs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ddfad_apps.paper.cells import SIZES, declare, find_set
+from ddfad_apps.paper.published import PAPER
+from ddfad_apps.paper.tables import summary_of
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(out: Path, data_root: Path, tracking: str):
+    from ddfad_apps.paper.command import main
+
+    return main(["--smoke", "--out", str(out), "--data-root", str(data_root), "--tracking-uri", tracking,
+                 "--quiet"])
+
+
+@pytest.mark.slow
+def test_smoke_report_is_complete_resumes_and_repairs(data_root: Path, tmp_path: Path) -> None:
+    out, tracking = tmp_path / "paper", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cells = declare(SIZES["smoke"])
+    first = _run(out, data_root, tracking)
+    assert sorted(first.ran) == sorted(c.key for c in cells) and not first.skipped
+
+    report = (out / "REPORT.md").read_text()
+    for title in ("Table I", "Table II", "Table III", "Table IV", "Fig. 5", "Fig. 6", "Fig. 7", "Fig. 8",
+                  "Round trip"):
+        assert f"## {title}" in report, title
+    assert "--smoke" in report and "torch" in report and "CPUs" in report  # command and machine
+    pngs = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", report)
+    assert len(pngs) >= 5
+    for name in pngs:
+        pixels = np.asarray(Image.open(out / name).convert("L"), dtype=float)
+        assert pixels.shape[0] > 100 and pixels.shape[1] > 100 and pixels.std() > 5, name  # not blank
+
+    # every declared cell saved its settings, result and cost; the report's numbers are those of the raw JSON
+    for cell in cells:
+        record = json.loads((out / "raw" / f"{cell.key}.json").read_text())
+        assert record["settings"] == json.loads(json.dumps(cell.params)) and record["cost"]["seconds"] > 0
+        assert record["cost"]["peak_rss_mb"] > 50
+    mtt = find_set(cells, "fsdd", "mtt", 1)
+    ev = json.loads((out / "raw" / f"{mtt.key}.json").read_text())["result"]["evaluations"]["convnet"]
+    assert len(ev["per_set_seed"]) == SIZES["smoke"].set_seeds
+    assert f"| fsdd | mtt | {summary_of(ev).format()} | {PAPER[('table1', 'fsdd', 'mtt', 1, 'convnet')]:.2f} |" \
+        in report
+    assert "not given" in report
+    fig6 = json.loads((out / "raw" / f"{next(c for c in cells if c.kind == 'fig6').key}.json").read_text())
+    assert fig6["result"]["shown"] == fig6["result"]["classes"] and len(fig6["result"]["classes"]) == 10
+
+    # a second run computes nothing
+    again = _run(out, data_root, tracking)
+    assert again.ran == [] and len(again.skipped) == len(cells)
+
+    # a torn cell file and a cell file without its result are computed again, nothing else is
+    herding, random = find_set(cells, "fsdd", "herding", 1), find_set(cells, "fsdd", "random", 1)
+    path = out / "raw" / f"{herding.key}.json"
+    path.write_text(path.read_text()[: len(path.read_text()) // 2])
+    partial = out / "raw" / f"{random.key}.json"
+    record = json.loads(partial.read_text())
+    del record["result"]
+    partial.write_text(json.dumps(record))
+    repaired = _run(out, data_root, tracking)
+    assert sorted(repaired.ran) == sorted([herding.key, random.key])
+    assert json.loads(path.read_text())["result"]["evaluations"]["convnet"]["n"] == SIZES["smoke"].set_seeds
+
+
+def test_missing_data_is_refused_before_any_work(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A data root without the data sets is named in a clear error and nothing is written."""
+    from ddfad_apps.paper.command import main
+
+    monkeypatch.delenv("DDFAD_DATA", raising=False)
+    monkeypatch.setenv("DDFAD_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit) as exc:
+        main(["--smoke", "--out", str(tmp_path / "out"), "--data-root", str(tmp_path / "nothing"), "--quiet"])
+    assert "data set 'fsdd'" in str(exc.value) and str(tmp_path / "nothing") in str(exc.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_sizes_declare_what_the_issue_asks() -> None:
+    """The default CPU subset holds Table I on FSDD and RAVDESS at CPC 1 and 10 (random, herding, DM, MTT),
+    Table II on FSDD CPC 10, Fig. 5 on FSDD CPC 1 and 10, and at least four noise levels."""
+    size = SIZES["default"]
+    cells = declare(size)
+    for d in ("fsdd", "ravdess"):
+        for m in ("random", "herding", "dm", "mtt"):
+            for c in (1, 10):
+                assert find_set(cells, d, m, c) is not None, (d, m, c)
+    for source in ("convnet", "resnet18", "vgg11"):
+        cell = find_set(cells, "fsdd", "mtt", 10, source)
+        assert cell is not None and cell.params["targets"] == ["convnet", "resnet18", "vgg11"]
+    for feature in ("fd_mfcc", "mfcc", "lpcc"):
+        for c in (1, 10):
+            assert find_set(cells, "fsdd", "mtt", c, feature=feature) is not None
+    assert len([s for s in size.noise["stds"] if s > 0]) >= 4
+    # a set shared by several tables is one cell; keys differ when settings differ
+    assert len({c.key for c in cells}) == len(cells)
+    assert {c.key for c in declare(SIZES["smoke"])}.isdisjoint(c.key for c in cells)
