@@ -406,3 +406,69 @@ def test_fix_length_batched():
     y = fix_length(x, 8)
     assert y.shape == (2, 8) and torch.equal(y[:, :6], x) and not y[:, 6:].any()
 
+
+
+# ------------------------------------------------------------------------------------- folder sets: groups, cropping
+
+
+@pytest.fixture
+def speakers_folder(fsdd_root: Path, tmp_path: Path) -> Path:
+    """3 digits x 4 FSDD speakers x 2 takes, flat class folders (no train/test): 24 real clips."""
+    import shutil
+
+    root = tmp_path / "speakers"
+    for digit in "012":
+        (root / digit).mkdir(parents=True)
+        for speaker in ("jackson", "nicolas", "theo", "yweweler"):
+            for take in range(2):
+                shutil.copy(fsdd_root / "recordings" / f"{digit}_{speaker}_{take}.wav", root / digit)
+    (root / "manifest.json").write_text(json.dumps({"sample_rate": 8000, "duration": 0.3}))
+    return root
+
+
+def speakers_of(clips) -> set[str]:
+    return {p.name.split("_")[1] for p in clips.paths}
+
+
+def test_grouped_split_keeps_every_speaker_on_one_side(speakers_folder: Path) -> None:
+    from ddfad_apps.data.folder import list_folder
+
+    # by file, one speaker's clips land on both sides (the issue)
+    plain = [list_folder(speakers_folder, s, test_fraction=0.25) for s in ("train", "test")]
+    assert speakers_of(plain[0]) & speakers_of(plain[1])
+    for seed in range(4):
+        train, test = (list_folder(speakers_folder, s, test_fraction=0.25, seed=seed,
+                                   group_pattern=r"_(?P<group>[a-z]+)_") for s in ("train", "test"))
+        assert speakers_of(train).isdisjoint(speakers_of(test)) and len(speakers_of(test)) == 1
+        assert len(train) + len(test) == 24 and set(train.labels) == set(test.labels) == {0, 1, 2}
+    # the same from the manifest's group map
+    manifest = json.loads((speakers_folder / "manifest.json").read_text())
+    groups = {p.name: p.name.split("_")[1] for p in speakers_folder.rglob("*.wav")}
+    (speakers_folder / "manifest.json").write_text(json.dumps({**manifest, "groups": groups}))
+    train, test = (list_folder(speakers_folder, s, test_fraction=0.25) for s in ("train", "test"))
+    assert speakers_of(train).isdisjoint(speakers_of(test))
+    with pytest.raises(ValueError, match="does not match file name"):
+        list_folder(speakers_folder, "train", group_pattern=r"^speaker(\d+)")
+
+
+def test_cropped_clips_are_counted_in_a_warning(speakers_folder: Path, monkeypatch, tmp_path: Path) -> None:
+    from ddfad_apps.data.clips import CroppedClipsWarning
+    from ddfad_apps.features import load_features
+
+    monkeypatch.setenv("DDFAD_CACHE", str(tmp_path / "cache"))
+    lengths = sorted(sf.info(str(p)).duration for p in speakers_folder.rglob("*.wav"))
+    longest, longer = lengths[-1], sum(x > 0.3 for x in lengths)
+    assert 0 < longer < 24
+    with pytest.warns(CroppedClipsWarning) as caught:
+        load_features(str(speakers_folder), progress=False)  # the manifest's 0.3 s
+    message = str(caught[0].message)
+    assert message.startswith(f"{longer} of 24 clips ({100 * longer / 24:.0f}%)")
+    assert "longer than 0.30 s and were cropped" in message and f"pass --duration {longest:.2f}" in message
+    cut = lengths[17]  # 6 clips are longer than this one
+    with pytest.warns(CroppedClipsWarning, match=r"^6 of 24 clips \(25%\)"):
+        load_features(str(speakers_folder), duration=cut, progress=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CroppedClipsWarning)
+        load_features(str(speakers_folder), duration=longest + 0.01, progress=False)  # none cropped: no warning

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ddfad_apps.cli.data_options import duration_option, feature_option
 from ddfad_apps.cli.job_runner import echo_for, run_job
 from ddfad_apps.data.registry import DATASETS
 from ddfad_apps.distill.presets import METHODS
@@ -39,6 +40,8 @@ from ddfad_apps.models.registry import MODEL_NAMES
               help="Balanced fine-tuning epochs (default: preset; 0 disables).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder holding the data sets (default: $DDFAD_DATA, else the ddfad-apps cache).")
+@feature_option()
+@duration_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--tracking-uri", default=None, metavar="URI",
               help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else MLflow's default sqlite:///mlflow.db).")

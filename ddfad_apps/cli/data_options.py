@@ -77,3 +77,12 @@ def protocol_options(f: Callable) -> Callable:
                         show_default=True,
                         help="lr-grid: the learning rate chosen per set on the validation part carved from the "
                              "training split; fixed-lr: the set's learned rate, else 0.01 (older results).")(f)
+
+
+def group_pattern_option(f: Callable) -> Callable:
+    """``--group-pattern``: a folder data set split by group (speaker...) instead of by file."""
+    return click.option("--group-pattern", default=None, metavar="REGEX",
+                        help="Folder data sets without train/ and test/: a regex on each file name giving its group "
+                             "(the group named 'group', else the first group), e.g. '_(?P<group>[a-z]+)_' for FSDD "
+                             "speakers; no group is then on both sides of the split (a manifest's 'group_pattern' "
+                             "or 'groups' does the same).")(f)

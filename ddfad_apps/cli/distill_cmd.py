@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ddfad_apps.cli.data_options import (data_options, duration_option, feature_option, float_list, protocol_options,
-                                         run_folder_options)
+from ddfad_apps.cli.data_options import (data_options, duration_option, feature_option, float_list,
+                                         group_pattern_option, protocol_options, run_folder_options)
 from ddfad_apps.cli.job_runner import echo_for, run_job
 from ddfad_apps.distill.presets import METHODS, PRESETS
 from ddfad_apps.models.registry import MODEL_NAMES
@@ -16,6 +16,7 @@ from ddfad_apps.models.registry import MODEL_NAMES
 
 @click.command()
 @data_options()
+@group_pattern_option
 @click.option("--method", type=click.Choice(METHODS), default="mtt", show_default=True, help="Distillation method.")
 @click.option("--cpc", type=click.IntRange(min=1), default=10, show_default=True, help="Clips per class.")
 @click.option("--model", type=click.Choice(MODEL_NAMES), default="convnet", show_default=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from ddfad_apps.cli.data_options import data_options, duration_option, feature_option
+from ddfad_apps.cli.data_options import data_options, duration_option, feature_option, group_pattern_option
 from ddfad_apps.cli.job_runner import echo_for, run_job
 from ddfad_apps.models.layers import NORMS
 from ddfad_apps.models.registry import MODEL_NAMES
@@ -13,6 +13,7 @@ from ddfad_apps.models.registry import MODEL_NAMES
 
 @click.command()
 @data_options(required=True)
+@group_pattern_option
 @click.option("--model", type=click.Choice(MODEL_NAMES, case_sensitive=False), default="convnet",
               show_default=True, help="Architecture.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default: per data set and model).")

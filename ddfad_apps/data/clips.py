@@ -64,6 +64,20 @@ class ClipList:
             h.update(f"{p}|{y}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         return h.hexdigest()
 
+    def lengths(self) -> list[float | None]:
+        """Each clip's length in seconds from its file header (no decoding); None for a file that cannot be read
+        (reading it reports the fault)."""
+        import soundfile as sf
+
+        out: list[float | None] = []
+        for p in self.paths:
+            try:
+                info = sf.info(str(p))
+                out.append(info.frames / info.samplerate)
+            except (RuntimeError, OSError):
+                out.append(None)
+        return out
+
     def load(self, on_error: str = "raise", progress: bool = True) -> "WaveformSet":
         """Decode every clip (see :func:`ddfad_apps.data.audio_io.read_many` for ``on_error``)."""
         waves, kept = read_many(
@@ -86,3 +100,24 @@ class WaveformSet:
 
     def __len__(self) -> int:
         return self.waveforms.shape[0]
+
+
+class CroppedClipsWarning(UserWarning):
+    """Clips longer than the target length were cropped (part of each is lost)."""
+
+
+def crop_message(clips: list[ClipList]) -> str | None:
+    """``"312 of 1,150 clips (27%) are longer than 1.00 s and were cropped ..."`` over ``clips`` (one data set's
+    splits, same ``duration``), or None when none is longer.  Half a sample of slack: a clip of exactly the
+    target length read at another rate is not cropped."""
+    if not clips:
+        return None
+    duration, rate = clips[0].duration, clips[0].sample_rate
+    lengths = [x for c in clips for x in c.lengths() if x is not None]
+    longer = [x for x in lengths if x > duration + 0.5 / rate]
+    if not longer:
+        return None
+    total = sum(len(c) for c in clips)
+    return (f"{len(longer):,} of {total:,} clips ({100 * len(longer) / total:.0f}%) of {clips[0].root} are longer "
+            f"than {duration:.2f} s and were cropped (the longest is {max(longer):.2f} s); pass --duration "
+            f"{max(longer):.2f} to keep them whole")

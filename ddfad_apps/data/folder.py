@@ -1,7 +1,10 @@
 """Bring your own data: ``root/<class>/*.wav|flac|ogg`` (one sub-folder per class).
 
-If ``root`` holds ``train/`` and ``test/`` sub-folders, those are the split; otherwise a seeded stratified split.
-A ``manifest.json`` with ``sample_rate``/``duration`` (as written for a distilled set) sets the audio defaults.
+If ``root`` holds ``train/`` and ``test/`` sub-folders, those are the split; otherwise a seeded split, grouped when
+a group is known for each clip (``group_pattern``, a regex on the file name such as ``_(?P<group>[a-z]+)_``, or
+the manifest's ``group_pattern`` or ``groups`` {file name: group}) so no speaker is on both sides, else stratified
+over files.  A ``manifest.json`` with ``sample_rate``/``duration`` (as written for a distilled set) sets the audio
+defaults.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 from pathlib import Path
 
 from ddfad_apps.data.clips import ClipList
-from ddfad_apps.data.splits import select, stratified_split
+from ddfad_apps.data.splits import group_of, grouped_split, select, stratified_split
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 
@@ -29,9 +32,23 @@ def _scan(folder: Path, classes: list[str] | None = None) -> tuple[list[Path], l
     return paths, labels, classes
 
 
+def clip_groups(paths: list[Path], manifest: dict, group_pattern: str | None) -> list[str] | None:
+    """Each clip's group from ``group_pattern`` (or the manifest's), else the manifest's ``groups`` map, else None."""
+    pattern = group_pattern or manifest.get("group_pattern")
+    if pattern:
+        return [group_of(p.name, pattern) for p in paths]
+    table = manifest.get("groups")
+    if table:
+        missing = [p.name for p in paths if p.name not in table]
+        if missing:
+            raise ValueError(f"manifest.json 'groups' names no group for {len(missing)} clip(s), e.g. {missing[:3]}")
+        return [str(table[p.name]) for p in paths]
+    return None
+
+
 def list_folder(
     root: str | Path, split: str = "train", sample_rate: int | None = None, duration: float | None = None,
-    test_fraction: float = 0.2, seed: int = 0,
+    test_fraction: float = 0.2, seed: int = 0, group_pattern: str | None = None,
 ) -> ClipList:
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -47,8 +64,11 @@ def list_folder(
         test = list(range(len(tr_paths), len(paths)))
     else:
         paths, labels, classes = _scan(root, manifest.get("classes"))
+        groups = clip_groups(paths, manifest, group_pattern)
         if split == "all":
             train, test = list(range(len(paths))), []
+        elif groups is not None:
+            train, test = grouped_split(labels, groups, test_fraction, seed)
         else:
             train, test = stratified_split(labels, test_fraction, seed)
     idx = select(split, train, test)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,3 +34,48 @@ def select(split: str, train_idx: Sequence[int], test_idx: Sequence[int]) -> lis
     if split == "all":
         return sorted([*train_idx, *test_idx])
     raise ValueError(f"unknown split {split!r}; use 'train', 'test' or 'all'")
+
+
+def group_of(name: str, pattern: str) -> str:
+    """The group (speaker, session...) of a file name: the regex's group ``group`` if it has one, else its first
+    group, else the whole match; a name the pattern does not match is an error naming both."""
+    found = re.search(pattern, name)
+    if found is None:
+        raise ValueError(f"group pattern {pattern!r} does not match file name {name!r}")
+    if "group" in found.re.groupindex:
+        return found.group("group")
+    return found.group(1) if found.re.groups else found.group(0)
+
+
+def grouped_split(labels: Sequence[int], groups: Sequence[str], test_fraction: float,
+                  seed: int) -> tuple[list[int], list[int]]:
+    """Indices of a seeded split in which every group (e.g. a speaker) is wholly on one side: whole groups, in a
+    seeded random order, go to the test part until it holds ``test_fraction`` of the clips.  Refused (naming the
+    class) when a class would end up on one side only."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if len(labels) != len(groups):
+        raise ValueError("labels and groups differ in length")
+    names = sorted(set(groups))
+    if len(names) < 2:
+        raise ValueError(f"a grouped split needs at least 2 groups, found {len(names)}: {names}")
+    order = np.random.default_rng(seed).permutation(len(names))
+    target = test_fraction * len(labels)
+    test_groups: set[str] = set()
+    count = 0
+    sizes = {g: 0 for g in names}
+    for g in groups:
+        sizes[g] += 1
+    for i in order:
+        if count >= target or len(test_groups) == len(names) - 1:
+            break
+        test_groups.add(names[i])
+        count += sizes[names[i]]
+    test = [i for i, g in enumerate(groups) if g in test_groups]
+    train = [i for i, g in enumerate(groups) if g not in test_groups]
+    for side, idx in (("training", train), ("test", test)):
+        missing = sorted(set(labels) - {labels[i] for i in idx})
+        if missing:
+            raise ValueError(f"the grouped split ({len(names)} groups, test groups {sorted(test_groups)}) leaves "
+                             f"class(es) {missing} without {side} clips; use more groups or another seed")
+    return train, test

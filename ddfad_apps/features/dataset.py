@@ -6,13 +6,14 @@ mini-batches are index slices: no DataLoader workers, no per-clip Python on the 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from ddfad_apps.data.clips import ClipList
+from ddfad_apps.data.clips import ClipList, CroppedClipsWarning, crop_message
 from ddfad_apps.data.registry import list_clips
 from ddfad_apps.features.cache import cache_key, feature_cache_dir, load_or_build
 from ddfad_apps.features.config import FeatureConfig
@@ -92,10 +93,14 @@ def load_features(
 ) -> FeatureSplits:
     """Train/test features of ``dataset``, normalised with statistics of the training split only."""
     config = config or FeatureConfig()
-    sets = {}
-    for split in ("train", "test"):
-        clips = list_clips(dataset, split, data_root, sample_rate, duration, **options)
-        sets[split] = extract_clip_features(clips, config, use_cache, on_error, progress)
+    listed = {split: list_clips(dataset, split, data_root, sample_rate, duration, **options)
+              for split in ("train", "test")}
+    if listed["train"].dataset == "folder":  # a registered data set's length is chosen for it; a folder's is a guess
+        message = crop_message(list(listed.values()))
+        if message:
+            warnings.warn(message, CroppedClipsWarning, stacklevel=2)
+    sets = {split: extract_clip_features(clips, config, use_cache, on_error, progress)
+            for split, clips in listed.items()}
     stats = FeatureStats.fit(sets["train"].features)
     for fs in sets.values():
         fs.features = stats.apply(fs.features)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddfad_apps.jobs.data import Say, load_splits, open_dataset, open_device
+from ddfad_apps.jobs.data import Say, feature_config, load_splits, open_dataset, open_device
 from ddfad_apps.jobs.errors import JobError
 from ddfad_apps.jobs.files import write_json_atomic
 
@@ -38,6 +38,8 @@ class CICLJob:
     epochs: int | None = None
     finetune_epochs: int | None = None
     data_root: Path | None = None
+    feature: str = "fd_mfcc"
+    duration: float | None = None
     device: str = "auto"
     tracking_uri: str | None = None
     experiment: str = "ddfad-cicl"
@@ -119,7 +121,8 @@ def run_cicl_job(job: CICLJob, progress: bool = True, say: Say = print) -> CICLR
     dev = open_device(job.device)
     cfg = job.config()
     started = time.perf_counter()
-    splits = load_splits(ref, job.data_root, progress=progress)
+    splits = load_splits(ref, job.data_root, progress=progress, config=feature_config(job.feature),
+                         duration=job.duration)
     train = splits.train
     n_classes = train.num_classes
     n_exp = job.experiences or max(1, n_classes // 2)
@@ -137,7 +140,8 @@ def run_cicl_job(job: CICLJob, progress: bool = True, say: Say = print) -> CICLR
     short = ref.name
     out_dir = job.out / short
     settings = {"dataset": short, "experiences": n_exp, "preset": job.preset, "config": cfg.as_dict(),
-                "num_train": len(train), "num_test": len(splits.test)}
+                "num_train": len(train), "num_test": len(splits.test), "features": splits.config.as_dict(),
+                "duration": train.meta.get("duration")}
     say(f"{short}: {len(train)} train / {len(splits.test)} test clips, {n_classes} classes in {n_exp} "
         f"experiences; memories {', '.join(memories)}, {job.mem_per_class} per class, {job.seeds} seed(s), "
         f"preset {job.preset} ({job.model} {cfg.model_kwargs}, {cfg.epochs}+{cfg.finetune_epochs} epochs, "

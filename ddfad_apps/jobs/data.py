@@ -7,6 +7,7 @@ cannot be honoured together), with a message naming the problem and the fix.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,9 +29,10 @@ def takes_split_mode(ref: DatasetRef) -> bool:
     return ref.name == "ravdess" and ref.folder is None
 
 
-def open_dataset(dataset: str | Path, data_root: str | Path | None = None,
-                 split_mode: str | None = None) -> tuple[DatasetRef, dict[str, Any]]:
-    """The data set ``dataset`` names and the loader options of ``split_mode``.
+def open_dataset(dataset: str | Path, data_root: str | Path | None = None, split_mode: str | None = None,
+                 group_pattern: str | None = None) -> tuple[DatasetRef, dict[str, Any]]:
+    """The data set ``dataset`` names and the loader options of ``split_mode`` (RAVDESS) and ``group_pattern``
+    (a folder data set: the regex giving each file's group, so no group is on both sides of the split).
 
     Refuses an unknown name (:class:`JobError`), a ``data_root`` with a folder data set (found by its own path, the
     option would be silently ignored) and a ``split_mode`` for a data set without one (:class:`JobSettingsError`).
@@ -44,7 +46,16 @@ def open_dataset(dataset: str | Path, data_root: str | Path | None = None,
     check_data_root(ref, data_root)
     if split_mode is not None and not takes_split_mode(ref):
         raise JobSettingsError("--split-mode applies to --dataset ravdess only")
-    return ref, ({"split_mode": split_mode} if split_mode else {})
+    options: dict[str, Any] = {"split_mode": split_mode} if split_mode else {}
+    if group_pattern is not None:
+        if ref.folder is None:
+            raise JobSettingsError(f"--group-pattern applies to folder data sets; {ref.name} has its own split")
+        try:
+            re.compile(group_pattern)
+        except re.error as exc:
+            raise JobSettingsError(f"--group-pattern {group_pattern!r} is not a regular expression: {exc}") from exc
+        options["group_pattern"] = group_pattern
+    return ref, options
 
 
 def check_data_root(ref: DatasetRef, data_root: str | Path | None) -> None:

@@ -98,6 +98,7 @@ class DistillJob:
     dataset: str = "fsdd"
     data_root: Path | None = None
     split_mode: str | None = None
+    group_pattern: str | None = None
     method: str = "mtt"
     cpc: int = 10
     model: str = "convnet"
@@ -184,7 +185,7 @@ def run_distill_job(job: DistillJob, progress: bool = True, say: Say = print) ->
     from ddfad_apps.distill.run_folder import ForeignRunError, prepare_run_folder, release_run_folder
 
     job.check()
-    ref, options = open_dataset(job.dataset, job.data_root, job.split_mode)
+    ref, options = open_dataset(job.dataset, job.data_root, job.split_mode, job.group_pattern)
     dev = open_device(job.device)
     splits = load_splits(ref, job.data_root, progress, config=job.feature_config(), duration=job.duration,
                          **options)
@@ -476,7 +477,9 @@ def open_run_folder(folder: str | Path, dataset: str | Path | None = None,
         raise JobError(f"{folder / RUN_FILE} records preset {request.get('preset')!r}; expected one of "
                        f"{', '.join(PRESETS)}")
     options = request.get("options") or {}
-    if options and not takes_split_mode(ref):
+    if set(options) == {"group_pattern"} and ref.folder is not None:
+        pass  # a folder data set split by group
+    elif options and not takes_split_mode(ref):
         raise JobError(f"{folder / RUN_FILE} records options {options} for data set {request.get('dataset')!r}, "
                        f"which {ref.argument} does not take")
     return DistilledRun(folder, request, syn, ref, options)

@@ -55,6 +55,7 @@ class TrainJob:
     depth: int | None = None
     norm: str | None = None
     split_mode: str | None = None
+    group_pattern: str | None = None
     duration: float | None = None
     feature: str = "fd_mfcc"
     frame_ms: float | None = None
@@ -143,7 +144,7 @@ def run_train_job(job: TrainJob, progress: bool = True, say: Say = print) -> Tra
 
     job.check()
     model_name = job.model.lower()
-    ref, options = open_dataset(job.dataset, job.data_root, job.split_mode)
+    ref, options = open_dataset(job.dataset, job.data_root, job.split_mode, job.group_pattern)
     cfg, model_kwargs = job.train_config(ref.argument), job.model_kwargs(ref.argument)
     features_cfg = job.feature_config()
     dev = open_device(job.device)
