@@ -67,6 +67,9 @@ def main() -> None:
     ap.add_argument("--fresh-cache", action="store_true", help="use an empty cache folder (cold features/experts)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--feature", default="fd_mfcc", help="feature kind (FeatureConfig.kind)")
+    ap.add_argument("--hop-ms", type=float, default=None, help="feature hop (default: FeatureConfig's)")
+    ap.add_argument("--window", default=None, help="analysis window: hann or hamming (default: FeatureConfig's)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args()
     if args.seeds is not None:
@@ -79,6 +82,7 @@ def main() -> None:
     from ddfad_apps.distill import distill
     from ddfad_apps.distill.presets import CORESET_METHODS, method_settings
     from ddfad_apps.evidence import EvalProtocol, compare
+    from ddfad_apps.features.config import FeatureConfig
     from ddfad_apps.features.dataset import load_features
     from ddfad_apps.training.device import resolve_device
 
@@ -90,7 +94,9 @@ def main() -> None:
                                        select_epochs=args.select_epochs)
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
-    splits = load_features(args.dataset, data_root=args.data_root, progress=False)
+    framing = {k: v for k, v in (("hop_ms", args.hop_ms), ("window", args.window)) if v is not None}
+    config = FeatureConfig(kind=args.feature, **framing)
+    splits = load_features(args.dataset, data_root=args.data_root, config=config, progress=False)
     carved = protocol.carve(splits.train)  # before any set is made: no set sees the validation clips
     stages["features"] = time.perf_counter() - t0
     print(f"{args.dataset}: {len(carved.fit)} clips to make sets from, {len(carved.val)} to choose the lr, "
@@ -141,7 +147,9 @@ def main() -> None:
     total = time.perf_counter() - t0
     peak = peak_mb()
 
-    print(f"\n{args.dataset} {args.method} cpc {args.cpc} preset {args.preset} on {device} "
+    print(f"\nfeatures {config.kind}, {config.window} window, {config.frame_ms:g} ms frames, {config.hop_ms:g} ms hop "
+          f"(input {tuple(splits.train.input_shape)})")
+    print(f"{args.dataset} {args.method} cpc {args.cpc} preset {args.preset} on {device} "
           f"({torch.get_num_threads()} threads); {args.set_seeds} set seeds x {args.eval_seeds} evaluation seeds; "
           f"{protocol.model} {protocol.model_kwargs}, {protocol.epochs} epochs, lr grid {list(protocol.lr_grid)} "
           f"chosen on {len(carved.val)} validation clips")

@@ -88,14 +88,15 @@ class Problem:
     plan: list[StepBatch]
 
 
-def make_problem(preset: Preset, device: torch.device, steps: int | None = None, clips: int = CLIPS) -> Problem:
-    """The same segment, clips and batches for every implementation (seeded)."""
+def make_problem(preset: Preset, device: torch.device, steps: int | None = None, clips: int = CLIPS,
+                 dtype: torch.dtype = torch.float32) -> Problem:
+    """The same segment, clips and batches for every implementation (seeded), in ``dtype``."""
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    net = build_model("convnet", CLASSES, SHAPE, width=preset.width).to(device)
+    net = build_model("convnet", CLASSES, SHAPE, width=preset.width).to(device=device, dtype=dtype)
     start = flatten_params(net)
-    target = start + 0.01 * start.abs().mean() * torch.randn(start.shape, generator=gen).to(device)
-    syn = torch.randn(clips, *SHAPE, generator=gen).to(device)
+    target = start + 0.01 * start.abs().mean() * torch.randn(start.shape, generator=gen, dtype=dtype).to(device)
+    syn = torch.randn(clips, *SHAPE, generator=gen, dtype=dtype).to(device)
     labels = torch.arange(CLASSES).repeat_interleave(max(1, clips // CLASSES))[:clips].to(device)
     plan = plan_batches(clips, steps or preset.syn_steps, preset.batch_syn, gen, None, SHAPE[1], SHAPE[2], device)
     return Problem(net, ParamSpec.from_module(net), syn, labels, 0.01, start, target, plan)
@@ -183,7 +184,20 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).norm() / b.double().norm())
 
 
-def bench(preset: str, rounds: int, device: torch.device, threads: list[int], memory: bool) -> None:
+def cross_check_float64(preset: str, device: torch.device) -> dict[str, tuple[float, float, float]]:
+    """Relative differences of loss, clip gradient and lr gradient against the reference, all in float64.
+
+    In float32 this segment's meta-gradient is only good to about 1e-2 (rounding in 30 steps of a normalised
+    distance whose numerator is tiny), so float32 runs of any two implementations differ at that level; float64
+    shows whether the implementations compute the same function."""
+    p = make_problem(PRESETS[preset], device, dtype=torch.float64)
+    results = {impl: iteration(p, impl) for impl in IMPLS}
+    ref = results["reference"]
+    return {impl: tuple(_rel(a, b) for a, b in zip(results[impl], ref)) for impl in IMPLS if impl != "reference"}
+
+
+def bench(preset: str, rounds: int, device: torch.device, threads: list[int], memory: bool,
+          float64_check: bool = True) -> None:
     """Interleaved rounds over every (implementation, thread count); the first thread count is the reference's
     baseline for the speed ratio and the one memory is measured with."""
     p = make_problem(PRESETS[preset], device)
@@ -200,14 +214,15 @@ def bench(preset: str, rounds: int, device: torch.device, threads: list[int], me
             _sync(device)
             times[impl, n].append(time.perf_counter() - t0)
     mem = {impl: measure_memory(preset, impl, device, threads[0]) for impl in IMPLS} if memory else {}
+    check64 = cross_check_float64(preset, device) if float64_check else {}
     ref = results["reference"]
     cfg = PRESETS[preset]
     print(f"\n{preset} preset: ConvNet width {cfg.width}, {cfg.syn_steps} steps, batch "
           f"{cfg.batch_syn or CLIPS} of {CLIPS} clips, {device}, {rounds} round(s); speed ratio against the "
           f"reference on {threads[0]} thread(s), memory on {threads[0]} thread(s)")
     print("| unroll | threads | s/iteration min / median | segments/s (median) | vs reference | "
-          "peak memory above base | rel. diff loss / d syn / d lr |")
-    print("|---|---|---|---|---|---|---|")
+          "peak memory above base | rel. diff loss / d syn / d lr (float32) | same, float64 |")
+    print("|---|---|---|---|---|---|---|---|")
     ref_med = statistics.median(times["reference", threads[0]])
     for impl, n in cases:
         t = times[impl, n]
@@ -218,7 +233,9 @@ def bench(preset: str, rounds: int, device: torch.device, threads: list[int], me
         loss, gs, gl = results[impl]
         check = "-" if impl == "reference" else \
             f"{_rel(loss, ref[0]):.1e} / {_rel(gs, ref[1]):.1e} / {_rel(gl, ref[2]):.1e}"
-        print(f"| {impl} | {n} | {min(t):.2f} / {med:.2f} | {1 / med:.3f} | {ref_med / med:.2f}x | {m} | {check} |")
+        c64 = "-" if impl not in check64 else " / ".join(f"{v:.1e}" for v in check64[impl])
+        print(f"| {impl} | {n} | {min(t):.2f} / {med:.2f} | {1 / med:.3f} | {ref_med / med:.2f}x | {m} | {check} "
+              f"| {c64} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="thread count(s), comma-separated (e.g. 2,1): each is timed in the interleaved rounds")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--no-memory", action="store_true", help="skip the fresh-process memory measurements")
+    ap.add_argument("--no-float64-check", action="store_true", help="skip the float64 cross-check")
     ap.add_argument("--child", choices=IMPLS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     try:
@@ -243,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(child_memory(args.preset, args.child, device)))
         return
     for preset in PRESETS if args.preset == "both" else (args.preset,):
-        bench(preset, args.rounds, device, threads, not args.no_memory)
+        bench(preset, args.rounds, device, threads, not args.no_memory, not args.no_float64_check)
 
 
 if __name__ == "__main__":
