@@ -295,6 +295,9 @@ def _fill_cache(root: Path) -> dict[str, Path]:
     proxy = root / "nas" / "proxies" / "fsdd-mtt-cpc20-fast-seed0-abc"
     proxy.mkdir(parents=True)
     (proxy / "distilled.json").write_text("{}")
+    truths = root / "nas" / "truths"
+    truths.mkdir(parents=True)
+    (truths / "fsdd-recipe-data.json").write_text("{}")
     data = root / "data" / "fsdd"
     data.mkdir(parents=True)
     (data / "a.wav").write_bytes(b"w" * 2000)
@@ -311,6 +314,7 @@ def test_cache_list_shows_each_cache_with_counts_and_sizes(tmp_path, monkeypatch
     assert "1 entries" in lines["features"] and "2 temporary/corrupt" in lines["features"]
     assert "2 entries" in lines["experts"] and "1 in use" in lines["experts"] and "1.5 KiB" in lines["experts"]
     assert "1 entries" in lines["nas-proxies"]
+    assert "1 entries" in lines["nas-truths"]
     assert "1 entries" in lines["data"] and "2.0 KiB" in lines["data"]
     assert "busy0123456789abcdef" in res.output and "IN USE" in res.output
 

@@ -47,6 +47,8 @@ def known_caches() -> tuple[Cache, ...]:
         Cache("experts", _relative(expert_cache_dir()), "MTT expert trajectories per training data and settings"),
         # ddfad_apps.nas.proxies.proxy_folder (not imported: it pulls in Optuna)
         Cache("nas-proxies", "nas/proxies", "distilled proxy sets made by `ddfad-apps nas`"),
+        # ddfad_apps.nas.truths.CACHE_FOLDER (same reason)
+        Cache("nas-truths", "nas/truths", "whole-data ground truths per data set and recipe (`ddfad-apps nas`)"),
         Cache("data", "data", "data sets fetched by `ddfad-apps data download` (only cleared when named)",
               cleared_by_default=False),
     )
