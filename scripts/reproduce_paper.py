@@ -9,7 +9,7 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from ddfad_apps.paper.command import main  # noqa: E402
+from ddfad_apps.paper.command import main
 
 if __name__ == "__main__":
     main()

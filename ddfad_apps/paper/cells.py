@@ -3,7 +3,7 @@
 A cell is one unit of work whose result is saved as JSON (``raw/<key>.json``) and skipped when present with the
 same settings: ``set`` (sets of one method made with every set seed from the carved fit split, each evaluated by
 the protocol on each target network: Tables I/II, Fig. 5), ``noise`` (waveform noise on a ``set`` cell's sets:
-Fig. 7 and the round trip), ``fig6`` (original vs distilled audio of one set), ``cicl`` (Table IV through the
+Fig. 7), ``roundtrip`` (the same sets exported as WAV files and read back), ``fig6`` (original vs distilled audio of one set), ``cicl`` (Table IV through the
 cicl job) and ``nas`` (Fig. 8 through the nas job).  The key ends in a digest of the settings, so a cell made
 with other settings is another cell, never silently reused.
 
@@ -174,12 +174,14 @@ def declare(size: Size, datasets: tuple[str, ...] | None = None) -> list[Cell]:
                             "preset": size.preset, "protocol": size.protocol,
                             "target_kwargs": {t: v for t, v in size.target_kwargs.items() if t == "convnet"}}),
                  needs=(noise_source.key,))
+    roundtrip = Cell("roundtrip", f"{nz['dataset']}-{nz['method']}-cpc{nz['cpc']}",
+                     _jsonable({k: v for k, v in noise.params.items() if k != "stds"}), needs=(noise_source.key,))
     fig6 = Cell("fig6", f"{nz['dataset']}-{nz['method']}-cpc{nz['cpc']}",
                 _jsonable({"source": noise_source.key, "dataset": nz["dataset"], "n_iter": nz["n_iter"],
                            "set_seed": 0}), needs=(noise_source.key,))
     cicl = Cell("cicl", size.cicl["dataset"], _jsonable({"preset": size.preset, **size.cicl}))
     nas = Cell("nas", size.nas["dataset"], _jsonable({"preset": size.preset, **size.nas}))
-    return [*sets.values(), noise, fig6, cicl, nas]
+    return [*sets.values(), noise, roundtrip, fig6, cicl, nas]
 
 
 def find_set(cells: list[Cell], dataset: str, method: str, cpc: int, source: str = "convnet",
@@ -197,21 +199,21 @@ def describe(size: Size, cells: list[Cell]) -> list[str]:
     t1, t2, f5, nz = size.table1, size.table2, size.fig5, size.noise
     datasets = sorted({c.params["dataset"] for c in cells if c.kind == "set"})
     return [
-        f"preset `{size.preset}`; {size.set_seeds} set seeds (selection/distillation seeds 0..{size.set_seeds - 1}),"
-        f" {size.eval_seeds} evaluation network(s) per set; protocol changes {size.protocol or 'none'}",
-        f"Table I: data sets {', '.join(d for d in t1['datasets'] if d in datasets)}; methods "
+        (f"preset `{size.preset}`; {size.set_seeds} set seeds (selection/distillation seeds 0..{size.set_seeds - 1}),"
+        f" {size.eval_seeds} evaluation network(s) per set; protocol changes {size.protocol or 'none'}"),
+        (f"Table I: data sets {', '.join(d for d in t1['datasets'] if d in datasets)}; methods "
         f"{', '.join(t1['methods'])}; CPC {', '.join(map(str, t1['cpcs']))}; distilled with ConvNet, evaluated on "
-        "ConvNet",
-        f"Table II: {t2['method']} on {t2['dataset']} CPC {t2['cpc']}, distilled with and evaluated on "
-        f"{', '.join(t2['networks'])}",
+        "ConvNet"),
+        (f"Table II: {t2['method']} on {t2['dataset']} CPC {t2['cpc']}, distilled with and evaluated on "
+        f"{', '.join(t2['networks'])}"),
         "Table III: wall time and peak memory of every cell below",
         f"Table IV: cicl job, {size.cicl}",
-        f"Fig. 5: {f5['method']} on {f5['dataset']} with features {', '.join(f5['features'])} at CPC "
-        f"{', '.join(map(str, f5['cpcs']))}",
+        (f"Fig. 5: {f5['method']} on {f5['dataset']} with features {', '.join(f5['features'])} at CPC "
+        f"{', '.join(map(str, f5['cpcs']))}"),
         f"Fig. 6: original vs distilled ({nz['method']}, {nz['dataset']} CPC {nz['cpc']}, set seed 0), every class",
-        f"Fig. 7 and the round trip: waveform noise std {', '.join(f'{s:g}' for s in nz['stds'])} on the "
-        f"{nz['method']} sets of {nz['dataset']} CPC {nz['cpc']} ({nz['n_iter']} Griffin-Lim iterations); "
-        "std 0 is the round trip",
+        (f"Fig. 7 and the round trip: waveform noise std {', '.join(f'{s:g}' for s in nz['stds'])} on the "
+        f"{nz['method']} sets of {nz['dataset']} CPC {nz['cpc']} ({nz['n_iter']} Griffin-Lim iterations; std 0: "
+        "the clean reconstruction); the round trip: the same sets written as WAV files and read back"),
         f"Fig. 8: nas job, {size.nas}",
         f"{len(cells)} cells in all",
     ]

@@ -57,7 +57,7 @@ def _reset_peak_rss() -> bool:
 
 def _status_mb(field_name: str) -> float | None:
     try:
-        match = re.search(rf"^{field_name}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+        match = re.search(rf"^{field_name}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
     except OSError:
         return None
     return int(match.group(1)) / 1024 if match else None
@@ -185,6 +185,30 @@ def run_noise(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
     return {"levels": list(levels.values()), "protocol": protocol.as_dict()}, []
 
 
+def run_roundtrip(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
+    """The round trip from the WAV files: each set seed's set exported as audio, features extracted again, both
+    through the protocol on the same evaluation seeds (:func:`~ddfad_apps.evidence.roundtrip.round_trip`)."""
+    from ddfad_apps.distill import SyntheticSet
+    from ddfad_apps.evidence import eval_seeds_for
+    from ddfad_apps.evidence.noise import feature_config
+    from ddfad_apps.evidence.roundtrip import round_trip
+    from ddfad_apps.reconstruct.writer import write_audio_dataset
+
+    p = cell.params
+    splits = ctx.splits(p["dataset"])
+    protocol = protocol_for(p, "convnet")
+    carved = protocol.carve(splits.train)
+    runs = {}
+    for seed in range(p["set_seeds"]):
+        syn = SyntheticSet.load(set_folder(ctx, p["source"], seed))
+        audio = write_audio_dataset(syn, ctx.files(cell) / f"s{seed}", int(syn.meta["sample_rate"]),
+                                    feature_config(syn), float(syn.meta["duration"]), p["n_iter"], device=ctx.device)
+        runs[str(seed)] = round_trip(syn, audio, carved, splits.test, protocol, eval_seeds_for(seed, p["eval_seeds"]),
+                                     ctx.device).as_dict()
+    return {"per_set_seed": {s: {"features": r["features"]["mean"], "audio": r["audio"]["mean"]}
+                             for s, r in runs.items()}, "runs": runs, "protocol": protocol.as_dict()}, []
+
+
 def run_fig6(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
     """Fig. 6 from the source cell's set: the first original and distilled clip of every class."""
     from ddfad_apps.data.audio_io import read_many
@@ -239,5 +263,5 @@ def run_nas(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
 
 
 RUNNERS: dict[str, Callable[[Cell, Context], tuple[dict[str, Any], list[Path]]]] = {
-    "set": run_set, "noise": run_noise, "fig6": run_fig6, "cicl": run_cicl, "nas": run_nas}
+    "set": run_set, "noise": run_noise, "roundtrip": run_roundtrip, "fig6": run_fig6, "cicl": run_cicl, "nas": run_nas}
 

@@ -39,10 +39,10 @@ def write_report(size: Size, cells: list[Cell], records: dict[str, dict[str, Any
                  machine: dict[str, Any], command: str, commit: str | None) -> Path:
     """Write ``out/REPORT.md`` and the figures beside it; returns the report's path."""
     out = Path(out)
-    noise, fig6, cicl, nas = (_only(cells, k) for k in ("noise", "fig6", "cicl", "nas"))
+    noise, rtrip, fig6, cicl, nas = (_only(cells, k) for k in ("noise", "roundtrip", "fig6", "cicl", "nas"))
     f5_text, f5_data = tables.fig5_table(size, cells, records)
     figures.fig5(f5_data, f"Fig. 5: {size.fig5['method']} on {size.fig5['dataset']} by feature kind", out / FIG5)
-    fig7_text, roundtrip = tables.noise_table(records, noise, cells)
+    fig7_text = tables.noise_table(records, noise)
     if noise.key in records:
         figures.fig7(records[noise.key]["result"]["levels"],
                      f"Fig. 7: waveform noise, {noise.params['dataset']} CPC {size.noise['cpc']}", out / FIG7)
@@ -71,12 +71,12 @@ def write_report(size: Size, cells: list[Cell], records: dict[str, dict[str, Any
             f"{m['platform']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), device "
             f"{m['device']}" + (f" ({m['gpu']})" if m.get("gpu") else "") for m in machines.values()) + ".",
         "",
-        "Every accuracy: test accuracy in %, **mean +- std [95% t-interval] over set seeds** (each set seed's value "
+        ("Every accuracy: test accuracy in %, **mean +- std [95% t-interval] over set seeds** (each set seed's value "
         "is the mean of its evaluation networks), under one evaluation protocol (`ddfad_apps.evidence.protocol`): "
         "the training learning rate of every set is chosen from one grid (plus the set's learned rate) on a "
         "stratified validation split carved from the training data before any set is made; the test split is "
         "never used to choose.  \"A beats B\" is written only where the paired 95% interval (same set seeds) "
-        "excludes zero.  The paper's column says \"not given\" where its number is not known here.",
+        "excludes zero.  The paper's column says \"not given\" where its number is not known here."),
         "",
         "## Table I: methods x clips per class",
         "",
@@ -117,7 +117,10 @@ def write_report(size: Size, cells: list[Cell], records: dict[str, dict[str, Any
         "",
         "## Round trip: do the reconstructed clips still train a network?",
         "",
-        roundtrip,
+        (f"The {size.noise['method']} sets of {size.noise['dataset']} CPC {size.noise['cpc']} written as WAV files "
+        f"({size.noise['n_iter']} Griffin-Lim iterations) and read back (`ddfad_apps.evidence.roundtrip`):"),
+        "",
+        tables.roundtrip_table(records, rtrip),
         "",
         "## Fig. 8: NAS, proxy vs whole-data accuracy (nas job)",
         "",

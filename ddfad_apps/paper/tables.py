@@ -154,12 +154,11 @@ def fig5_table(size: Size, cells: list[Cell], records: Records) -> tuple[str, di
             + "\n\nPaired differences (same set seeds):\n\n" + "\n".join(notes or ["- none"]), data)
 
 
-def noise_table(records: Records, cell: Cell, cells: list[Cell]) -> tuple[str, str]:
-    """Fig. 7's numbers (accuracy per noise level, paired against the clean reconstruction) and the round trip
-    (networks trained on the distilled features vs on features of the reconstructed audio)."""
+def noise_table(records: Records, cell: Cell) -> str:
+    """Fig. 7's numbers: accuracy per noise level, paired against the clean reconstruction."""
     rec = records.get(cell.key)
     if rec is None:
-        return "not run", "not run"
+        return "not run"
     levels = rec["result"]["levels"]
     rows, notes = [], []
     clean = next((lv for lv in levels if lv["std"] == 0), None)
@@ -174,15 +173,21 @@ def noise_table(records: Records, cell: Cell, cells: list[Cell]) -> tuple[str, s
             notes.append(f"- {verdict(name, 'clean audio', paired_difference(lv['per_set_seed'], clean['per_set_seed']))}")
     fig7 = _md(["noise std (full scale)", "variance", "SNR (dB, mean over clips)", "accuracy (%)", "paper"], rows)
     fig7 += "\n\nPaired against the clean reconstruction (same set seeds):\n\n" + "\n".join(notes or ["- none"])
-    source = next((c for c in cells if c.key == cell.params["source"]), None)
-    distilled = records.get(source.key, {}).get("result", {}).get("evaluations", {}).get("convnet") if source else None
-    if clean is None or distilled is None:
-        return fig7, "not run (needs noise level 0 and the source set's ConvNet evaluation)"
-    rt = summarize(list(clean["per_set_seed"].values()))
-    rows = [["distilled features", summary_of(distilled).format()], ["features of the reconstructed audio", rt.format()]]
-    roundtrip = _md(["networks trained on", "accuracy (%)"], rows) + "\n\n- " + verdict(
-        "reconstructed audio", "distilled features", paired_difference(clean["per_set_seed"], _per_seed(distilled)))
-    return fig7, roundtrip
+    return fig7
+
+
+def roundtrip_table(records: Records, cell: Cell) -> str:
+    """Networks trained on the distilled features vs on features read back from the set's WAV files, paired on
+    the same set seeds (each the mean of the same evaluation seeds)."""
+    rec = records.get(cell.key)
+    if rec is None:
+        return "not run"
+    per = rec["result"]["per_set_seed"]
+    feats, audio = {s: v["features"] for s, v in per.items()}, {s: v["audio"] for s, v in per.items()}
+    rows = [["distilled features", summarize(list(feats.values())).format()],
+            ["features of the WAV files", summarize(list(audio.values())).format()]]
+    return (_md(["networks trained on", "accuracy (%)"], rows) + "\n\n- "
+            + verdict("WAV files", "distilled features", paired_difference(audio, feats)))
 
 
 def nas_table(records: Records, cell: Cell) -> str:
@@ -192,9 +197,9 @@ def nas_table(records: Records, cell: Cell) -> str:
         return "not run"
 
     def ci(value: float, low: float | None, high: float | None) -> str:
-        if value is None or value != value:
+        if value is None or math.isnan(value):
             return "undefined"
-        bounds = "[no CI]" if low is None or low != low else f"[{low:.3f}, {high:.3f}]"
+        bounds = "[no CI]" if low is None or math.isnan(low) else f"[{low:.3f}, {high:.3f}]"
         return f"{value:.3f} {bounds}"
 
     rows = []
