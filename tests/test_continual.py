@@ -115,7 +115,7 @@ def test_memory_budget_too_small_is_a_clear_error() -> None:
 def test_class_with_too_few_inputs_is_a_clear_error() -> None:
     exp = random_stream([[0, 1]], per_class=3)[0]
     for storage in _memories(20, 5):
-        with pytest.raises(NotEnoughClipsError, match="class 0 of this experience has only 3"):
+        with pytest.raises(NotEnoughClipsError, match="class 0 of experience 0 has only 3"):
             storage.post_adapt(None, exp)
 
 
@@ -179,24 +179,21 @@ def test_cross_distillation_only_after_first_experience() -> None:
     assert kd.loss(x, model(x)).item() > 0
 
 
-def test_balanced_finetune_uses_class_balanced_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_balanced_finetune_updates_its_memory_and_uses_it_balanced(monkeypatch: pytest.MonkeyPatch) -> None:
     storage = RandomMemory(20, 5)
     plugin = BalancedFinetunePlugin(storage, epochs=1)
-    seen_labels = []
-    monkeypatch.setattr(plugin, "finetune", lambda strategy, x, y: seen_labels.append(y.clone()))
+    seen = []
+    monkeypatch.setattr(plugin, "finetune", lambda strategy, x, y, old, new: seen.append((y.clone(), old, new)))
     first, second = random_stream([[0, 1], [2, 3]], per_class=20)
-    strategy = SimpleNamespace(experience=first)
-    storage.post_adapt(None, first)
+    strategy = SimpleNamespace(experience=first, model=None)
     plugin.after_training_exp(strategy)
-    assert not seen_labels  # nothing to balance after the first experience
+    assert not seen and storage.counts() == {0: 5, 1: 5}  # nothing to balance yet, but the memory is filled
     strategy.experience = second
-    with pytest.raises(RuntimeError, match="ReplayPlugin before BalancedFinetunePlugin"):
-        plugin.after_training_exp(strategy)
-    storage.post_adapt(None, second)
-    plugin._seen -= {2, 3}
-    plugin.after_training_exp(strategy)
-    (labels,) = seen_labels
+    plugin.after_training_exp(strategy)  # no ReplayPlugin ran first: the plugin updates the memory itself
+    storage.post_adapt(None, second)  # a replay plugin's later update of the same experience is a no-op
+    (labels, old, new), = seen
     assert torch.bincount(labels).tolist() == [5, 5, 5, 5]  # new data (20 per class) is not used: balanced
+    assert (old, new) == ([0, 1], [2, 3]) and storage.updates == 2
 
 
 def _toy_benchmark():
@@ -229,18 +226,21 @@ def test_distilled_memory_in_one_line_with_avalanche_replay_on_a_non_audio_strea
     assert storage.counts() == {0: 2, 1: 2, 2: 2, 3: 2} and len(storage.results) == 2
 
 
-def test_eeil_plugins_train_a_stream_and_finetune(tmp_path: Path) -> None:
+def test_eeil_plugins_with_a_replay_plugin_train_a_stream_and_finetune(tmp_path: Path) -> None:
+    from avalanche.training.plugins import ReplayPlugin
+
     from ddfad_apps.models import build_model
 
     model = build_model("convnet", 4, SHAPE, width=8, depth=2)
     storage = HerdingMemory(8, 2)
     plugins = eeil_plugins(storage, finetune_epochs=2)
     finetune = plugins[-1]
-    strategy = _naive(model, plugins, [])
+    strategy = _naive(model, [ReplayPlugin(8, storage_policy=storage), *plugins], [])
     for exp in _toy_benchmark().train_stream:
         strategy.train(exp)
     assert finetune.last_counts == {0: 2, 1: 2, 2: 2, 3: 2} and len(finetune.history) == 2
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in finetune.history)
+    assert storage.updates == 2
 
 
 def test_mlflow_logger_records_avalanche_metrics(tmp_path: Path) -> None:
@@ -357,13 +357,56 @@ def test_cicl_cli_clear_errors(tiny_folder: Path, tmp_path: Path) -> None:
     base = ["--dataset", str(tiny_folder), "--no-progress", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
             "--out", str(tmp_path / "out")]
     result = _cicl([*base, "--mem-per-class", "50"])
-    assert result.exit_code != 0 and "asked for 50 clips per class" in result.output
+    assert result.exit_code != 0 and "asks for 50 inputs per class but class" in result.output
+    assert "of experience 0 has only" in result.output
     result = _cicl([*base, "--mem-per-class", "3", "--mem-size", "5"])
-    assert result.exit_code != 0 and "memory budget of 5 is too small" in result.output
+    assert result.exit_code != 0 and "memory of 5 inputs cannot hold 3 per class for" in result.output
+    result = _cicl([*base, "--mem-per-class", "2,50", "--memory", "random"])  # a sweep: every value before any run
+    assert result.exit_code != 0 and "asks for 50 inputs per class" in result.output
+    assert not (tmp_path / "out").exists()
+    result = _cicl([*base, "--mem-per-class", "2,x"])
+    assert result.exit_code == 2 and "expected integers separated by commas" in result.output
+    result = _cicl([*base, "--model", "convnet,bogus"])
+    assert result.exit_code == 2 and "unknown model bogus" in result.output
     result = _cicl([*base, "--experiences", "9"])
     assert result.exit_code != 0 and "cannot split 4 classes into 9" in result.output
     result = _cicl([*base, "--memory", "herding,bogus"])
     assert result.exit_code != 0 and "unknown memory bogus" in result.output
+
+
+def test_cicl_mem_size_alone_gives_a_shrinking_quota(tiny_folder: Path, tmp_path: Path) -> None:
+    args = ["--dataset", str(tiny_folder), "--memory", "random", "--mem-size", "10", "--seeds", "1", "--epochs", "1",
+            "--finetune-epochs", "1", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--out",
+            str(tmp_path / "out"), "--no-progress"]
+    result = _cicl(args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    saved = json.loads((tmp_path / "out" / "digits" / "random" / "seed0.json").read_text())
+    # 4 classes in 2 experiences: 10 // 2 = 5 each after the first, 10 // 4 = 2 each after the second
+    assert saved["memory_per_class"] == {"0": 2, "1": 2, "2": 2, "3": 2} and saved["memory_size"] == 8
+    assert saved["settings"]["config"]["mem_size"] == 10 and saved["settings"]["config"]["mem_per_class"] is None
+
+
+def test_cicl_sweep_over_memory_sizes_and_networks_writes_figure_and_json(tiny_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["--dataset", str(tiny_folder), "--memory", "herding,random", "--mem-per-class", "1,3", "--model",
+            "convnet,resnet18", "--seeds", "1", "--epochs", "1", "--finetune-epochs", "1", "--tracking-uri",
+            f"sqlite:///{tmp_path / 'm.db'}", "--out", str(out), "--no-progress"]
+    result = _cicl(args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    folder = out / "digits"
+    sweep = json.loads((folder / "sweep.json").read_text())["entries"]
+    keys = sorted((e["model"], e["mem_per_class"], e["memory"]) for e in sweep)
+    assert keys == sorted((m, k, mem) for m in ("convnet", "resnet18") for k in (1, 3) for mem in ("herding", "random"))
+    for e in sweep:
+        run = json.loads((folder / f"{e['model']}-mpc{e['mem_per_class']}" / e["memory"] / "seed0.json").read_text())
+        assert run["memory_per_class"] == {str(c): e["mem_per_class"] for c in range(4)}
+        assert run["settings"]["config"]["model"] == e["model"]
+        assert e["final_accuracy"] == [run["final_accuracy"]] and 0.0 <= e["final_accuracy_mean"] <= 1.0
+        assert e["final_accuracy_mean"] == pytest.approx(run["final_accuracy"])
+    assert (folder / "memory_sweep.png").stat().st_size > 1000
+    assert (folder / "resnet18-mpc3" / "accuracy_curves.png").stat().st_size > 1000
+    assert result.output.count("final acc (%)") == 4  # one Table IV per (network, size)
+    assert "resnet18, 3 per class" in (folder / "table.txt").read_text()
 
 
 @pytest.mark.slow

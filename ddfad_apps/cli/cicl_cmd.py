@@ -18,10 +18,13 @@ from ddfad_apps.models.registry import MODEL_NAMES
               help=f"Data set name ({', '.join(sorted(DATASETS))}) or a folder with one sub-folder per class.")
 @click.option("--memory", "memory_list", default="distilled,herding,random", show_default=True,
               help="Comma-separated replay memories to compare: distilled, herding, random.")
-@click.option("--model", type=click.Choice(MODEL_NAMES, case_sensitive=False), default="convnet",
-              show_default=True, help="Network (also the distillation network).")
-@click.option("--mem-per-class", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Memory inputs kept per class.")
+@click.option("--model", "model_list", default="convnet", show_default=True, metavar="LIST",
+              help=f"Comma-separated networks ({', '.join(MODEL_NAMES)}), each also its memory's distillation "
+                   "network; several give one Table IV per network.")
+@click.option("--mem-per-class", "per_class_list", default=None, metavar="LIST",
+              help="Memory inputs kept per class, or a comma list (a sweep: one comparison per value, plus a "
+                   "figure of final accuracy vs memory size). Default: 20, or with --mem-size a quota of "
+                   "mem-size // seen classes shrinking as classes arrive.")
 @click.option("--mem-size", type=click.IntRange(min=1), default=None,
               help="Total replay budget (default: mem-per-class x classes); must fit every class.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1 per memory.")
@@ -49,12 +52,22 @@ from ddfad_apps.models.registry import MODEL_NAMES
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("cicl-results"),
               show_default=True, help="Folder for per-run JSON (resume), the table and the curves PNG.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (for logs and CI).")
-def cicl(memory_list: str, no_progress: bool, **options) -> None:
+def cicl(memory_list: str, model_list: str, per_class_list: str | None, no_progress: bool, **options) -> None:
     """Class-incremental learning with EEIL: compare replay memories and print a Table IV-style summary."""
     from ddfad_apps.jobs.cicl import CICLJob, run_cicl_job
 
-    job = CICLJob(memories=tuple(memory_list.split(",")), **options)
+    per_class = None
+    if per_class_list is not None:
+        try:
+            per_class = tuple(int(v) for v in per_class_list.split(",") if v.strip())
+        except ValueError:
+            raise click.BadParameter(f"expected integers separated by commas, got {per_class_list!r}",
+                                     param_hint="--mem-per-class") from None
+    job = CICLJob(memories=tuple(memory_list.split(",")), models=tuple(model_list.split(",")),
+                  mem_per_class=per_class, **options)
     result = run_job(run_cicl_job, job, progress=not no_progress, say=echo_for(not no_progress))
     click.echo(result.table)
-    click.echo(f"curves: {result.out_dir / 'accuracy_curves.png'}; {result.seconds:.0f}s; "
-               f"MLflow run {result.run_id} in {result.tracking_uri}")
+    sweep = result.out_dir / "memory_sweep.png"
+    click.echo(f"results: {result.out_dir} (sweep.json{', memory_sweep.png' if sweep.exists() else ''}, "
+               f"accuracy_curves.png per comparison); {result.seconds:.0f}s; MLflow run {result.run_id} in "
+               f"{result.tracking_uri}")

@@ -1,4 +1,4 @@
-"""Tables and plots of a class-incremental comparison: Table IV-style summary and accuracy curves."""
+"""Tables and plots of a class-incremental comparison: Table IV-style summary, accuracy curves, memory sweep."""
 
 from __future__ import annotations
 
@@ -64,6 +64,63 @@ def accuracy_curves_figure(results: Results, title: str = ""):
         ax.fill_between(seen, [m - s for m, s in stats], [m + s for m, s in stats], alpha=0.2)
     ax.set_xlabel("classes learned")
     ax.set_ylabel("test accuracy on seen classes (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_entries(results: Results) -> list[dict[str, Any]]:
+    """One entry per (network, memory size, memory) of a grid's runs: final accuracy per seed, mean and std.
+
+    Sizes are ``mem_per_class`` (``None`` for a shared, shrinking budget, with ``mem_size`` saying which).
+    """
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for runs in results.values():
+        for r in runs:
+            key = (r.get("model"), r.get("mem_per_class"), r.get("mem_size"), r["memory"])
+            groups.setdefault(key, []).append(r)
+    entries = []
+    for (model, per_class, size, memory), runs in groups.items():
+        runs = sorted(runs, key=lambda r: r["seed"])
+        finals = [float(r["final_accuracy"]) for r in runs]
+        m, s = mean_std(finals)
+        entries.append({"model": model, "mem_per_class": per_class, "mem_size": size, "memory": memory,
+                        "seeds": [r["seed"] for r in runs], "final_accuracy": finals,
+                        "final_accuracy_mean": m, "final_accuracy_std": s,
+                        "forgetting_mean": mean_std([float(r["forgetting"]) for r in runs])[0]})
+    return entries
+
+
+def memory_sweep_figure(entries: Sequence[Mapping[str, Any]], title: str = ""):
+    """Final accuracy (mean +- std over seeds) against memory per class, one line per memory and network."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=120)
+    ax = fig.add_subplot(1, 1, 1)
+    models = sorted({e["model"] for e in entries})
+    lines: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for e in entries:
+        if e["mem_per_class"] is not None:
+            lines.setdefault((e["model"], e["memory"]), []).append(e)
+    for (model, memory), points in sorted(lines.items()):
+        points = sorted(points, key=lambda e: e["mem_per_class"])
+        xs = [e["mem_per_class"] for e in points]
+        means = [100.0 * e["final_accuracy_mean"] for e in points]
+        stds = [100.0 * e["final_accuracy_std"] for e in points]
+        label = memory if len(models) == 1 else f"{memory} ({model})"
+        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
+    ax.set_xscale("log")
+    sizes = sorted({e["mem_per_class"] for e in entries if e["mem_per_class"] is not None})
+    ax.set_xticks(sizes, [str(k) for k in sizes])
+    ax.set_xlabel("memory per class (clips)")
+    ax.set_ylabel("final accuracy, all classes (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend()

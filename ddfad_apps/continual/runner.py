@@ -1,9 +1,9 @@
-"""One class-incremental run: EEIL on an Avalanche ``Naive`` strategy with a chosen replay memory.
+"""One class-incremental run: the :class:`strategies.EEIL` strategy with a chosen replay memory.
 
-``run_cicl(splits, "distilled", seed, CICLConfig.preset("fast"))`` builds the seeded class-incremental
-benchmark, a ConvNet whose head covers every class of the stream (unseen classes masked), the memory's storage
-policy and the EEIL plugins, then trains experience by experience and evaluates on the test data of the classes
-seen so far.  It returns plain JSON-able results: the accuracy after each experience, the per-experience
+``run_cicl(splits, "distilled", seed, CICLConfig.preset("fast"), 5)`` builds the seeded class-incremental
+benchmark, a network whose head covers every class of the stream (unseen classes masked), the memory's storage
+policy (checked against the whole stream - budget, inputs per class, shapes - before anything trains) and the
+EEIL strategy, then trains experience by experience and evaluates on the test data of the classes seen so far.  It returns plain JSON-able results: the accuracy after each experience, the per-experience
 accuracy matrix, final accuracy and forgetting.
 """
 
@@ -33,7 +33,8 @@ class CICLConfig:
     temperature: float = 2.0
     finetune_epochs: int = 6
     finetune_lr_factor: float = 0.1
-    mem_per_class: int = 20
+    mem_per_class: int | None = 20
+    mem_size: int | None = None
     distill_method: str = "dm"
     distill_preset: str = "fast"
     distill_init: str = "herding"
@@ -59,14 +60,19 @@ class CICLConfig:
 
 
 def make_memory(kind: str, cfg: CICLConfig, num_classes: int, seed: int, device: torch.device | str):
-    """The storage policy of ``kind`` (a key of :data:`strategies.MEMORIES`) holding ``cfg.mem_per_class`` inputs
-    for each of ``num_classes`` classes."""
+    """The storage policy of ``kind`` (a key of :data:`strategies.MEMORIES`) for a stream of ``num_classes``.
+
+    Its budget is ``cfg.mem_size`` (default ``mem_per_class x num_classes``); without ``cfg.mem_per_class`` the
+    quota shrinks as classes arrive (``mem_size // seen classes``).  An impossible budget raises
+    :class:`strategies.MemoryBudgetError` here."""
     from ddfad_apps.distill.presets import SYNTHETIC_METHODS
     from strategies import MEMORIES, DistilledMemory
 
     if kind not in MEMORIES:
         raise ValueError(f"unknown memory {kind!r}; use one of {', '.join(MEMORIES)}")
-    size = cfg.mem_per_class * num_classes
+    if cfg.mem_size is None and cfg.mem_per_class is None:
+        raise ValueError("give mem_per_class or mem_size")
+    size = cfg.mem_size if cfg.mem_size is not None else cfg.mem_per_class * num_classes
     memory = MEMORIES[kind]
     if issubclass(memory, DistilledMemory):
         # coreset "distillation" (random/herding/kcenter) has no settings, so no start to choose
@@ -75,15 +81,9 @@ def make_memory(kind: str, cfg: CICLConfig, num_classes: int, seed: int, device:
             overrides = {"init": cfg.distill_init, **cfg.distill_overrides}
         # the distillation network is the CL network (MTT's student must match its experts, which it trains)
         return memory(size, cfg.mem_per_class, cfg.distill_method, cfg.distill_preset, overrides=overrides,
-                      model=cfg.model, model_kwargs=cfg.model_kwargs, device=device, seed=seed)
-    return memory(size, cfg.mem_per_class, seed)
-
-
-def check_memory_fits(splits: FeatureSplits, mem_per_class: int) -> None:
-    """Fail before training when a class has fewer training clips than the memory asks for."""
-    from ddfad_apps.distill import check_clips_per_class
-
-    check_clips_per_class(splits.train, mem_per_class)
+                      model=cfg.model, model_kwargs=cfg.model_kwargs, device=device, seed=seed,
+                      num_classes=num_classes)
+    return memory(size, cfg.mem_per_class, seed, num_classes=num_classes)
 
 
 def forgetting(matrix: list[list[float | None]]) -> float:
@@ -104,33 +104,32 @@ def run_cicl(splits: FeatureSplits, memory: str, seed: int, cfg: CICLConfig, num
     ``logger`` is an Avalanche logger (e.g. :class:`strategies.MLflowLogger`) receiving the evaluation metrics.
     """
     from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
-    from avalanche.training import Naive
     from avalanche.training.plugins import EvaluationPlugin
 
     from ddfad_apps.models import build_model
     from ddfad_apps.training import seed_everything
-    from strategies import eeil_plugins
+    from strategies import EEIL
 
-    check_memory_fits(splits, cfg.mem_per_class)
     started = time.perf_counter()
     train, test = splits.train, splits.test
     bench = feature_benchmark(train, test, num_experiences, seed)
+    storage = make_memory(memory, cfg, train.num_classes, seed, device)
+    storage.check_stream(bench.train_stream)  # budget, clips per class and shapes, before anything trains
     seed_everything(seed)
     model = build_model(cfg.model, train.num_classes, train.input_shape, **cfg.model_kwargs)
-    storage = make_memory(memory, cfg, train.num_classes, seed, device)
-    plugins = eeil_plugins(storage, temperature=cfg.temperature, finetune_epochs=cfg.finetune_epochs,
-                           finetune_lr_factor=cfg.finetune_lr_factor, seed=seed)
     evaluator = EvaluationPlugin(accuracy_metrics(experience=True, stream=True), loss_metrics(epoch=True),
                                  loggers=[logger] if logger is not None else [])
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    strategy = Naive(model=model, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(), train_mb_size=cfg.batch_size,
-                     train_epochs=cfg.epochs, eval_mb_size=512, device=device, plugins=plugins, evaluator=evaluator)
+    strategy = EEIL(model=model, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(), storage_policy=storage,
+                    temperature=cfg.temperature, finetune_epochs=cfg.finetune_epochs,
+                    finetune_lr_factor=cfg.finetune_lr_factor, seed=seed, train_mb_size=cfg.batch_size,
+                    train_epochs=cfg.epochs, eval_mb_size=512, device=device, evaluator=evaluator)
     curve: list[float] = []
     matrix: list[list[float | None]] = []
     seconds: list[float] = []
     bar = tqdm(bench.train_stream, desc=f"{memory} seed {seed}", disable=not progress, leave=False)
     with warnings.catch_warnings():
-        # Avalanche 0.6's ReplayPlugin calls its own deprecated ExemplarsBuffer.update on every experience
+        # Avalanche 0.6 warns about its own deprecations (ExemplarsBuffer.update) on every experience
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="avalanche")
         for t, exp in enumerate(bar):
             t0 = time.perf_counter()

@@ -16,18 +16,25 @@ from pathlib import Path
 from typing import Any
 
 from ddfad_apps.jobs.data import Say, feature_config, load_splits, open_dataset, open_device
-from ddfad_apps.jobs.errors import JobError
-from ddfad_apps.jobs.files import write_json_atomic
+from ddfad_apps.jobs.errors import JobError, JobSettingsError
+from ddfad_apps.jobs.files import write_json_atomic, write_text_atomic
 
 
 @dataclass
 class CICLJob:
-    """What to compare: the data set, the memories and the EEIL recipe (``preset`` plus explicit changes)."""
+    """What to compare: the data set, the memories, the networks and memory sizes, and the EEIL recipe (``preset``
+    plus explicit changes).
+
+    ``models`` (a list: one Table IV per network) and ``mem_per_class`` (a list: a sweep, one comparison per
+    value) span a grid of cells; each cell runs every memory for every seed.  ``mem_per_class`` ``None`` means 20
+    per class, or, with ``mem_size``, a quota of ``mem_size // seen classes`` shrinking as classes arrive;
+    ``mem_size`` with ``mem_per_class`` is the budget that every value must fit.
+    """
 
     dataset: str
     memories: tuple[str, ...] = ("distilled", "herding", "random")
-    model: str = "convnet"
-    mem_per_class: int = 20
+    models: tuple[str, ...] = ("convnet",)
+    mem_per_class: int | tuple[int, ...] | None = None
     mem_size: int | None = None
     seeds: int = 3
     experiences: int | None = None
@@ -45,14 +52,37 @@ class CICLJob:
     experiment: str = "ddfad-cicl"
     out: Path = field(default_factory=lambda: Path("cicl-results"))
 
-    def config(self):
-        """The :class:`~ddfad_apps.continual.runner.CICLConfig` of this job: the preset with this job's changes."""
+    def sizes(self) -> tuple[int | None, ...]:
+        """The memory sizes per class of the grid (``None``: the shrinking quota of ``mem_size``)."""
+        if self.mem_per_class is None:
+            return (None,) if self.mem_size is not None else (DEFAULT_PER_CLASS,)
+        values = (self.mem_per_class,) if isinstance(self.mem_per_class, int) else tuple(self.mem_per_class)
+        if not values or any(int(v) < 1 for v in values):
+            raise JobSettingsError(f"memory per class must be a list of integers >= 1, got {self.mem_per_class!r}")
+        return tuple(dict.fromkeys(int(v) for v in values))
+
+    def networks(self) -> tuple[str, ...]:
+        """The networks of the grid, lower case, deduplicated, each one the model registry knows."""
+        from ddfad_apps.models import MODEL_NAMES
+
+        names = tuple(dict.fromkeys(m.strip().lower() for m in self.models if m.strip()))
+        bad = [m for m in names if m not in MODEL_NAMES]
+        if bad or not names:
+            raise JobSettingsError(f"unknown model {', '.join(bad) or '(none)'}; use a comma list of "
+                                   f"{', '.join(MODEL_NAMES)}")
+        return names
+
+    def config(self, model: str | None = None, mem_per_class: int | None | str = "first"):
+        """The :class:`~ddfad_apps.continual.runner.CICLConfig` of one cell (default: the first network and
+        size): the preset with this job's changes."""
         from ddfad_apps.continual.runner import CICLConfig
 
-        changes: dict[str, Any] = {"model": self.model.lower(), "mem_per_class": self.mem_per_class}
+        model = (model or self.networks()[0]).lower()
+        per_class = self.sizes()[0] if mem_per_class == "first" else mem_per_class
+        changes: dict[str, Any] = {"model": model, "mem_per_class": per_class, "mem_size": self.mem_size}
         if self.distill_method is not None:
             changes["distill_method"] = self.distill_method
-        if self.model.lower() != "convnet":
+        if model != "convnet":
             changes["model_kwargs"] = {"width": 16 if self.preset == "fast" else 64}
         if self.epochs is not None:
             changes["epochs"] = self.epochs
@@ -65,9 +95,33 @@ class CICLJob:
         return CICLConfig.preset(self.preset, **changes)
 
 
+DEFAULT_PER_CLASS = 20
+
+
+@dataclass
+class CICLCell:
+    """One (network, memory size) of the grid: its folder (relative to the data set's) and configuration."""
+
+    model: str
+    mem_per_class: int | None
+    folder: str
+    config: Any
+
+    @property
+    def label(self) -> str:
+        size = f"{self.mem_per_class} per class" if self.mem_per_class else f"{self.config.mem_size} shared"
+        return f"{self.model}, {size}"
+
+
 @dataclass
 class CICLResult:
-    """Per memory the result of every seed, the summary (mean and std over seeds) and where it all went."""
+    """Per memory folder the result of every seed, the summary (mean and std over seeds) and where it all went.
+
+    ``runs``/``summary`` keys are the folders of each memory's results under ``out_dir``: the memory name for a
+    single network and size, ``<model>-mpc<k>/<memory>`` (``-size<S>`` for a shared budget) for a grid.
+    ``sweep`` has one entry per (network, size, memory): its per-seed and mean final accuracies (also in
+    ``out_dir/sweep.json``; ``out_dir/memory_sweep.png`` draws them when several sizes ran).
+    """
 
     runs: dict[str, list[dict[str, Any]]]
     summary: dict[str, dict[str, float]]
@@ -76,6 +130,33 @@ class CICLResult:
     run_id: str
     tracking_uri: str
     seconds: float
+    sweep: list[dict[str, Any]] = field(default_factory=list)
+
+
+def grid(job: CICLJob) -> list[CICLCell]:
+    """The cells of ``job``: every network x memory size, with the folder each one writes to."""
+    models, sizes = job.networks(), job.sizes()
+    single = len(models) == 1 and len(sizes) == 1
+    cells = []
+    for model in models:
+        for k in sizes:
+            folder = "" if single else f"{model}-" + (f"mpc{k}" if k else f"size{job.mem_size}")
+            cells.append(CICLCell(model, k, folder, job.config(model, k)))
+    return cells
+
+
+def check_cells(cells: list[CICLCell], memories: tuple[str, ...], splits: Any, n_exp: int, seeds: int) -> None:
+    """Every cell's memories against every seed's stream (budget, clips per class, shapes), before any run."""
+    from ddfad_apps.continual.benchmarks import check_experiences, feature_benchmark
+    from ddfad_apps.continual.runner import make_memory
+
+    check_experiences(splits.train.num_classes, n_exp)
+    for seed in range(seeds):
+        stream = list(feature_benchmark(splits.train, splits.test, n_exp, seed).train_stream)
+        for cell in cells:
+            for memory in memories:
+                storage = make_memory(memory, cell.config, splits.train.num_classes, seed, "cpu")
+                storage.check_stream(stream)
 
 
 def check_memories(memories: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -104,73 +185,75 @@ def _load_done(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def run_cicl_job(job: CICLJob, progress: bool = True, say: Say = print) -> CICLResult:
-    """Run every (memory, seed) of ``job`` not already saved, then summarise, draw and log the comparison."""
+    """Run every (network, size, memory, seed) of ``job`` not already saved, then summarise, draw and log."""
     from mlflow.exceptions import MlflowException
     from tqdm.auto import tqdm
 
-    from ddfad_apps.continual.benchmarks import check_experiences
-    from ddfad_apps.continual.figures import accuracy_curves_figure, summary, summary_table
+    from ddfad_apps.continual.figures import (accuracy_curves_figure, memory_sweep_figure, summary, summary_table,
+                                              sweep_entries)
     from ddfad_apps.continual.runner import run_cicl
-    from ddfad_apps.distill import NotEnoughClipsError, check_clips_per_class
+    from ddfad_apps.storage.atomic import atomic_write
     from ddfad_apps.tracking import tracking_run
     from ddfad_apps.training import NonFiniteLossError
     from strategies import MLflowLogger
 
     memories = check_memories(job.memories)
+    cells = grid(job)
     ref, _ = open_dataset(job.dataset, job.data_root)
     dev = open_device(job.device)
-    cfg = job.config()
     started = time.perf_counter()
     splits = load_splits(ref, job.data_root, progress=progress, config=feature_config(job.feature),
                          duration=job.duration)
     train = splits.train
     n_classes = train.num_classes
     n_exp = job.experiences or max(1, n_classes // 2)
-    budget = job.mem_size or job.mem_per_class * n_classes
     try:
-        check_experiences(n_classes, n_exp)
-        if budget < job.mem_per_class * n_classes:
-            raise ValueError(f"memory budget of {budget} is too small for {job.mem_per_class} inputs per class x "
-                             f"{n_classes} classes; use --mem-size >= {job.mem_per_class * n_classes} or a smaller "
-                             "--mem-per-class")
-        check_clips_per_class(train, job.mem_per_class)
-    except (ValueError, NotEnoughClipsError) as exc:
+        check_cells(cells, memories, splits, n_exp, job.seeds)  # every budget and shape before the first run
+    except ValueError as exc:
         raise JobError(str(exc)) from exc
 
     short = ref.name
     out_dir = job.out / short
-    settings = {"dataset": short, "experiences": n_exp, "preset": job.preset, "config": cfg.as_dict(),
-                "num_train": len(train), "num_test": len(splits.test), "features": splits.config.as_dict(),
-                "duration": train.meta.get("duration")}
+    base = {"dataset": short, "experiences": n_exp, "preset": job.preset, "num_train": len(train),
+            "num_test": len(splits.test), "features": splits.config.as_dict(),
+            "duration": train.meta.get("duration")}
+    sizes = ", ".join(str(k) if k else f"{job.mem_size} shared" for k in job.sizes())
+    first = cells[0].config
     say(f"{short}: {len(train)} train / {len(splits.test)} test clips, {n_classes} classes in {n_exp} "
-        f"experiences; memories {', '.join(memories)}, {job.mem_per_class} per class, {job.seeds} seed(s), "
-        f"preset {job.preset} ({job.model} {cfg.model_kwargs}, {cfg.epochs}+{cfg.finetune_epochs} epochs, "
-        f"distilled by {cfg.distill_method}) on {dev}; results in {out_dir}")
+        f"experiences; memories {', '.join(memories)}; networks {', '.join(job.networks())}; memory per class "
+        f"{sizes}; {job.seeds} seed(s), preset {job.preset} ({first.epochs}+{first.finetune_epochs} epochs, "
+        f"distilled by {first.distill_method}) on {dev}; results in {out_dir}")
 
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in memories}
-    pairs = [(m, s) for m in memories for s in range(job.seeds)]
-    params = {**settings, "memories": ",".join(memories), "seeds": job.seeds, "device": str(dev)}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    jobs = [(cell, m, s) for cell in cells for m in memories for s in range(job.seeds)]
+    params = {**base, "memories": ",".join(memories), "models": ",".join(job.networks()), "mem_per_class": sizes,
+              "seeds": job.seeds, "device": str(dev), "config": first.as_dict()}
     try:
         with tracking_run(job.experiment, f"cicl-{short}", params, job.tracking_uri,
                           tags={"command": "cicl"}) as parent:
-            bar = tqdm(pairs, desc="cicl", disable=not progress)
-            for memory, seed in bar:
-                bar.set_postfix(memory=memory, seed=seed)
-                path = out_dir / memory / f"seed{seed}.json"
+            bar = tqdm(jobs, desc="cicl", disable=not progress)
+            for cell, memory, seed in bar:
+                bar.set_postfix(model=cell.model, mpc=cell.mem_per_class, memory=memory, seed=seed)
+                key = f"{cell.folder}/{memory}" if cell.folder else memory
+                name = f"{cell.folder} {memory}" if cell.folder else memory
+                settings = {**base, "config": cell.config.as_dict()}
+                path = out_dir / key / f"seed{seed}.json"
                 done = _load_done(path, settings)
                 if done is not None:
-                    say(f"{memory} seed {seed}: skipped, done before (final accuracy "
+                    say(f"{name} seed {seed}: skipped, done before (final accuracy "
                         f"{done['final_accuracy']:.4f}, {path})")
-                    runs[memory].append(done)
+                    runs.setdefault(key, []).append(done)
                     continue
-                with tracking_run(job.experiment, f"{short}-{memory}-seed{seed}",
-                                  {**settings, "memory": memory, "seed": seed}, job.tracking_uri,
-                                  tags={"command": "cicl"}, nested=True) as child:
+                run_name = f"{short}-{key.replace('/', '-')}-seed{seed}"
+                with tracking_run(job.experiment, run_name, {**settings, "memory": memory, "seed": seed},
+                                  job.tracking_uri, tags={"command": "cicl"}, nested=True) as child:
                     try:
-                        result = run_cicl(splits, memory, seed, cfg, n_exp, dev, MLflowLogger(child), progress)
+                        result = run_cicl(splits, memory, seed, cell.config, n_exp, dev, MLflowLogger(child),
+                                          progress)
                     except (ValueError, NonFiniteLossError) as exc:
-                        raise JobError(f"{memory} seed {seed}: {exc}") from exc
-                    result["settings"] = settings
+                        raise JobError(f"{name} seed {seed}: {exc}") from exc
+                    result.update({"settings": settings, "model": cell.model,
+                                   "mem_per_class": cell.mem_per_class, "mem_size": cell.config.mem_size})
                     for t, acc in enumerate(result["accuracy_curve"]):
                         child.metric("seen_class_accuracy", acc, step=t + 1)
                     child.metrics({"final_accuracy": result["final_accuracy"], "forgetting": result["forgetting"],
@@ -178,23 +261,36 @@ def run_cicl_job(job: CICLJob, progress: bool = True, say: Say = print) -> CICLR
                                    "seconds": result["seconds"]})
                     child.dict(result, "result.json")
                 write_json_atomic(path, result)
-                runs[memory].append(result)
-                say(f"{memory} seed {seed}: final accuracy {result['final_accuracy']:.4f}, forgetting "
+                runs.setdefault(key, []).append(result)
+                say(f"{name} seed {seed}: final accuracy {result['final_accuracy']:.4f}, forgetting "
                     f"{result['forgetting']:.4f}, curve {[round(a, 3) for a in result['accuracy_curve']]}, "
                     f"{result['seconds']:.0f}s")
             bar.close()
 
-            title = f"{short}: EEIL, {job.mem_per_class} per class, {n_exp} experiences ({job.preset})"
-            table = summary_table(runs, title)
-            fig = accuracy_curves_figure(runs, title)
-            out_dir.mkdir(parents=True, exist_ok=True)
-            fig.savefig(out_dir / "accuracy_curves.png")
-            (out_dir / "table.txt").write_text(table + "\n")
-            parent.figure(fig, "accuracy_curves.png")
+            tables = []
+            for cell in cells:
+                cell_runs = {m: runs[f"{cell.folder}/{m}" if cell.folder else m] for m in memories}
+                title = f"{short}: EEIL, {cell.label}, {n_exp} experiences ({job.preset})"
+                tables.append(summary_table(cell_runs, title))
+                folder = out_dir / cell.folder
+                fig = accuracy_curves_figure(cell_runs, title)
+                atomic_write(folder / "accuracy_curves.png", lambda tmp, f=fig: f.savefig(tmp, format="png"))
+                write_text_atomic(folder / "table.txt", tables[-1] + "\n")
+                parent.figure(fig, f"{cell.folder + '/' if cell.folder else ''}accuracy_curves.png")
+            table = "\n\n".join(tables)
+            entries = sweep_entries(runs)
+            write_json_atomic(out_dir / "sweep.json", {"dataset": short, "experiences": n_exp, "entries": entries})
+            if len(cells) > 1:
+                write_text_atomic(out_dir / "table.txt", table + "\n")
+            if len(job.sizes()) > 1:
+                fig = memory_sweep_figure(entries, f"{short}: final accuracy vs memory size ({job.preset})")
+                atomic_write(out_dir / "memory_sweep.png", lambda tmp: fig.savefig(tmp, format="png"))
+                parent.figure(fig, "memory_sweep.png")
             parent.text(table, "table.txt")
-            parent.dict({"summary": summary(runs), "runs": runs}, "results.json")
+            parent.dict({"summary": summary(runs), "sweep": entries, "runs": runs}, "results.json")
             parent.metrics({f"{m}.{k}": v for m, row in summary(runs).items() for k, v in row.items()})
             run_id, used_uri = parent.run_id, parent.tracking_uri
     except MlflowException as exc:
         raise JobError(f"MLflow: {exc}") from exc
-    return CICLResult(runs, summary(runs), table, out_dir, run_id, used_uri, time.perf_counter() - started)
+    return CICLResult(runs, summary(runs), table, out_dir, run_id, used_uri, time.perf_counter() - started,
+                      entries)
