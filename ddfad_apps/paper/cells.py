@@ -77,6 +77,7 @@ SIZES: dict[str, Size] = {
         noise={"dataset": "fsdd", "method": "mtt", "cpc": 10, "stds": (0.0, 0.001, 0.01, 0.03, 0.1), "n_iter": 32},
         cicl={"dataset": "fsdd", "memories": ("distilled", "herding", "random"), "seeds": 3},
         nas={"dataset": "fsdd", "proxies": ("distilled", "random", "herding"), "sample": 12},
+        source_kwargs={"resnet18": {"width": 16}},  # the width ResNet18 is evaluated at (CROSS_ARCH_KWARGS)
     ),
     "full": Size(
         name="full", preset="paper", set_seeds=3, eval_seeds=3,
