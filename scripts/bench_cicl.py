@@ -7,6 +7,10 @@ shared with other work: repeat and compare on a quiet machine before trusting sm
 
     python scripts/bench_cicl.py --dataset fsdd
     python scripts/bench_cicl.py --dataset ravdess -- --distill-method dm
+    python scripts/bench_cicl.py --dataset fsdd --seeds 3 --out runs/cicl-sweep -- --mem-per-class 1,2,5,20
+
+With ``--out`` the folder is kept, so an interrupted sweep resumes (each finished run is skipped) when the same
+command is run again.
 """
 
 from __future__ import annotations

@@ -4,10 +4,14 @@ Everything below is the usual Avalanche recipe - a class-incremental benchmark, 
 ``ReplayPlugin`` and an ``EvaluationPlugin`` - except the ``storage_policy=`` argument, which swaps Avalanche's
 default (experience-balanced random exemplars) for :class:`strategies.DistilledMemory`: after each experience
 every new class is distilled into ``--mem-per-class`` synthetic FD-MFCC clips.  ``--memory default`` runs the
-same experiment with Avalanche's own buffer for comparison.
+same experiment with Avalanche's own buffer for comparison.  ``--strategy eeil`` runs
+:class:`strategies.EEIL` instead, which owns the replay (no ``ReplayPlugin``: it would replay a second memory)
+and adds cross-distillation and balanced fine-tuning.  ``storage.check_stream`` refuses an impossible budget or
+input shape before anything trains.
 
     python scripts/example_avalanche_replay.py --dataset fsdd --method dm
     python scripts/example_avalanche_replay.py --dataset fsdd --memory default
+    python scripts/example_avalanche_replay.py --dataset fsdd --method dm --strategy eeil
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin  # noqa: E
 from ddfad_apps.continual.benchmarks import feature_benchmark  # noqa: E402
 from ddfad_apps.features import load_features  # noqa: E402
 from ddfad_apps.models import build_model  # noqa: E402
-from strategies import DistilledMemory, MLflowLogger  # noqa: E402
+from strategies import EEIL, DistilledMemory, MLflowLogger  # noqa: E402
 
 
 def main() -> None:
@@ -39,6 +43,8 @@ def main() -> None:
     p.add_argument("--experiences", type=int, default=5)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strategy", choices=["naive", "eeil"], default="naive",
+                   help="naive: Naive + ReplayPlugin; eeil: strategies.EEIL (its own replay, distillation, fine-tuning)")
     p.add_argument("--tracking-uri", default=None, help="also log the metrics to this MLflow store")
     args = p.parse_args()
 
@@ -52,21 +58,28 @@ def main() -> None:
     storage = (DistilledMemory(mem_size, args.mem_per_class, method=args.method, model_kwargs={"width": 32},
                                progress=True)
                if args.memory == "distilled" else None)
+    if storage is not None:
+        storage.check_stream(benchmark.train_stream)  # budget, clips per class, input shape: before any training
+    if args.strategy == "eeil" and storage is None:
+        p.error("--strategy eeil needs --memory distilled (EEIL takes one of the strategies' class memories)")
 
     loggers = [InteractiveLogger()]
     if args.tracking_uri:
         loggers.append(MLflowLogger(experiment="avalanche-replay", run_name=f"{args.dataset}-{args.memory}",
                                     tracking_uri=args.tracking_uri, params=vars(args)))
-    strategy = Naive(
+    common = dict(
         model=model,
         optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
         criterion=torch.nn.CrossEntropyLoss(),
         train_mb_size=64, train_epochs=args.epochs, eval_mb_size=512,
-        plugins=[ReplayPlugin(mem_size=mem_size, storage_policy=storage)],
         evaluator=EvaluationPlugin(accuracy_metrics(experience=True, stream=True),
                                    loss_metrics(epoch=True), forgetting_metrics(experience=True, stream=True),
                                    loggers=loggers),
     )
+    if args.strategy == "eeil":
+        strategy = EEIL(storage_policy=storage, finetune_epochs=args.epochs, **common)
+    else:
+        strategy = Naive(plugins=[ReplayPlugin(mem_size=mem_size, storage_policy=storage)], **common)
     for t, experience in enumerate(benchmark.train_stream):
         print(f"experience {t}: classes {sorted(experience.classes_in_this_experience)}")
         strategy.train(experience)
