@@ -15,8 +15,8 @@ from ddfad_apps.distill import METHODS, NotEnoughClipsError, SyntheticSet, disti
 from ddfad_apps.distill import api as api_mod
 from ddfad_apps.distill import experts as experts_mod
 from ddfad_apps.distill.evaluate import EvalSettings
-from ddfad_apps.distill.experts import ExpertSettings, train_experts
-from ddfad_apps.distill.mtt import MTTDistiller, MTTSettings
+from ddfad_apps.distill.experts import ExpertBank, ExpertSettings, train_experts
+from ddfad_apps.distill.mtt import MTTDistiller, MTTSettings, SyntheticRangeError
 from ddfad_apps.distill.presets import MTTPlan
 from ddfad_apps.distill.run_folder import ForeignRunError, prepare_run_folder, read_request
 from ddfad_apps.features.dataset import FeatureSet
@@ -65,7 +65,7 @@ def test_experts_are_cached_and_an_interrupted_expert_resumes_exactly(small, tmp
     monkeypatch.setattr(experts_mod, "flatten_params", interrupt_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         train_experts(small, tiny_experts(), root=tmp_path / "b", progress=False)
-    folder = next((tmp_path / "b").iterdir())
+    folder = next(p for p in (tmp_path / "b").iterdir() if p.is_dir())
     assert list(folder.glob("*.partial.pt")) and not list(folder.glob("*.safetensors"))
     monkeypatch.setattr(experts_mod, "flatten_params", real_flatten)
     resumed = train_experts(small, tiny_experts(), root=tmp_path / "b", progress=False)
@@ -221,3 +221,52 @@ def test_run_folder_refuses_foreign_runs_and_resumes_its_own(tmp_path):
     with pytest.raises(ForeignRunError, match="not a ddfad-apps"):
         prepare_run_folder(other, req, force=True)
     assert (other / "notes.txt").exists()
+
+
+# --- MTT settings that follow the data (issue 12) -----------------------------------------------------------------
+def test_mtt_raises_when_the_clips_leave_the_data_range_instead_of_returning_them(small, tmp_path):
+    bank = train_experts(small, tiny_experts(), root=tmp_path, progress=False)
+    d = MTTDistiller(small, 1, bank, tiny_mtt(lr_img=1e4), "convnet", TINY)  # one step moves the clips ~1e4 spreads
+    with pytest.raises(SyntheticRangeError, match="left the real inputs' range at iteration 1"):
+        d.run(progress=False)
+
+
+def test_mtt_is_scale_free_inputs_times_1000_give_the_set_times_1000(small, tmp_path):
+    scaled = FeatureSet(small.features * 1000.0 + 5.0, small.labels, small.classes, dict(small.meta))
+    a = distill(small, 1, "mtt", settings=MTTPlan(tiny_experts(), tiny_mtt()), seed=1, expert_root=tmp_path / "a",
+                progress=False)
+    b = distill(scaled, 1, "mtt", settings=MTTPlan(tiny_experts(), tiny_mtt()), seed=1, expert_root=tmp_path / "b",
+                progress=False)
+    torch.testing.assert_close(b.features, a.features * 1000.0 + 5.0, rtol=1e-3, atol=0.05)
+    assert b.lr == pytest.approx(a.lr, rel=1e-3)
+
+
+def test_mtt_matches_only_start_epochs_where_the_experts_still_move(small, tmp_path):
+    bank = train_experts(small, tiny_experts(epochs=3), root=tmp_path, progress=False)
+    traj = bank.trajectories[0]
+    still = torch.cat([traj, traj[-1:].repeat(3, 1)])  # 3 moving epochs, then 3 epochs without any movement
+    stopped = ExpertBank(bank.folder, [still], bank.test_accuracy)
+    d = MTTDistiller(small, 1, stopped, tiny_mtt(max_start_epoch=5, iterations=6), "convnet", TINY)
+    assert d.starts == [[0, 1, 2]]
+    d.run(progress=False)
+    assert {h["start_epoch"] for h in d.history} <= {0, 1, 2}
+    assert all(0 < h["loss"] < 10 for h in d.history)
+    converged = ExpertBank(bank.folder, [traj[-1:].repeat(7, 1)], bank.test_accuracy)
+    with pytest.raises(ValueError, match="converged before max_start_epoch"):
+        MTTDistiller(small, 1, converged, tiny_mtt(max_start_epoch=5), "convnet", TINY)
+
+
+def test_mtt_fits_its_starting_lr_to_the_experts_move(small, tmp_path):
+    bank = train_experts(small, tiny_experts(), root=tmp_path, progress=False)
+    fitted = MTTDistiller(small, 1, bank, tiny_mtt(), "convnet", TINY)
+    given = MTTDistiller(small, 1, bank, tiny_mtt(lr_init=0.05), "convnet", TINY)
+    assert given.syn_lr.item() == pytest.approx(0.05)
+    lr = fitted.syn_lr.item()
+    assert lr > 0 and lr != pytest.approx(0.01)
+    # the fitted rate's first-order move covers the experts' move better than 10x or 0.1x of it would
+    d = fitted
+    t = d.starts[0][0]
+    start, target = bank.trajectories[0][t], bank.trajectories[0][t + 1]
+    g = torch.func.grad(d._loss)(start, d.syn.detach(), d.labels) * d.s.syn_steps
+    err = {f: float((start - f * lr * g - target).norm()) for f in (0.1, 1.0, 10.0)}
+    assert err[1.0] < err[0.1] and err[1.0] < err[10.0]

@@ -60,6 +60,66 @@ class ExpertBank:
         return len(self.trajectories)
 
 
+@dataclass(frozen=True)
+class InputScale:
+    """Per-channel mean and spread of real inputs: MTT trains experts and the student on standardised inputs.
+
+    Why: MTT's step sizes (image updates, learned lr, expert lr) were tuned for unit-variance inputs, so inputs in
+    [0, 1] or scaled by 1000 exploded or stalled.  Standardising makes every run scale-free and mapping back
+    returns the synthetic set in the data's own units.  Inputs already standardised (|mean| and |log spread|
+    within ``tol``, e.g. normalised FD-MFCC) are left exactly as they are (:attr:`identity`), so their cached
+    experts stay valid.  A constant channel gets spread 1.
+    """
+
+    mean: torch.Tensor  # (C,)
+    std: torch.Tensor  # (C,)
+    identity: bool
+
+    @classmethod
+    def fit(cls, x: torch.Tensor, tol: float = 1e-3) -> "InputScale":
+        if x.dim() < 2:
+            raise ValueError(f"inputs must be (N, C, ...), got shape {tuple(x.shape)}")
+        dims = [0, *range(2, x.dim())]
+        mean, std = x.double().mean(dim=dims), x.double().std(dim=dims)
+        std = torch.where(std > 1e-12 * (1 + mean.abs()), std, torch.ones_like(std))
+        identity = bool((mean.abs() <= tol).all() and (std.log().abs() <= tol).all())
+        return cls(mean.float(), std.float(), identity)
+
+    def _shape(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return t.to(x.device, x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.identity else (x - self._shape(self.mean, x)) / self._shape(self.std, x)
+
+    def from_unit(self, z: torch.Tensor) -> torch.Tensor:
+        return z if self.identity else z * self._shape(self.std, z) + self._shape(self.mean, z)
+
+    def features(self, data: FeatureSet) -> FeatureSet:
+        """``data`` with standardised inputs (the same object when already standardised)."""
+        if self.identity:
+            return data
+        return FeatureSet(self.to_unit(data.features), data.labels, data.classes, dict(data.meta))
+
+
+def window_moves(trajectory: torch.Tensor, expert_epochs: int) -> torch.Tensor:
+    """``||theta_{t+M} - theta_t||`` for every start epoch ``t`` of one trajectory: how far the expert still moves."""
+    return (trajectory[expert_epochs:] - trajectory[:-expert_epochs]).norm(dim=1)
+
+
+def moving_starts(trajectory: torch.Tensor, expert_epochs: int, max_start_epoch: int,
+                  min_move: float) -> list[int]:
+    """Start epochs ``<= max_start_epoch`` whose ``M``-epoch move is at least ``min_move`` x the trajectory's largest.
+
+    Why: a trajectory that has converged barely moves, so MTT's loss (normalised by that move) divides by almost
+    zero, its gradients blow up and the clips learn nothing but noise.  Moves under 1e-4 of the parameters' norm
+    are converged whatever the ratio.
+    """
+    moves = window_moves(trajectory, expert_epochs)[: max_start_epoch + 1]
+    norms = trajectory[: len(moves)].norm(dim=1)
+    keep = (moves >= min_move * moves.max()) & (moves > 1e-4 * norms)
+    return [int(t) for t in torch.nonzero(keep).flatten()]
+
+
 def expert_cache_dir() -> Path:
     """Where expert trajectories are cached: ``<cache>/experts``, one folder per data and settings key."""
     return cache_dir() / "experts"
@@ -158,11 +218,15 @@ def train_experts(
 ) -> ExpertBank:
     """Train (or load) ``settings.num_experts`` trajectories; safe to interrupt and call again.
 
+    Inputs are standardised per channel first (:class:`InputScale`; a no-op on standardised features).
     Safe to run in several processes at once: each expert has its own lock, so every expert is trained by one
     process only.  Experts another process is training are skipped at first (this one trains the free ones),
     then waited for and loaded.  The folder itself is held with a shared lock, so ``ddfad-apps cache clear``
     leaves it alone while in use.
     """
+    scale = InputScale.fit(train.features)  # experts learn on standardised inputs, as the MTT student does
+    train = scale.features(train)
+    test = scale.features(test) if test is not None else None
     folder = expert_folder(train, settings, root)
     device = torch.device(device)
     found: dict[int, tuple[torch.Tensor, float]] = {}

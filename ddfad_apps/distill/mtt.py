@@ -7,6 +7,14 @@ vector run through ``torch.func.functional_call``.  The unroll (``distill/unroll
 exactly at the memory of one step (``unroll="lean"``, the default: the parameters of every step are kept and each
 step is recomputed in the backward pass) or by plain autograd through all steps (``unroll="full"``, whose memory
 grows with ``syn_steps x batch_syn``); both give the same loss and gradients.
+
+Every setting follows the data, so one rule serves whole data sets and a continual-learning experience of two
+classes alike: the inputs are standardised per channel (experts and student alike, mapped back at the end), the
+clips move by a normalised gradient step measured in the inputs' spread (``lr_img``), the learned lr moves by a
+relative step (``lr_lr``) from a starting rate fitted to the experts' moves (``lr_init=None``), start epochs where
+an expert has stopped moving are not matched (``min_move``), and clips that leave the real inputs' range by
+``max_range`` spreads stop the run with :class:`SyntheticRangeError`.  Why: with fixed absolute steps, near-still
+2-class trajectories (a tiny normalising distance) made the clips explode to +-1e5 for inputs in [0, 1].
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ddfad_apps.distill.augment import AudioAugment
 from ddfad_apps.distill.coreset import initial_clips
-from ddfad_apps.distill.experts import ExpertBank
+from ddfad_apps.distill.experts import ExpertBank, InputScale, moving_starts
 from ddfad_apps.distill.synthetic_set import SyntheticSet, check_clips_per_class
 from ddfad_apps.distill.unroll import match_loss, plan_batches, unroll
 from ddfad_apps.features.dataset import FeatureSet
@@ -38,9 +46,12 @@ class MTTSettings:
     syn_steps: int = 20
     expert_epochs: int = 2
     max_start_epoch: int = 6
-    lr_img: float = 1000.0
-    lr_lr: float = 1e-5
-    lr_init: float = 0.01
+    # RMS step of the clips per iteration, in units of the inputs' per-channel spread (the gradient is normalised)
+    lr_img: float = 0.02
+    # relative step of the learned lr per iteration: lr *= exp(-lr_lr * sign(dL/dlr))
+    lr_lr: float = 0.01
+    # the student's starting lr; None: fitted so that syn_steps steps cover the experts' move (see ``fit_lr``)
+    lr_init: float | None = None
     batch_syn: int | None = None
     iterations: int = 200
     augment: bool = True
@@ -50,6 +61,12 @@ class MTTSettings:
     # 'lean': exact meta-gradients holding one step's graph at a time (distill/unroll.py); 'full': autograd through
     # the whole unroll, every step's graph kept (the MTT authors' way; memory grows with syn_steps x batch_syn).
     unroll: str = "lean"
+    min_move: float = 0.25  # start epochs whose expert move is under this fraction of the trajectory's largest: skipped
+    max_range: float = 10.0  # clips beyond the real inputs' [min, max] +- this many spreads: SyntheticRangeError
+
+
+class SyntheticRangeError(NonFiniteLossError):
+    """The synthetic clips left the real inputs' range by far: the distillation diverged (never a silent result)."""
 
 
 def _student_loss(model, spec: ParamSpec, buffers: dict) -> Callable:
@@ -76,6 +93,14 @@ class MTTDistiller:
                 f"the {epochs} epochs the experts were trained for"
             )
         self.train, self.cpc, self.experts, self.s = train, cpc, experts, settings
+        self.scale = InputScale.fit(train.features)  # the experts' own rule (experts.train_experts)
+        unit = self.scale.to_unit(train.features)
+        self.range = (float(unit.min()), float(unit.max()))  # spreads are 1 in unit space
+        self.starts = [moving_starts(t, settings.expert_epochs, settings.max_start_epoch, settings.min_move)
+                       for t in experts.trajectories]
+        if not any(self.starts):
+            raise ValueError("every expert trajectory has converged before max_start_epoch (no parameter movement "
+                             "to match); train the experts with a higher lr or on more data")
         self.device = torch.device(device)
         self.generator = torch.Generator().manual_seed(seed)
         self.model = build_model(model, train.num_classes, train.input_shape, **model_kwargs).to(self.device)
@@ -85,21 +110,47 @@ class MTTDistiller:
         self.buffers = {k: v.to(self.device) for k, v in self.model.named_buffers()}
         self.meta = {"model": model, "model_kwargs": model_kwargs, "seed": seed, **asdict(settings)}
         init = initial_clips(train, cpc, settings.init, self.generator)
-        self.syn = train.features[init].clone().to(self.device).requires_grad_(True)
+        self.syn = unit[init].clone().to(self.device).requires_grad_(True)
         self.labels = train.labels[init].clone().to(self.device)
-        self.syn_lr = torch.tensor(settings.lr_init, device=self.device).requires_grad_(True)
+        self._loss = _student_loss(self.model, self.spec, self.buffers)
+        lr0 = settings.lr_init if settings.lr_init is not None else self.fit_lr()
+        self.meta.update(lr_init_used=lr0, start_epochs=self.starts, input_scale_identity=self.scale.identity)
+        self.syn_lr = torch.tensor(lr0, device=self.device).requires_grad_(True)
         self.opt_img = torch.optim.SGD([self.syn], lr=settings.lr_img, momentum=settings.momentum_img)
-        self.opt_lr = torch.optim.SGD([self.syn_lr], lr=settings.lr_lr, momentum=0.5)
         self.iteration = 0
         self.history: list[dict[str, float]] = []
         self.augment = AudioAugment() if settings.augment else None
-        self._loss = _student_loss(self.model, self.spec, self.buffers)
+
+    def fit_lr(self) -> float:
+        """The student's starting lr: ``syn_steps`` steps along the initial clips' gradient best reach the expert.
+
+        Per matched (trajectory, start) pair, the least-squares rate along ``G = syn_steps * grad`` at the start
+        towards the target, ``D cos / |G|`` (``cos`` floored at 0.1), then the median over pairs.  Why: the experts'
+        rate per epoch depends on the data's size (a 2-class experience takes a few SGD steps an epoch, a whole data
+        set dozens), so a fixed lr_init left the student far short of, or far past, the experts' move.
+        """
+        rates = []
+        x, y = self.syn.detach(), self.labels
+        for traj, starts in zip(self.experts.trajectories, self.starts):
+            for t in starts:
+                start = traj[t].to(self.device)
+                move = traj[t + self.s.expert_epochs].to(self.device) - start
+                g = torch.func.grad(self._loss)(start, x, y) * self.s.syn_steps
+                gn, d = float(g.norm()), float(move.norm())
+                if gn > 0:
+                    cos = float(torch.dot(-g, move)) / (gn * d)
+                    rates.append(d * max(cos, 0.1) / gn)
+        if not rates:
+            raise ValueError("the synthetic clips give a zero gradient at every expert start: cannot fit lr_init")
+        return float(torch.tensor(rates).median())
 
     # -- one iteration ---------------------------------------------------------------------------------------
     def step(self) -> dict[str, float]:
         s, g = self.s, self.generator
-        traj = self.experts.trajectories[int(torch.randint(len(self.experts), (1,), generator=g))]
-        start = int(torch.randint(s.max_start_epoch + 1, (1,), generator=g))
+        usable = [k for k, st in enumerate(self.starts) if st]
+        k = usable[int(torch.randint(len(usable), (1,), generator=g))]
+        traj = self.experts.trajectories[k]
+        start = self.starts[k][int(torch.randint(len(self.starts[k]), (1,), generator=g))]
         start_p = traj[start].to(self.device)
         target = traj[start + s.expert_epochs].to(self.device)
         _, _, coeffs, frames = self.syn.shape
@@ -112,24 +163,42 @@ class MTTDistiller:
                 "lower lr_img or lr_lr; the last good checkpoint is kept"
             )
         self.opt_img.zero_grad(set_to_none=True)
-        self.opt_lr.zero_grad(set_to_none=True)
+        self.syn_lr.grad = None
         loss.backward()
-        self.opt_img.step()
-        self.opt_lr.step()
         with torch.no_grad():
-            self.syn_lr.clamp_(min=1e-6)
+            # scale-free steps: the clips' gradient normalised to unit RMS (lr_img is then in spreads), the lr
+            # multiplied by exp(+-lr_lr); both independent of the normalising distance and of the inputs' units
+            rms = self.syn.grad.square().mean().sqrt()
+            if rms > 0:
+                self.syn.grad.div_(rms)
+            self.opt_img.step()
+            if self.syn_lr.grad is not None:
+                self.syn_lr.mul_(torch.exp(-s.lr_lr * torch.sign(self.syn_lr.grad)))
         if not torch.isfinite(self.syn).all():
             raise NonFiniteLossError(f"synthetic features became non-finite at iteration {self.iteration + 1}")
+        self.check_range()
         self.iteration += 1
         rec = {"iteration": self.iteration, "loss": loss.item(), "syn_lr": self.syn_lr.item(), "start_epoch": start}
         self.history.append(rec)
         return rec
 
+    def check_range(self) -> None:
+        """Raise :class:`SyntheticRangeError` when a clip left the real inputs' range by more than ``max_range``."""
+        lo, hi = self.range
+        k = self.s.max_range
+        s_lo, s_hi = float(self.syn.detach().min()), float(self.syn.detach().max())
+        if s_lo < lo - k or s_hi > hi + k:
+            m, sd = float(self.scale.mean[0]), float(self.scale.std[0])
+            raise SyntheticRangeError(
+                f"MTT synthetic clips left the real inputs' range at iteration {self.iteration + 1}: they span "
+                f"[{s_lo:.4g}, {s_hi:.4g}] standardised units against the real [{lo:.4g}, {hi:.4g}] +- {k:g} "
+                f"spreads (in channel 0's units [{s_lo * sd + m:.4g}, {s_hi * sd + m:.4g}] against "
+                f"[{lo * sd + m:.4g}, {hi * sd + m:.4g}] +- {k * sd:.4g}); lower lr_img")
+
     # -- checkpointing ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"syn": self.syn.detach().cpu(), "labels": self.labels.cpu(), "syn_lr": self.syn_lr.detach().cpu(),
-                "opt_img": self.opt_img.state_dict(), "opt_lr": self.opt_lr.state_dict(),
-                "iteration": self.iteration, "generator": self.generator.get_state(),
+                "opt_img": self.opt_img.state_dict(), "iteration": self.iteration, "generator": self.generator.get_state(),
                 "losses": torch.tensor([h["loss"] for h in self.history])}
 
     def load_state_dict(self, state: dict) -> None:
@@ -138,7 +207,6 @@ class MTTDistiller:
             self.syn_lr.copy_(state["syn_lr"].to(self.device))
         self.labels = state["labels"].to(self.device)
         self.opt_img.load_state_dict(state["opt_img"])
-        self.opt_lr.load_state_dict(state["opt_lr"])
         self.iteration = int(state["iteration"])
         self.generator.set_state(state["generator"])
         self.history = [{"iteration": i + 1, "loss": float(v)} for i, v in enumerate(state["losses"].tolist())]
@@ -166,7 +234,8 @@ class MTTDistiller:
         return bool(load_or_move_aside(path, restore))
 
     def result(self, stats=None) -> SyntheticSet:
-        return SyntheticSet(self.syn.detach().cpu().clone(), self.labels.cpu().clone(), self.train.classes, "mtt",
+        clips = self.scale.from_unit(self.syn.detach().cpu().clone())  # back to the data's own units
+        return SyntheticSet(clips, self.labels.cpu().clone(), self.train.classes, "mtt",
                             lr=float(self.syn_lr.item()), stats=stats,
                             meta={**self.meta, "iterations_done": self.iteration, "cpc": self.cpc,
                                   "losses": [round(h["loss"], 6) for h in self.history]})
