@@ -67,15 +67,15 @@ def main() -> None:
     if args.tracking_uri:
         loggers.append(MLflowLogger(experiment="avalanche-replay", run_name=f"{args.dataset}-{args.memory}",
                                     tracking_uri=args.tracking_uri, params=vars(args)))
-    common = dict(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
-        criterion=torch.nn.CrossEntropyLoss(),
-        train_mb_size=64, train_epochs=args.epochs, eval_mb_size=512,
-        evaluator=EvaluationPlugin(accuracy_metrics(experience=True, stream=True),
-                                   loss_metrics(epoch=True), forgetting_metrics(experience=True, stream=True),
-                                   loggers=loggers),
-    )
+    common = {
+        "model": model,
+        "optimizer": torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+        "criterion": torch.nn.CrossEntropyLoss(),
+        "train_mb_size": 64, "train_epochs": args.epochs, "eval_mb_size": 512,
+        "evaluator": EvaluationPlugin(accuracy_metrics(experience=True, stream=True),
+                                      loss_metrics(epoch=True), forgetting_metrics(experience=True, stream=True),
+                                      loggers=loggers),
+    }
     if args.strategy == "eeil":
         strategy = EEIL(storage_policy=storage, finetune_epochs=args.epochs, **common)
     else:

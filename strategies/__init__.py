@@ -22,6 +22,18 @@ from strategies.mlflow_logger import MLflowLogger
 MEMORIES: dict[str, type[ClassMemoryBuffer]] = {"distilled": DistilledMemory, "herding": HerdingMemory,
                                                 "random": RandomMemory}
 
-__all__ = ["EEIL", "BalancedFinetunePlugin", "ClassMemoryBuffer", "CrossDistillationPlugin", "DistilledMemory",
-           "HerdingMemory", "MEMORIES", "MLflowLogger", "MemoryBudgetError", "RandomMemory", "SeenClassMask",
-           "distillation_loss", "eeil_plugins"]
+__all__ = [
+    "EEIL",
+    "MEMORIES",
+    "BalancedFinetunePlugin",
+    "ClassMemoryBuffer",
+    "CrossDistillationPlugin",
+    "DistilledMemory",
+    "HerdingMemory",
+    "MLflowLogger",
+    "MemoryBudgetError",
+    "RandomMemory",
+    "SeenClassMask",
+    "distillation_loss",
+    "eeil_plugins",
+]

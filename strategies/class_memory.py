@@ -107,7 +107,7 @@ class ClassMemoryBuffer(ExemplarsBuffer):
                 raise MemoryBudgetError(f"experience {i}: {exc}") from None
             short = {c: n + kept.get(c, 0) for c, n in counts.items() if n + kept.get(c, 0) < q}
             if short:
-                c, have = min(short.items(), key=lambda kv: kv[1])
+                c = min(short, key=short.__getitem__)
                 raise MemoryBudgetError(
                     f"{self.kind} memory asks for {q} inputs per class but class {c} of experience {i} has only "
                     f"{counts[c]}" + (f" (+{kept[c]} in memory)" if kept.get(c) else "")

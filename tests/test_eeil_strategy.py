@@ -10,7 +10,14 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from strategies import EEIL, BalancedFinetunePlugin, HerdingMemory, MemoryBudgetError, RandomMemory, eeil_plugins
+from strategies import (
+    EEIL,
+    BalancedFinetunePlugin,
+    HerdingMemory,
+    MemoryBudgetError,
+    RandomMemory,
+    eeil_plugins,
+)
 from strategies.avalanche_data import tensor_dataset
 
 DIM, PER_CLASS = 8, 20
@@ -66,8 +73,8 @@ def eeil(storage, recorder: BatchRecorder | None = None, **changes) -> EEIL:
     from avalanche.training.plugins import EvaluationPlugin
 
     model = mlp()
-    args = dict(storage_policy=storage, train_mb_size=8, batch_size_mem=4, train_epochs=2, finetune_epochs=3,
-                plugins=[recorder] if recorder else [], evaluator=EvaluationPlugin())
+    args = {"storage_policy": storage, "train_mb_size": 8, "batch_size_mem": 4, "train_epochs": 2,
+            "finetune_epochs": 3, "plugins": [recorder] if recorder else [], "evaluator": EvaluationPlugin()}
     args.update(changes)
     return EEIL(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.05), **args)
 

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddfad_apps.jobs.data import Say, feature_config, load_splits, open_dataset, open_device
+from ddfad_apps.jobs.data import (
+    Say,
+    feature_config,
+    load_splits,
+    open_dataset,
+    open_device,
+)
 from ddfad_apps.jobs.errors import JobError, JobSettingsError
 from ddfad_apps.jobs.files import write_json_atomic, write_text_atomic
 
@@ -189,8 +195,13 @@ def run_cicl_job(job: CICLJob, progress: bool = True, say: Say = print) -> CICLR
     from mlflow.exceptions import MlflowException
     from tqdm.auto import tqdm
 
-    from ddfad_apps.continual.figures import (accuracy_curves_figure, memory_sweep_figure, summary, summary_table,
-                                              sweep_entries)
+    from ddfad_apps.continual.figures import (
+        accuracy_curves_figure,
+        memory_sweep_figure,
+        summary,
+        summary_table,
+        sweep_entries,
+    )
     from ddfad_apps.continual.runner import run_cicl
     from ddfad_apps.storage.atomic import atomic_write
     from ddfad_apps.tracking import tracking_run
