@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,61 @@ def test_anytime_refuses_bad_settings(tmp_path: Path) -> None:
         run_nas_anytime_job(NASAnytimeJob(sample=None, out=tmp_path), progress=False)
     with pytest.raises(JobSettingsError, match="unknown strategies"):
         run_nas_anytime_job(NASAnytimeJob(strategies=("bogus",), out=tmp_path), progress=False)
+
+
+@pytest.fixture
+def inputs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple, int]]:
+    """(recipe, training set's input shape, the network's first convolution's input channels) of every training."""
+    import torch
+
+    seen: list[tuple[str, tuple, int]] = []
+    real = objective.train_and_score
+
+    def recording(spec, space, config, model, train, *args, **kwargs):
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        seen.append((spec.name, tuple(train.input_shape), conv.in_channels))
+        return real(spec, space, config, model, train, *args, **kwargs)
+
+    monkeypatch.setattr(objective, "train_and_score", recording)
+    return seen
+
+
+def test_nas_feature_choice_reaches_the_networks_and_keys(tiny: Path, tmp_path: Path, inputs: list) -> None:
+    """--feature mfcc: every network (anytime search, ground truth, a study's worker) takes 1-channel MFCCs; the
+    ground-truth cache and the study names differ from FD-MFCC's, so nothing trained on other features is reused."""
+    from ddfad_apps.cli.main import cli
+    from ddfad_apps.features import FeatureConfig
+    from ddfad_apps.nas.ground_truth import ground_truth_job
+    from ddfad_apps.nas.job import NASJob
+    from ddfad_apps.nas.runner import run_study
+    from ddfad_apps.nas.study import default_storage
+
+    out = tmp_path / "mfcc"
+    result = CliRunner().invoke(cli, [
+        "nas", "--strategy", "proxy-grid", "--proxy", "early-stopping-short", "--feature", "mfcc",
+        "--duration", "0.64", "--dataset", str(tiny), "--space", TINY_SPACE.name, "--truth-epochs", "1", "--budget-seconds", "2",
+        "--seeds", "1", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "anytime.json").read_text())
+    assert report["features"]["kind"] == "mfcc" and report["duration"] == 0.64
+    assert {name for name, _, _ in inputs} >= {"early-stopping-short", "full"}
+    assert {(shape[0], channels) for _, shape, channels in inputs} == {(1, 1)}
+    # the ground-truth cache is keyed by the data's content: FD-MFCC features of the same clips miss it
+    spec = proxy_spec("full", epochs=1)
+    mfcc = load_features(str(tiny), config=FeatureConfig(kind="mfcc"), duration=0.64, progress=False)
+    fd = load_features(str(tiny), duration=0.64, progress=False)
+    assert report["truth_cache"] == TruthCache(str(tiny), mfcc.train, mfcc.test, spec).path.name
+    fd_cache = TruthCache(str(tiny), fd.train, fd.test, spec)
+    assert fd_cache.path.name != report["truth_cache"] and fd_cache.get_many(TINY_SPACE, TINY_SPACE.configs()) == {}
+    # a study's workers load the job's features; another feature kind is another study (and ground-truth study)
+    inputs.clear()
+    archs = [TINY_SPACE.key(c) for c in list(TINY_SPACE.configs())[:2]]
+    jobs = {kind: NASJob(storage=default_storage(tmp_path / "study"), study=f"s-{kind}", dataset=str(tiny),
+                         proxy=proxy_spec("early-stopping-short"), space=TINY_SPACE.name, archs=archs,
+                         feature=kind) for kind in ("fd_mfcc", "mfcc")}
+    assert ground_truth_job(jobs["mfcc"]).study != ground_truth_job(jobs["fd_mfcc"]).study
+    longer = ground_truth_job(replace(jobs["fd_mfcc"], duration=0.64)).study
+    assert longer not in (ground_truth_job(jobs["fd_mfcc"]).study, ground_truth_job(jobs["mfcc"]).study)
+    results, _ = run_study(jobs["mfcc"], 1, tmp_path / "study", progress=False, echo=lambda _: None)
+    assert set(results) == set(archs) and [c for _, _, c in inputs] == [1, 1]
+    assert NASJob.from_json(jobs["mfcc"].to_json()).feature == "mfcc"  # the worker's job file carries it

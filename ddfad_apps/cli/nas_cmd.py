@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from ddfad_apps.cli.data_options import duration_option, feature_option
 from ddfad_apps.cli.job_runner import run_job
 from ddfad_apps.data.registry import DATASETS
 from ddfad_apps.nas.anytime import STRATEGIES
@@ -50,6 +51,8 @@ def _restriction(items: tuple[str, ...]) -> dict[str, list[str]]:
               help="With --strategy: report the time to reach this fraction of the best candidate's ground truth.")
 @click.option("--dataset", default="fsdd", show_default=True, metavar="NAME|DIR",
               help=f"Data set name ({', '.join(sorted(DATASETS))}) or a folder with one sub-folder per class.")
+@feature_option()
+@duration_option
 @click.option("--space", default="convnet720", show_default=True, help="Registered search space (search_spaces).")
 @click.option("--restrict", "restrict", multiple=True, metavar="DIM=V1,V2",
               help="Keep only these values of a dimension (repeatable), e.g. width=32,64 on a CPU.")
@@ -93,7 +96,7 @@ def nas(proxies: tuple[str, ...], restrict: tuple[str, ...], out_dir: Path, no_p
         if ignored or options["workers"] != 1:
             raise click.UsageError(f"--strategy runs in one process: drop {', '.join(ignored) or '--workers'}")
         kept = {k: options[k] for k in ("dataset", "space", "sample", "cpc", "method", "preset", "epochs",
-                                        "truth_epochs", "seed", "data_root", "device", "threads")}
+                                        "truth_epochs", "seed", "data_root", "device", "threads", "feature", "duration")}
         job = NASAnytimeJob(strategies=strategies, proxies=proxies, restriction=_restriction(restrict),
                             budget_seconds=budget_seconds, seeds=seeds, target=target, out=out_dir, **kept)
         done = run_job(run_nas_anytime_job, job, progress=not no_progress, say=click.echo)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddfad_apps.jobs.data import Say, open_dataset
+from ddfad_apps.jobs.data import Say, feature_config, load_splits, open_dataset
 from ddfad_apps.jobs.errors import JobError, JobSettingsError
 
 
@@ -46,6 +46,8 @@ class NASSearchJob:
     tracking_uri: str | None = None
     experiment: str = "ddfad-nas"
     out: Path = field(default_factory=lambda: Path("nas-out"))
+    feature: str = "fd_mfcc"
+    duration: float | None = None
 
 
 @dataclass
@@ -73,9 +75,10 @@ def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> N
     )
     from ddfad_apps.nas.runner import NASRunError, run_study
     from ddfad_apps.nas.space import resolve_space, stratified_sample
-    from ddfad_apps.nas.study import default_storage, study_name
+    from ddfad_apps.nas.study import default_storage, features_tag, study_name
     from ddfad_apps.tracking.redact import redact_text, redact_url
 
+    features = feature_config(job.feature)  # refuses an unknown kind before any work
     if job.sampler != "grid" and job.n_trials is None:
         raise JobSettingsError(f"--sampler {job.sampler} needs --n-trials")
     if job.sampler == "grid" and job.n_trials is not None:
@@ -107,10 +110,12 @@ def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> N
             spec = proxy_spec(name, **overrides)
         except ValueError as exc:
             raise JobSettingsError(str(exc)) from exc
-        studies[name] = NASJob(storage=storage, study=study_name(short, search.name, spec.digest(), archs, name),
+        studies[name] = NASJob(storage=storage, study=study_name(short, search.name, spec.digest(), archs, name,
+                                                                 features=features_tag(job.feature, job.duration)),
                                dataset=job.dataset, proxy=spec, space=job.space, restriction=job.restriction,
                                archs=archs, sampler=job.sampler, n_trials=job.n_trials, data_root=job.data_root,
-                               device=job.device, seed=job.seed, threads=job.threads)
+                               device=job.device, seed=job.seed, threads=job.threads, feature=job.feature,
+                               duration=job.duration)
     truth_job = ground_truth_job(next(iter(studies.values())),
                                  proxy_spec("full", epochs=job.truth_epochs, seed=job.seed))
     count = len(archs) if archs else (job.n_trials if job.sampler != "grid" else search.size)
@@ -131,7 +136,7 @@ def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> N
     text = format_reports(reports, diffs)
     wall = time.perf_counter() - started
     report = {"space": search.name, "sample": archs, "dataset": job.dataset, "storage": shown,
-              "sampler": job.sampler, "truth": truth_job.proxy.as_dict(),
+              "features": features.as_dict(), "duration": job.duration, "sampler": job.sampler, "truth": truth_job.proxy.as_dict(),
               "proxies": {n: s.proxy.as_dict() for n, s in studies.items()},
               "reports": [r.as_dict() for r in reports], "differences": [vars(d) for d in diffs],
               "wall_seconds": wall, "truth_trained": truth_trained, "truth_cached": len(truth) - truth_trained,
@@ -149,11 +154,10 @@ def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> N
 def _ground_truth(job: NASSearchJob, truth_job, search, configs: list[dict], progress: bool, say: Say):
     """Whole-data results of ``configs``: from the portable cache (:mod:`ddfad_apps.nas.truths`), the missing ones
     computed by the ground-truth study's workers and added to it.  Returns (results, how many were trained)."""
-    from ddfad_apps.features.dataset import load_features
     from ddfad_apps.nas.runner import run_study
     from ddfad_apps.nas.truths import TruthCache
 
-    splits = load_features(job.dataset, job.data_root, progress=False)
+    splits = truth_job.load_splits(progress=False)
     cache = TruthCache(job.dataset, splits.train, splits.test, truth_job.proxy)
     truth = cache.get_many(search, configs)
     missing = [c for c in configs if search.key(c) not in truth]
@@ -173,6 +177,7 @@ def _log_mlflow(job: NASSearchJob, report, reports, results, truth, fig, text, d
     from ddfad_apps.tracking import tracking_run
 
     params = {"dataset": dataset, "space": space, "sampler": report["sampler"], "storage": report["storage"],
+              "features": report["features"], "duration": report["duration"],
               "sample_size": len(report["sample"]) if report["sample"] else None, "truth": report["truth"],
               "proxies": report["proxies"]}
     uri = job.tracking_uri
@@ -226,6 +231,10 @@ class NASAnytimeJob:
     device: str = "cpu"
     threads: int = 1
     out: Path = field(default_factory=lambda: Path("nas-anytime"))
+    feature: str = "fd_mfcc"
+    duration: float | None = None
+    tracking_uri: str | None = None
+    experiment: str = "ddfad-nas"
 
 
 @dataclass
@@ -245,7 +254,6 @@ def run_nas_anytime_job(job: NASAnytimeJob, progress: bool = True, say: Say = pr
     import torch
 
     from ddfad_apps.evidence.protocol import EvalProtocol
-    from ddfad_apps.features.dataset import load_features
     from ddfad_apps.nas.anytime import (
         STRATEGIES,
         Trainer,
@@ -258,6 +266,7 @@ def run_nas_anytime_job(job: NASAnytimeJob, progress: bool = True, say: Say = pr
     from ddfad_apps.nas.truths import TruthCache, compute_truths
     from ddfad_apps.storage.atomic import atomic_write
 
+    features = feature_config(job.feature)
     unknown = sorted(set(job.strategies) - set(STRATEGIES))
     if not job.strategies or unknown:
         raise JobSettingsError(f"unknown strategies {unknown}; use {', '.join(STRATEGIES)}")
@@ -281,9 +290,10 @@ def run_nas_anytime_job(job: NASAnytimeJob, progress: bool = True, say: Say = pr
         raise JobSettingsError(f"{len(configs)} candidate architectures: the comparison needs every candidate's "
                                f"ground truth; use --sample N (N <= {MAX_ANYTIME_CANDIDATES}) or --restrict")
     archs = [search.key(c) for c in configs]
-    short = open_dataset(job.dataset, job.data_root)[0].name
+    ref = open_dataset(job.dataset, job.data_root)[0]
+    short = ref.name
     torch.set_num_threads(job.threads)
-    splits = load_features(job.dataset, job.data_root, progress=progress)
+    splits = load_splits(ref, job.data_root, progress=progress, config=features, duration=job.duration)
     try:
         carved = EvalProtocol(val_fraction=job.val_fraction, carve_seed=job.seed).carve(splits.train)
     except ValueError as exc:
@@ -321,6 +331,7 @@ def run_nas_anytime_job(job: NASAnytimeJob, progress: bool = True, say: Say = pr
                      f"{', '.join(f'{100 * g:.2f}' for g in finals)}%")
     text = "\n".join(lines)
     report = {"dataset": job.dataset, "space": search.name, "candidates": archs, "budget_seconds": job.budget_seconds,
+              "features": features.as_dict(), "duration": splits.train.meta.get("duration"),
               "clock": "time.process_time() of the search process (all threads), torch threads fixed",
               "threads": job.threads, "seeds": seeds, "target_fraction": job.target, "target": target,
               "best_truth": best, "truth": {a: vars(r) for a, r in truths.items()},

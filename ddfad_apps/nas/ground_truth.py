@@ -21,6 +21,6 @@ def ground_truth_job(job: NASJob, truth: ProxySpec | None = None) -> NASJob:
     if not truth.whole_data:
         raise ValueError(f"the ground truth must train on the whole training set, got method {truth.method!r}")
     space = job.search_space()
-    name = study_name(job.dataset, space.name, truth.digest(), None, "full")
+    name = study_name(job.dataset, space.name, truth.digest(), None, "full", features=job.features_tag())
     return replace(job, study=name, proxy=truth, archs=[space.key(c) for c in space.configs()], sampler="grid",
                    n_trials=None)

@@ -10,12 +10,16 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddfad_apps.nas.proxies import ProxySpec
 from ddfad_apps.nas.space import resolve_space
+from ddfad_apps.nas.study import features_tag
 from ddfad_apps.tracking.redact import MASK, redact_url
 from search_spaces import SearchSpace
+
+if TYPE_CHECKING:
+    from ddfad_apps.features.dataset import FeatureSplits
 
 STORAGE_ENV = "DDFAD_NAS_STORAGE"
 
@@ -39,6 +43,8 @@ class NASJob:
     device: str = "cpu"
     seed: int = 0
     threads: int = 1
+    feature: str = "fd_mfcc"
+    duration: float | None = None
 
     @property
     def queued(self) -> bool:
@@ -47,6 +53,17 @@ class NASJob:
 
     def search_space(self) -> SearchSpace:
         return resolve_space(self.space, self.restriction)
+
+    def features_tag(self) -> str:
+        """The part of the study name saying which features (see :func:`~ddfad_apps.nas.study.features_tag`)."""
+        return features_tag(self.feature, self.duration)
+
+    def load_splits(self, progress: bool = True) -> FeatureSplits:
+        """The study's data: ``dataset``'s train/test features of kind ``feature`` at ``duration`` seconds."""
+        from ddfad_apps.features import FeatureConfig, load_features
+
+        return load_features(self.dataset, self.data_root, config=FeatureConfig(kind=self.feature),
+                             duration=self.duration, progress=progress)
 
     def to_json(self) -> str:
         """The job as JSON, its storage URL redacted (it is written to disk and shown)."""

@@ -65,11 +65,10 @@ def run_study(job: NASJob, workers: int, out_dir: Path, *, progress: bool = True
     """Evaluate ``job``'s study with ``workers`` processes; returns (results by architecture, proxy-set seconds)."""
     import torch
 
-    from ddfad_apps.features.dataset import load_features
     from ddfad_apps.nas.proxies import proxy_train_set
 
     torch.set_num_threads(job.threads)
-    splits = load_features(job.dataset, job.data_root, progress=progress)
+    splits = job.load_splits(progress=progress)
     _, _, info = proxy_train_set(job.proxy, splits.train, device=job.device, progress=progress)
     study = prepare_study(job, configs)
     space = job.search_space()

@@ -92,9 +92,19 @@ def make_sampler(name: str, seed: int | None = 0, grid: dict[str, list[Any]] | N
     raise ValueError(f"unknown sampler {name!r}; use one of {', '.join(SAMPLERS)}")
 
 
-def study_name(dataset: str, space: str, proxy_digest: str, archs: list[str] | None, proxy: str) -> str:
-    """``nas-<dataset>-<space>-<proxy>-<recipe digest>[-s<N>-<sample digest>]``."""
-    name = f"nas-{dataset}-{space}-{proxy}-{proxy_digest}"
+def features_tag(feature: str = "fd_mfcc", duration: float | None = None) -> str:
+    """``''`` for the default features (FD-MFCC at the data set's own length, so older studies keep their names),
+    else e.g. ``mfcc-d2.5``: trials on other features are never mixed into (or resumed from) another study."""
+    parts = [] if feature == "fd_mfcc" else [feature]
+    if duration is not None:
+        parts.append(f"d{duration:g}")
+    return "-".join(parts)
+
+
+def study_name(dataset: str, space: str, proxy_digest: str, archs: list[str] | None, proxy: str,
+               features: str = "") -> str:
+    """``nas-<dataset>-<space>-<proxy>-<recipe digest>[-<features tag>][-s<N>-<sample digest>]``."""
+    name = f"nas-{dataset}-{space}-{proxy}-{proxy_digest}" + (f"-{features}" if features else "")
     if archs is not None:
         name += f"-s{len(archs)}-{settings_digest(sorted(archs))[:8]}"
     return name

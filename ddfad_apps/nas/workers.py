@@ -187,13 +187,12 @@ def run_worker(job: NASJob, progress: bool = False, log: Callable[[str], None] |
     """Evaluate trials of ``job``'s study until none is left; returns how many trials this worker ran."""
     import torch
 
-    from ddfad_apps.features.dataset import load_features
     from ddfad_apps.nas.proxies import proxy_train_set
 
     torch.set_num_threads(job.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    splits = load_features(job.dataset, job.data_root, progress=progress)
+    splits = job.load_splits(progress=progress)
     train, lr, _ = proxy_train_set(job.proxy, splits.train, device=job.device, progress=progress)
     objective = Objective(job, train, splits.test, lr)
     study = open_study(job)
