@@ -145,7 +145,8 @@ def test_anytime_comparison_end_to_end(tiny: Path, tmp_path: Path, trainings: li
         "nas", "--strategy", "proxy-grid", "--strategy", "proxy-tpe", "--strategy", "hyperband",
         "--proxy", "random", "--proxy", "early-stopping-short", "--dataset", str(tiny), "--space", TINY_SPACE.name,
         "--cpc", "2", "--epochs", "2", "--truth-epochs", "3", "--budget-seconds", str(budget), "--seeds", "2",
-        "--target", "0.95", "--out", str(out), "--no-progress"])
+        "--target", "0.95", "--out", str(out), "--tracking-uri", f"sqlite:///{tmp_path / 'ml.db'}",
+        "--experiment", "anytime-test", "--no-progress"])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "anytime.json").read_text())
     assert (out / "anytime.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -171,6 +172,31 @@ def test_anytime_comparison_end_to_end(tiny: Path, tmp_path: Path, trainings: li
     # each architecture is trained once per recipe and replayed for the other seeds and strategies
     assert trainings.count("random") <= 4 and trainings.count("early-stopping-short") <= 4
     assert "reached" in result.output and "hyperband" in result.output
+    _check_anytime_run(f"sqlite:///{tmp_path / 'ml.db'}", report, strategies)
+
+
+def _check_anytime_run(uri: str, report: dict, strategies: set[str]) -> None:
+    """The comparison's one MLflow run: settings as params, each strategy's summary as metrics, files as artifacts."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("anytime-test").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["mode"] == "anytime"
+    assert run.data.params["budget_seconds"] == "3.0" and run.data.params["features.kind"] == "fd_mfcc"
+    metrics = run.data.metrics
+    assert metrics["best_truth"] == pytest.approx(report["best_truth"])
+    for name in strategies:
+        entry = report["strategies"][name]
+        reached = sum(s["time_to_target"] is not None for s in entry["seeds"].values())
+        assert metrics[f"{name}.reached_seeds"] == reached
+        finals = [s["curve"][-1]["truth"] for s in entry["seeds"].values() if s["curve"]]
+        if finals:
+            assert metrics[f"{name}.final_truth_mean"] == pytest.approx(sum(finals) / len(finals))
+        if entry["time_to_target"]:
+            assert metrics[f"{name}.time_to_target"] == pytest.approx(entry["time_to_target"]["mean"])
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"anytime.json", "anytime.png", "anytime.txt"}
+    logged = json.loads(Path(client.download_artifacts(run.info.run_id, "anytime.json")).read_text())
+    assert logged["strategies"].keys() == report["strategies"].keys() and logged["target"] == report["target"]
 
 
 def test_anytime_refuses_bad_settings(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ def _restriction(items: tuple[str, ...]) -> dict[str, list[str]]:
 @click.option("--strategy", "strategies", multiple=True, type=click.Choice(STRATEGIES),
               help="Anytime comparison instead of the proxy report (repeat): proxy-grid / proxy-tpe on each --proxy, "
                    "hyperband = Optuna TPE + Hyperband on the whole data; same CPU budget, ground truth of the pick "
-                   "against CPU seconds (anytime.json, anytime.png).")
+                   "against CPU seconds (anytime.json, anytime.png; logged to MLflow).")
 @click.option("--budget-seconds", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
               help="With --strategy: CPU seconds (process time) each strategy may spend per seed.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
@@ -96,7 +96,8 @@ def nas(proxies: tuple[str, ...], restrict: tuple[str, ...], out_dir: Path, no_p
         if ignored or options["workers"] != 1:
             raise click.UsageError(f"--strategy runs in one process: drop {', '.join(ignored) or '--workers'}")
         kept = {k: options[k] for k in ("dataset", "space", "sample", "cpc", "method", "preset", "epochs",
-                                        "truth_epochs", "seed", "data_root", "device", "threads", "feature", "duration")}
+                                        "truth_epochs", "seed", "data_root", "device", "threads", "feature", "duration",
+                                        "tracking_uri", "experiment")}
         job = NASAnytimeJob(strategies=strategies, proxies=proxies, restriction=_restriction(restrict),
                             budget_seconds=budget_seconds, seeds=seeds, target=target, out=out_dir, **kept)
         done = run_job(run_nas_anytime_job, job, progress=not no_progress, say=click.echo)

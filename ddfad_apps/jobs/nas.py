@@ -230,7 +230,7 @@ class NASAnytimeJob:
     data_root: str | None = None
     device: str = "cpu"
     threads: int = 1
-    out: Path = field(default_factory=lambda: Path("nas-anytime"))
+    out: Path = field(default_factory=lambda: Path("nas-anytime"))  # anytime.json/png/txt; MLflow gets them too
     feature: str = "fd_mfcc"
     duration: float | None = None
     tracking_uri: str | None = None
@@ -342,5 +342,49 @@ def run_nas_anytime_job(job: NASAnytimeJob, progress: bool = True, say: Say = pr
     atomic_write(job.out / "anytime.json", lambda tmp: tmp.write_text(json.dumps(report, indent=1, default=str)))
     fig = curve_figure(summary, job.budget_seconds, target, best, f"{short}: {len(archs)} candidates")
     atomic_write(job.out / "anytime.png", lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    (job.out / "anytime.txt").write_text(text + "\n")
+    atomic_write(job.out / "anytime.txt", lambda tmp: tmp.write_text(text + "\n"))
+    _log_anytime_mlflow(job, report, short)
     return NASAnytimeResult(report, text, job.out)
+
+
+def _strategy_metrics(name: str, entry: dict[str, Any]) -> dict[str, float]:
+    """One strategy's summary as MLflow metrics: time to target (mean and interval when every seed reached it, else
+    the median when most did), how many seeds reached it, and the final best-so-far ground truth over seeds."""
+    seeds = list(entry["seeds"].values())
+    finals = [s["curve"][-1]["truth"] for s in seeds if s["curve"]]
+    out = {f"{name}.reached_seeds": sum(s["time_to_target"] is not None for s in seeds),
+           f"{name}.evaluated_mean": sum(s["evaluated"] for s in seeds) / len(seeds)}
+    if finals:
+        out[f"{name}.final_truth_mean"] = sum(finals) / len(finals)
+    t = entry["time_to_target"]
+    if t:
+        out.update({f"{name}.time_to_target{k}": t[v] for k, v in
+                    (("", "mean"), ("_low", "ci_low"), ("_high", "ci_high")) if t.get(v) is not None})
+    if entry["time_to_target_median"] is not None:
+        out[f"{name}.time_to_target_median"] = entry["time_to_target_median"]
+    return out
+
+
+def _log_anytime_mlflow(job: NASAnytimeJob, report: dict[str, Any], dataset: str) -> None:
+    """One run: the comparison's settings as params, each strategy's summary as metrics, and the files written
+    (``anytime.json``, ``anytime.png``, ``anytime.txt``) as artifacts, as :func:`_log_mlflow` does for the report."""
+    from mlflow.exceptions import MlflowException
+
+    from ddfad_apps.tracking import tracking_run
+
+    params = {"dataset": dataset, "space": report["space"], "candidates": len(report["candidates"]),
+              "strategies": list(job.strategies), "budget_seconds": job.budget_seconds, "seeds": report["seeds"],
+              "target_fraction": job.target, "threads": job.threads, "features": report["features"],
+              "duration": report["duration"], "truth": report["truth_recipe"], "proxies": report["proxies"],
+              "set_cost_charged": job.set_cost, "validation": report["validation"]}
+    try:
+        with tracking_run(job.experiment, f"{dataset}-{report['space']}-anytime", params, job.tracking_uri,
+                          tags={"command": "nas", "mode": "anytime"}) as run:
+            run.metrics({"best_truth": report["best_truth"], "target": report["target"],
+                         "truth_trained_now": report["truth_trained_now"]})
+            for name, entry in report["strategies"].items():
+                run.metrics(_strategy_metrics(name, entry))
+            for name in ("anytime.json", "anytime.png", "anytime.txt"):
+                run.artifact(job.out / name)
+    except MlflowException as exc:
+        raise JobError(f"MLflow: {exc}") from exc
