@@ -292,3 +292,52 @@ def test_bench_distill_puts_every_set_through_the_protocol(data_root, tmp_path):
     assert secs["total"] >= secs["make herding x2"] + secs["evaluation (all)"]
     assert "random - herding" in done.stdout
     assert "indistinguishable at 2 seeds" in done.stdout or "beats" in done.stdout
+
+
+# --- grouped carve ----------------------------------------------------------------------------------------
+
+
+SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
+
+
+@pytest.fixture
+def speakers_folder(fsdd_root, tmp_path):
+    """A folder set of real FSDD clips: digits 0-2, six speakers, two takes each (``<digit>_<speaker>_<take>``)."""
+    import json
+    import shutil
+
+    root = tmp_path / "speakers"
+    for digit in ("0", "1", "2"):
+        (root / digit).mkdir(parents=True)
+        for speaker in SPEAKERS:
+            for take in range(2):
+                shutil.copy(fsdd_root / "recordings" / f"{digit}_{speaker}_{take}.wav", root / digit)
+    (root / "manifest.json").write_text(json.dumps({"sample_rate": 8000, "duration": 0.8}))
+    return root
+
+
+def test_carve_keeps_groups_whole_when_the_set_knows_them(speakers_folder):
+    from ddfad_apps.data.splits import stratified_split
+    from ddfad_apps.features.dataset import load_features
+
+    protocol = EvalProtocol(val_fraction=0.25, carve_seed=1)
+    splits = load_features(str(speakers_folder), group_pattern=r"_(?P<group>[a-z]+)_", progress=False)
+    train = splits.train
+    groups = train.meta["groups"]
+    assert len(groups) == len(train) and len(set(groups)) == 4  # the folder's own split kept 2 speakers for test
+    assert set(groups).isdisjoint(splits.test.meta["groups"])
+    carved = protocol.carve(train)
+    fit, val = set(carved.fit.meta["groups"]), set(carved.val.meta["groups"])
+    assert fit.isdisjoint(val) and fit | val == set(groups)  # whole speakers on each side
+    assert carved.val.meta["groups"] == [groups[i] for i in carved.val_index]  # subset() slices the groups
+    assert torch.bincount(carved.val.labels, minlength=3).tolist() == [2, 2, 2]  # one speaker: 25% of each class
+    assert {k: carved.as_dict()[k] for k in ("grouped", "fit_groups", "val_groups")} == {
+        "grouped": True, "fit_groups": 3, "val_groups": 1}
+    # without groups the carve is the stratified one it always was (same indices for the same seed)
+    plain = load_features(str(speakers_folder), progress=False).train
+    assert "groups" not in plain.meta
+    before = stratified_split(plain.labels.tolist(), 0.25, 1)
+    again = protocol.carve(plain)
+    assert (again.fit_index, again.val_index) == before and "grouped" not in again.as_dict()
+    fit_idx, val_idx = stratified_split(train.labels.tolist(), 0.25, 1)  # what ignoring the groups would do:
+    assert {groups[i] for i in fit_idx} & {groups[i] for i in val_idx}  # speakers on both sides

@@ -62,6 +62,7 @@ def list_folder(
         paths, labels = tr_paths + te_paths, tr_labels + te_labels
         train = list(range(len(tr_paths)))
         test = list(range(len(tr_paths), len(paths)))
+        groups = None
     else:
         paths, labels, classes = _scan(root, manifest.get("classes"))
         groups = clip_groups(paths, manifest, group_pattern)
@@ -72,7 +73,10 @@ def list_folder(
         else:
             train, test = stratified_split(labels, test_fraction, seed)
     idx = select(split, train, test)
+    meta: dict = {"manifest": manifest}
+    if groups is not None:  # each clip's group travels with it, so a validation carve can keep groups whole
+        meta["groups"] = [groups[i] for i in idx]
     return ClipList(
         "folder", split, root, [paths[i] for i in idx], [labels[i] for i in idx], classes, int(sample_rate),
-        float(duration), meta={"manifest": manifest},
+        float(duration), meta=meta,
     )

@@ -79,3 +79,48 @@ def grouped_split(labels: Sequence[int], groups: Sequence[str], test_fraction: f
             raise ValueError(f"the grouped split ({len(names)} groups, test groups {sorted(test_groups)}) leaves "
                              f"class(es) {missing} without {side} clips; use more groups or another seed")
     return train, test
+
+
+def stratified_group_split(labels: Sequence[int], groups: Sequence[str], fraction: float,
+                           seed: int) -> tuple[list[int], list[int]]:
+    """Indices (rest, part) of a seeded split with every group wholly on one side and ``part`` close to ``fraction``
+    of each class's clips, as far as whole groups allow (a validation carve: the clips of one speaker must not
+    choose a learning rate for networks trained on that speaker's other clips).
+
+    Groups are taken in a seeded random order; one joins ``part`` when it fills more of the classes' remaining
+    targets than it overshoots them (or gives a class its first clip), and never when it would leave a class
+    without clips in ``rest``.  Refused, naming the classes, when some class cannot be on both sides.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    if len(labels) != len(groups):
+        raise ValueError(f"{len(labels)} labels but {len(groups)} groups")
+    names = sorted(set(groups))
+    if len(names) < 2:
+        raise ValueError(f"a grouped split needs at least 2 groups, found {len(names)}: {names}")
+    counts: dict[str, dict[int, int]] = {g: {} for g in names}
+    for y, g in zip(labels, groups):
+        counts[g][y] = counts[g].get(y, 0) + 1
+    total = {c: sum(1 for y in labels if y == c) for c in sorted(set(labels))}
+    target = {c: max(1, int(round(n * fraction))) for c, n in total.items()}
+    taken = dict.fromkeys(total, 0)
+    chosen: set[str] = set()
+    for i in np.random.default_rng(seed).permutation(len(names)):
+        if all(taken[c] >= target[c] for c in total):
+            break
+        g = names[i]
+        if any(total[c] - taken[c] - k < 1 for c, k in counts[g].items()):
+            continue  # the class would have no clips left outside the part
+        fill = sum(min(k, max(target[c] - taken[c], 0)) for c, k in counts[g].items())
+        over = sum(counts[g].values()) - fill
+        if fill and (fill >= over or any(taken[c] == 0 for c in counts[g])):
+            chosen.add(g)
+            for c, k in counts[g].items():
+                taken[c] += k
+    missing = sorted(c for c in total if taken[c] == 0)
+    if missing:
+        raise ValueError(f"no whole group can give class(es) {missing} clips on both sides of the split "
+                         f"({len(names)} groups); use more groups or a larger fraction")
+    part = [i for i, g in enumerate(groups) if g in chosen]
+    rest = [i for i, g in enumerate(groups) if g not in chosen]
+    return rest, part

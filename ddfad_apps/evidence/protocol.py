@@ -4,8 +4,9 @@ Why: a distilled set trained at its own learned learning rate against real clips
 fair comparison (issue 11 measured MTT doing better at a lower rate than its learned one).  Here every set goes
 through the same steps:
 
-1. ``protocol.carve(train)`` splits a validation part off the *training* split, stratified by class, **before**
-   any set is made; sets are distilled or selected from ``carved.fit`` only (a set made from the whole training
+1. ``protocol.carve(train)`` splits a validation part off the *training* split, stratified by class (whole groups,
+   e.g. speakers, when the set knows them), **before** any set is made; sets are distilled or selected from
+   ``carved.fit`` only (a set made from the whole training
    split has seen the validation clips: :func:`evaluate_set` refuses a set holding any of them).
 2. For each learning rate of ``lr_grid`` (plus the set's learned rate, if it has one, as one extra candidate)
    ``select_seeds`` networks train on the set for ``select_epochs`` epochs and are scored on the validation
@@ -27,12 +28,12 @@ from typing import Any
 
 import torch
 
-from ddfad_apps.data.splits import stratified_split
+from ddfad_apps.data.splits import stratified_group_split, stratified_split
 from ddfad_apps.distill.compat import check_compatible
 from ddfad_apps.distill.evaluate import CROSS_ARCH_KWARGS, EvalSettings, eval_settings_for, train_on_set
 from ddfad_apps.distill.synthetic_set import SyntheticSet
 from ddfad_apps.evidence.stats import Summary, summarize
-from ddfad_apps.features.dataset import FeatureSet
+from ddfad_apps.features.dataset import FeatureSet, row_groups
 from ddfad_apps.training.loops import NonFiniteLossError, accuracy
 
 PROTOCOL_NAME = "lr-grid-on-carved-validation"
@@ -54,10 +55,14 @@ class Carved:
     val_index: list[int]
     fraction: float
     seed: int
+    groups: tuple[int, int] | None = None  # (fit, val) group counts of a grouped carve
 
     def as_dict(self) -> dict[str, Any]:
-        return {"fit_clips": len(self.fit), "val_clips": len(self.val), "val_fraction": self.fraction,
-                "carve_seed": self.seed, "stratified": True}
+        out = {"fit_clips": len(self.fit), "val_clips": len(self.val), "val_fraction": self.fraction,
+               "carve_seed": self.seed, "stratified": True}
+        if self.groups is not None:
+            out.update(grouped=True, fit_groups=self.groups[0], val_groups=self.groups[1])
+        return out
 
 
 @dataclass(frozen=True)
@@ -114,14 +119,25 @@ class EvalProtocol:
         return sorted(out.items())
 
     def carve(self, train: FeatureSet) -> Carved:
-        """Stratified, seeded split of ``train`` into ``fit`` and ``val`` (disjoint, every class on both sides)."""
+        """Stratified, seeded split of ``train`` into ``fit`` and ``val`` (disjoint, every class on both sides).
+
+        When ``train`` knows each clip's group (``meta["groups"]``: a folder set's group pattern or manifest) whole
+        groups are carved, so no speaker is on both sides (stratified by class as far as groups allow).
+        """
         counts = torch.bincount(train.labels, minlength=train.num_classes)
         if int(counts.min()) < 2:
             raise ValueError(f"carving a validation split needs at least 2 training clips per class; class "
                              f"{train.classes[int(counts.argmin())]!r} has {int(counts.min())}")
-        fit_idx, val_idx = stratified_split(train.labels.tolist(), self.val_fraction, self.carve_seed)
+        groups = row_groups(train)
+        if groups is None:
+            fit_idx, val_idx = stratified_split(train.labels.tolist(), self.val_fraction, self.carve_seed)
+            sizes = None
+        else:
+            fit_idx, val_idx = stratified_group_split(train.labels.tolist(), groups, self.val_fraction,
+                                                      self.carve_seed)
+            sizes = (len({groups[i] for i in fit_idx}), len({groups[i] for i in val_idx}))
         return Carved(train.subset(fit_idx), train.subset(val_idx), fit_idx, val_idx, self.val_fraction,
-                      self.carve_seed)
+                      self.carve_seed, sizes)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": PROTOCOL_NAME, "version": PROTOCOL_VERSION, **asdict(self),

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ddfad_apps.data.clips import ClipList, CroppedClipsWarning, crop_message
 from ddfad_apps.data.registry import list_clips
-from ddfad_apps.features.cache import cache_key, feature_cache_dir, load_or_build
+from ddfad_apps.features.cache import cache_key, feature_cache_dir, load_or_build, save_atomic
 from ddfad_apps.features.config import FeatureConfig
 from ddfad_apps.features.normalize import FeatureStats
 
@@ -42,13 +42,26 @@ class FeatureSet:
 
     def subset(self, index: torch.Tensor | list[int]) -> "FeatureSet":
         index = torch.as_tensor(index, dtype=torch.long)
-        return FeatureSet(self.features[index], self.labels[index], self.classes, dict(self.meta))
+        meta = dict(self.meta)
+        if meta.get("groups") is not None:  # one group per row (see :func:`row_groups`): sliced with the rows
+            groups = row_groups(self)
+            meta["groups"] = [groups[i] for i in index.tolist()]
+        return FeatureSet(self.features[index], self.labels[index], self.classes, meta)
 
     def to(self, device: torch.device | str) -> "FeatureSet":
         return FeatureSet(self.features.to(device), self.labels.to(device), self.classes, dict(self.meta))
 
     def class_indices(self, c: int) -> torch.Tensor:
         return torch.nonzero(self.labels == c, as_tuple=False).flatten()
+
+
+def row_groups(data: FeatureSet) -> list[str] | None:
+    """Each row's group (speaker...) when the set knows it (``meta["groups"]``, from a folder data set's group
+    pattern or manifest), else None; a list not aligned with the rows is an error, never silently misapplied."""
+    groups = data.meta.get("groups")
+    if groups is not None and len(groups) != len(data):
+        raise ValueError(f"meta['groups'] holds {len(groups)} groups for {len(data)} clips")
+    return groups
 
 
 def extract_clip_features(
@@ -64,11 +77,22 @@ def extract_clip_features(
         for start in tqdm(range(0, len(waves), batch_size), desc="features", disable=not progress, leave=False):
             chunk = waves.waveforms[start : start + batch_size].to(device)
             parts.append(config.extract(chunk, clips.sample_rate).cpu())
-        return {"features": torch.cat(parts), "labels": waves.labels}
+        row = {p: i for i, p in enumerate(clips.paths)}  # which clips were kept (``on_error='skip'``)
+        return {"features": torch.cat(parts), "labels": waves.labels,
+                "rows": torch.tensor([row[p] for p in waves.paths], dtype=torch.long)}
 
     cached = load_or_build(path, build) if use_cache else build()  # one extractor per cache entry (a file lock)
     meta = {"dataset": clips.dataset, "split": clips.split, "sample_rate": clips.sample_rate,
             "duration": clips.duration, "features": config.as_dict()}
+    groups = clips.meta.get("groups")
+    if groups is not None:
+        rows = cached.get("rows")
+        if rows is None and len(cached["labels"]) != len(clips):  # an entry from before rows were recorded
+            cached = build()
+            if use_cache:
+                save_atomic(cached, path)
+            rows = cached["rows"]
+        meta["groups"] = list(groups) if rows is None else [groups[i] for i in rows.tolist()]
     return FeatureSet(cached["features"], cached["labels"], list(clips.classes), meta)
 
 
