@@ -1,7 +1,8 @@
 """Distilled replay memory: each new class becomes ``k`` synthetic inputs made by the distillation engine.
 
 After each experience the classes it brought are distilled together (their rows relabelled ``0..n-1``, the
-engine's convention) with :func:`ddfad_apps.distill.distill` - MTT by default, any engine method by
+engine's convention) with :func:`ddfad_apps.distill.distill` - DM by default (it measures best as a memory:
+scripts/bench_memory.py), any engine method by
 ``method`` - and the result is stored per class.  Only the stream's inputs are used, so it works on any stream
 whose inputs the distillation network accepts.
 
@@ -49,7 +50,7 @@ class DistilledMemory(ClassMemoryBuffer):
 
     kind = "distilled"
 
-    def __init__(self, max_size: int, mem_per_class: int | None = None, method: str = "mtt", preset: str = "fast",
+    def __init__(self, max_size: int, mem_per_class: int | None = None, method: str = "dm", preset: str = "fast",
                  *, settings: Any = None, overrides: dict[str, Any] | None = None, model: str = "convnet",
                  model_kwargs: dict | None = None, device: torch.device | str = "cpu", seed: int = 0,
                  progress: bool = False, num_classes: int | None = None) -> None:

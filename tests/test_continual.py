@@ -444,7 +444,8 @@ def test_mtt_memory_keeps_the_standard_experts_on_small_experiences() -> None:
     mtt = make_memory("distilled", CICLConfig.preset("fast", distill_method="mtt"), 4, 0, "cpu").settings_for(20)
     assert mtt.mtt.init == "herding" and mtt.mtt.max_start_epoch == 5
     assert (mtt.experts.epochs, mtt.experts.batch_size) == (8, 64)
-    plain = DistilledMemory(200, 20).settings_for(20)  # the one-line plugin: MTT, fast preset
+    plain = DistilledMemory(200, 20, method="mtt").settings_for(20)  # the one-line plugin with MTT
     assert (plain.experts.epochs, plain.experts.batch_size) == (8, 64)
     with pytest.raises(ValueError, match="either settings or overrides"):
         DistilledMemory(8, 2, method="dm", settings=TINY_DM, overrides={"iterations": 1})
+    assert DistilledMemory(200, 20).method == "dm"  # the default measures best (scripts/bench_memory.py, issue 12)
