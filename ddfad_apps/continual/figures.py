@@ -63,14 +63,7 @@ def accuracy_curves_figure(results: Results, title: str = ""):
         ax.plot(seen, means, marker="o", label=f"{memory} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
         ax.fill_between(seen, [m - s for m, s in stats], [m + s for m, s in stats], alpha=0.2)
     ax.set_xlabel("classes learned")
-    ax.set_ylabel("test accuracy on seen classes (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "test accuracy on seen classes (%)", title)
 
 
 def sweep_entries(results: Results) -> list[dict[str, Any]]:
@@ -120,7 +113,12 @@ def memory_sweep_figure(entries: Sequence[Mapping[str, Any]], title: str = ""):
     sizes = sorted({e["mem_per_class"] for e in entries if e["mem_per_class"] is not None})
     ax.set_xticks(sizes, [str(k) for k in sizes])
     ax.set_xlabel("memory per class (clips)")
-    ax.set_ylabel("final accuracy, all classes (%)")
+    return _finish(fig, ax, "final accuracy, all classes (%)", title)
+
+
+def _finish(fig, ax, ylabel: str, title: str | None):
+    """The accuracy axes every continual-learning figure shares (0-100 %, grid, legend, optional title)."""
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend()

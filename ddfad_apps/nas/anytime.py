@@ -207,33 +207,48 @@ def run_proxy(strategy: str, archs: Sequence[str], trainer: Trainer, budget: flo
     if strategy != "proxy-tpe":
         raise ValueError(f"unknown proxy strategy {strategy!r}")
     study = _quiet_study(optuna.samplers.TPESampler(seed=seed))
-    seen: dict[str, int] = {}
-    repeats = 0
+    repeats = _Repeats(len(archs))
     while run.spent < budget:
         started = time.process_time()
         trial = _ask(study, archs)
         arch = trial.params[ARCH_PARAM]
         run.spent += time.process_time() - started
-        if arch in seen:  # a repeat: recorded as FAIL naming the trial that holds it; no training
-            trial.set_user_attr("duplicate_of", seen[arch])
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            run.repeats += 1
-            repeats += 1
-            if len(seen) == len(archs) or repeats >= MAX_REPEATS:
-                run.exhausted = True
+        if repeats.handled(study, trial, arch, run):
+            if run.exhausted:
                 break
             continue
-        repeats = 0
         acc, cost = trainer.score(arch)
         if run.spent + cost > budget:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             break
         run.spent += cost
-        seen[arch] = trial.number
+        repeats.seen[arch] = trial.number
         study.tell(trial, acc if math.isfinite(acc) else None,
                    state=optuna.trial.TrialState.COMPLETE if math.isfinite(acc) else optuna.trial.TrialState.FAIL)
         run.events.append(Event(run.spent, arch, acc))
     return run
+
+
+class _Repeats:
+    """A sampler's proposals of architectures it already tried: each is told to the study as FAIL naming the trial
+    that holds it (no training: the same numbers again), and the search ends once every architecture was tried or
+    ``MAX_REPEATS`` repeats came in a row."""
+
+    def __init__(self, n_archs: int) -> None:
+        self.n_archs, self.in_a_row = n_archs, 0
+        self.seen: dict[str, int] = {}
+
+    def handled(self, study: optuna.Study, trial: optuna.trial.Trial, arch: str, run: SearchRun) -> bool:
+        """True when ``arch`` is a repeat (recorded; ``run.exhausted`` set when the search should stop)."""
+        if arch not in self.seen:
+            self.in_a_row = 0
+            return False
+        trial.set_user_attr("duplicate_of", self.seen[arch])
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        run.repeats += 1
+        self.in_a_row += 1
+        run.exhausted = len(self.seen) == self.n_archs or self.in_a_row >= MAX_REPEATS
+        return True
 
 
 def _rung_ceiling(epoch: int, min_epochs: int, factor: int, epochs: int) -> int:
@@ -257,24 +272,17 @@ def run_hyperband(archs: Sequence[str], trainer: Trainer, budget: float, seed: i
         pruner = optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=epochs,
                                                 reduction_factor=reduction_factor)
     study = _quiet_study(optuna.samplers.TPESampler(seed=seed), pruner)
-    seen: dict[str, int] = {}
-    repeats = 0
+    repeats = _Repeats(len(archs))
     while run.spent < budget:
         started = time.process_time()
         trial = _ask(study, archs)
         arch = trial.params[ARCH_PARAM]
         run.spent += time.process_time() - started
-        if arch in seen:  # already completed or pruned: the same training would give the same numbers
-            trial.set_user_attr("duplicate_of", seen[arch])
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            run.repeats += 1
-            repeats += 1
-            if len(seen) == len(archs) or repeats >= MAX_REPEATS:
-                run.exhausted = True
+        if repeats.handled(study, trial, arch, run):  # completed or pruned before: the same numbers again
+            if run.exhausted:
                 break
             continue
-        repeats = 0
-        seen[arch] = trial.number
+        repeats.seen[arch] = trial.number
         state, value = optuna.trial.TrialState.COMPLETE, None
         for epoch in range(1, epochs + 1):
             curve = trainer.curve(arch, _rung_ceiling(epoch, min_epochs, reduction_factor, epochs))[:epoch]
