@@ -189,7 +189,8 @@ def write_listening_page(
     recon = manifest.get("reconstruction", {})
     title = f"{method} distilled set: {manifest.get('num_clips', '?')} clips, {len(manifest['classes'])} classes"
     summary = (f"{sample_rate} Hz, {manifest.get('duration', '?')} s; reconstruction: {recon.get('algorithm', '?')},"
-               f" {recon.get('n_iter', '?')} iterations, normalised to peak {recon.get('peak', '?')}")
+               f" {recon.get('n_iter', '?')} iterations, {recon.get('synthesis_overlap', 1)}x overlapped synthesis,"
+               f" normalised to peak {recon.get('peak', '?')}")
     if meta.get("dataset"):
         summary = f"data set {meta['dataset']}; " + summary
     parts = [
