@@ -30,6 +30,7 @@ import torch
 
 from ddfad_apps.distill import distill, method_settings
 from ddfad_apps.distill.coreset import CORESET_METHODS
+from ddfad_apps.distill.mtt import SCALE_FREE_STEPS
 from ddfad_apps.distill.presets import with_network
 from strategies.class_memory import ClassMemoryBuffer
 from strategies.exemplar_storage import local_feature_set
@@ -40,6 +41,8 @@ class DistilledMemory(ClassMemoryBuffer):
 
     ``method``/``preset``/``settings`` go to :func:`ddfad_apps.distill.distill`, distilling with ``model`` /
     ``model_kwargs`` (put into the settings by :func:`~ddfad_apps.distill.presets.with_network`).
+    MTT distils with the scale-free step rule (``SCALE_FREE_STEPS``, under the user's ``overrides``): an
+    experience's experts barely move, and the MTT authors' absolute steps blew its clips up to +-30,000.
     Without ``settings``, the preset's settings with the fields in ``overrides`` replaced - the standard ones,
     not those the engine picks for small training sets: an experience's few classes are learnt within a few
     epochs, and MTT matched to 25 such epochs collapsed (FSDD: final accuracy 26% against 92% for random
@@ -66,8 +69,9 @@ class DistilledMemory(ClassMemoryBuffer):
         """The settings distilling ``k`` inputs per class of an experience (see the class docstring)."""
         if self.settings is not None:
             return with_network(self.settings, self.model, self.model_kwargs)
+        overrides = {**SCALE_FREE_STEPS, **self.overrides} if self.method == "mtt" else self.overrides
         return method_settings(self.method, self.preset, k, model=self.model, model_kwargs=self.model_kwargs,
-                               **self.overrides)
+                               **overrides)
 
     def check_inputs(self, example: Any, agent: Any = None) -> None:
         """Refuse inputs the distillation network cannot take (module docstring), before anything trains."""

@@ -270,3 +270,36 @@ def test_mtt_fits_its_starting_lr_to_the_experts_move(small, tmp_path):
     g = torch.func.grad(d._loss)(start, d.syn.detach(), d.labels) * d.s.syn_steps
     err = {f: float((start - f * lr * g - target).norm()) for f in (0.1, 1.0, 10.0)}
     assert err[1.0] < err[0.1] and err[1.0] < err[10.0]
+
+
+def test_presets_use_the_absolute_steps_and_memories_the_scale_free_ones() -> None:
+    """Whole audio data sets distil with the MTT authors' absolute steps (measured better on FSDD), a
+    continual-learning memory with the scale-free rule; an unknown rule is refused by name."""
+    from ddfad_apps.distill.mtt import ABSOLUTE_STEPS, SCALE_FREE_STEPS
+    from strategies import DistilledMemory
+
+    for preset, cpc in (("fast", 1), ("fast", 10), ("paper", 10)):
+        mtt = method_settings("mtt", preset, cpc).mtt
+        assert {k: getattr(mtt, k) for k in ABSOLUTE_STEPS} == ABSOLUTE_STEPS
+    memory = DistilledMemory(40, mem_per_class=2, method="mtt", overrides={"lr_img": 0.05})
+    mtt = memory.settings_for(2).mtt
+    assert mtt.steps == "scale_free" and mtt.lr_img == 0.05 and mtt.lr_init is None  # the user's override wins
+    assert DistilledMemory(40, mem_per_class=2, method="dm").settings_for(2).__class__.__name__ == "DMSettings"
+
+
+def test_absolute_steps_are_plain_sgd_on_the_meta_gradients(small, tmp_path) -> None:
+    """The 'absolute' rule moves clips by -lr_img x their raw gradient (momentum starts at 0) and the lr by
+    -lr_lr x its gradient: the MTT authors' update, which the presets' earlier figures were measured with."""
+    from ddfad_apps.distill.mtt import ABSOLUTE_STEPS
+
+    bank = train_experts(small, tiny_experts(), root=tmp_path, progress=False)
+    d = MTTDistiller(small, 1, bank, tiny_mtt(**{**ABSOLUTE_STEPS, "lr_img": 1.0, "lr_lr": 1e-3}), "convnet", TINY)
+    before, lr_before = d.syn.detach().clone(), float(d.syn_lr)
+    grads: dict[str, torch.Tensor] = {}
+    d.syn.register_hook(lambda g: grads.setdefault("syn", g.detach().clone()))
+    d.syn_lr.register_hook(lambda g: grads.setdefault("lr", g.detach().clone()))
+    d.step()
+    torch.testing.assert_close(d.syn.detach(), before - 1.0 * grads["syn"])
+    assert float(d.syn_lr) == pytest.approx(max(lr_before - 1e-3 * float(grads["lr"]), 1e-6), rel=1e-5)
+    with pytest.raises(ValueError, match="unknown MTT step rule 'adam'"):
+        MTTDistiller(small, 1, bank, tiny_mtt(steps="adam"), "convnet", TINY)

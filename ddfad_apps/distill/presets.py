@@ -14,7 +14,7 @@ from ddfad_apps.distill.coreset import CORESET_METHODS
 from ddfad_apps.distill.dc import DCSettings
 from ddfad_apps.distill.dm import DMSettings
 from ddfad_apps.distill.experts import ExpertSettings
-from ddfad_apps.distill.mtt import MTTSettings
+from ddfad_apps.distill.mtt import ABSOLUTE_STEPS, MTTSettings
 
 PRESETS: tuple[str, ...] = ("fast", "paper")
 SYNTHETIC_METHODS: tuple[str, ...] = ("mtt", "dc", "dsa", "dm")
@@ -90,10 +90,10 @@ def mtt_plan(preset: str, cpc: int | None = None, num_train: int | None = None) 
 
     ``fast`` is what ``scripts/bench_distill.py`` measures (FSDD, CPC 10, 2 cores): see the README for its
     wall time, memory and accuracy.  ``paper`` follows MTT/DDFAD: ConvNet-3 width 128, 50 expert epochs,
-    syn_steps 30, expert_epochs 2, max_start_epoch 20, 5000 iterations.  The step sizes are MTT's defaults for
-    both, which follow the data (``MTTSettings``: clip steps in the inputs' spread, a relative lr step, a starting
-    lr fitted to the experts' moves, converged start epochs skipped) instead of MTT's absolute lr_img 1000,
-    lr_lr 1e-5, lr_init 0.01, which were tuned for unit-variance images and exploded on inputs in [0, 1].
+    syn_steps 30, expert_epochs 2, max_start_epoch 20, 5000 iterations.  Both use the MTT authors' absolute steps
+    (``ABSOLUTE_STEPS``: lr_img 1000, lr_lr 1e-5, lr_init 0.01), which measured best on whole audio data sets;
+    ``SCALE_FREE_STEPS`` (clip steps in the inputs' spread, a relative lr step, a starting lr fitted to the
+    experts' moves) is what a continual-learning memory uses (``strategies.DistilledMemory``).
     Both use the lean unroll: autograd's gradients at a fraction of its memory (``scripts/bench_mtt.py``).
     """
     if preset == "fast":
@@ -102,21 +102,23 @@ def mtt_plan(preset: str, cpc: int | None = None, num_train: int | None = None) 
             # One clip per class can only imitate the early, fast part of training (MTT uses max_start_epoch 2
             # at 1 image per class too), and starting from the herding clip beats a random one: on FSDD 71.4%
             # against 38.8% for 150 iterations of the general settings (README).
-            return MTTPlan(experts, MTTSettings(syn_steps=20, expert_epochs=2, max_start_epoch=2, batch_syn=None, iterations=200,
-                                                checkpoint_every=25, init="herding", unroll="lean"))
+            return MTTPlan(experts, MTTSettings(syn_steps=20, expert_epochs=2, max_start_epoch=2, batch_syn=None,
+                                                iterations=200, checkpoint_every=25, init="herding", unroll="lean",
+                                                **ABSOLUTE_STEPS))
         # 150 iterations cannot carry random clips far: on FSDD cpc 10 the herding start reached 94.3% against
         # 91.0% from random clips (herding alone 93.3%), so fast starts from the herding clips (README).  Small
         # sets' longer expert runs are matched from later start epochs too (``fast_experts``).
         max_start = 10 if is_small(num_train) else 5
         return MTTPlan(
             experts,
-            MTTSettings(syn_steps=12, expert_epochs=2, max_start_epoch=max_start, batch_syn=50, iterations=150, checkpoint_every=25, init="herding",
-                        unroll="lean"),
+            MTTSettings(syn_steps=12, expert_epochs=2, max_start_epoch=max_start, batch_syn=50, iterations=150,
+                        checkpoint_every=25, init="herding", unroll="lean", **ABSOLUTE_STEPS),
         )
     if preset == "paper":
         return MTTPlan(
             ExpertSettings(model_kwargs={"width": 128}, num_experts=10, epochs=50, lr=0.01, batch_size=256),
-            MTTSettings(syn_steps=30, expert_epochs=2, max_start_epoch=20, batch_syn=None, iterations=5000, checkpoint_every=100, unroll="lean"),
+            MTTSettings(syn_steps=30, expert_epochs=2, max_start_epoch=20, batch_syn=None, iterations=5000,
+                        checkpoint_every=100, unroll="lean", **ABSOLUTE_STEPS),
         )
     raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
 
