@@ -47,7 +47,7 @@ from ddfad_apps.distill.unroll import (
 )
 from ddfad_apps.models import ParamSpec, build_model, flatten_params
 
-SHAPE = (3, 20, 51)  # FSDD FD-MFCC clip
+SHAPE = (3, 20, 51)  # FSDD FD-MFCC clip at a 20 ms hop (--frames 101: a 10 ms hop)
 CLASSES = 10
 CLIPS = 100  # CPC 10
 IMPLS = ("reference", "full", "lean")
@@ -173,7 +173,7 @@ def child_memory(preset: str, impl: str, device: torch.device) -> dict:
 
 def measure_memory(preset: str, impl: str, device: torch.device, threads: int) -> float:
     cmd = [sys.executable, __file__, "--child", impl, "--preset", preset, "--device", str(device),
-           "--threads", str(threads)]
+           "--threads", str(threads), "--frames", str(SHAPE[2])]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"memory measurement of {impl} ({preset}) failed:\n{out.stderr[-2000:]}")
@@ -217,7 +217,7 @@ def bench(preset: str, rounds: int, device: torch.device, threads: list[int], me
     check64 = cross_check_float64(preset, device) if float64_check else {}
     ref = results["reference"]
     cfg = PRESETS[preset]
-    print(f"\n{preset} preset: ConvNet width {cfg.width}, {cfg.syn_steps} steps, batch "
+    print(f"\n{preset} preset, clips {SHAPE}: ConvNet width {cfg.width}, {cfg.syn_steps} steps, batch "
           f"{cfg.batch_syn or CLIPS} of {CLIPS} clips, {device}, {rounds} round(s); speed ratio against the "
           f"reference on {threads[0]} thread(s), memory on {threads[0]} thread(s)")
     print("| unroll | threads | s/iteration min / median | segments/s (median) | vs reference | "
@@ -239,6 +239,7 @@ def bench(preset: str, rounds: int, device: torch.device, threads: list[int], me
 
 
 def main(argv: list[str] | None = None) -> None:
+    global SHAPE  # --frames sets the clip shape every problem is built with
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", choices=[*PRESETS, "both"], default="fast")
     ap.add_argument("--rounds", type=int, default=3)
@@ -246,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="thread count(s), comma-separated (e.g. 2,1): each is timed in the interleaved rounds")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--no-memory", action="store_true", help="skip the fresh-process memory measurements")
+    ap.add_argument("--frames", type=int, default=SHAPE[2], help="frames per clip (51: 20 ms hop, 101: 10 ms hop)")
     ap.add_argument("--no-float64-check", action="store_true", help="skip the float64 cross-check")
     ap.add_argument("--child", choices=IMPLS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -257,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--threads must be >= 1, got {args.threads!r}")
     torch.set_num_threads(threads[0])
     device = torch.device(args.device)
+    SHAPE = (SHAPE[0], SHAPE[1], args.frames)
     if args.child:
         print(json.dumps(child_memory(args.preset, args.child, device)))
         return
