@@ -31,7 +31,7 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -207,16 +207,7 @@ def run_proxy(strategy: str, archs: Sequence[str], trainer: Trainer, budget: flo
     if strategy != "proxy-tpe":
         raise ValueError(f"unknown proxy strategy {strategy!r}")
     study = _quiet_study(optuna.samplers.TPESampler(seed=seed))
-    repeats = _Repeats(len(archs))
-    while run.spent < budget:
-        started = time.process_time()
-        trial = _ask(study, archs)
-        arch = trial.params[ARCH_PARAM]
-        run.spent += time.process_time() - started
-        if repeats.handled(study, trial, arch, run):
-            if run.exhausted:
-                break
-            continue
+    for trial, arch, repeats in _new_proposals(study, archs, run, budget):
         acc, cost = trainer.score(arch)
         if run.spent + cost > budget:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -251,6 +242,23 @@ class _Repeats:
         return True
 
 
+def _new_proposals(study: optuna.Study, archs: Sequence[str], run: SearchRun,
+                   budget: float) -> Iterator[tuple[optuna.trial.Trial, str, _Repeats]]:
+    """Ask ``study`` for architectures while ``budget`` CPU seconds last (asking is charged too); repeats are
+    recorded and skipped (:class:`_Repeats`), and the proposals end when the sampler has nothing new."""
+    repeats = _Repeats(len(archs))
+    while run.spent < budget:
+        started = time.process_time()
+        trial = _ask(study, archs)
+        arch = trial.params[ARCH_PARAM]
+        run.spent += time.process_time() - started
+        if repeats.handled(study, trial, arch, run):
+            if run.exhausted:
+                return
+            continue
+        yield trial, arch, repeats
+
+
 def _rung_ceiling(epoch: int, min_epochs: int, factor: int, epochs: int) -> int:
     """The first Hyperband rung (``min_epochs * factor**k``, or the last epoch) at or after ``epoch``: training is
     run up to there in one go, so a trial continued rung by rung costs at most ~1.5x its epochs in real time
@@ -272,16 +280,7 @@ def run_hyperband(archs: Sequence[str], trainer: Trainer, budget: float, seed: i
         pruner = optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=epochs,
                                                 reduction_factor=reduction_factor)
     study = _quiet_study(optuna.samplers.TPESampler(seed=seed), pruner)
-    repeats = _Repeats(len(archs))
-    while run.spent < budget:
-        started = time.process_time()
-        trial = _ask(study, archs)
-        arch = trial.params[ARCH_PARAM]
-        run.spent += time.process_time() - started
-        if repeats.handled(study, trial, arch, run):  # completed or pruned before: the same numbers again
-            if run.exhausted:
-                break
-            continue
+    for trial, arch, repeats in _new_proposals(study, archs, run, budget):
         repeats.seen[arch] = trial.number
         state, value = optuna.trial.TrialState.COMPLETE, None
         for epoch in range(1, epochs + 1):
