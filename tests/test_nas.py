@@ -679,8 +679,9 @@ def test_cli_reports_and_logs_to_mlflow(tiny_folder: Path, tmp_path: Path) -> No
     # a second run reuses the ground truth: no new whole-data trials
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output
-    assert "full: 3 architectures" in again.output
+    assert "ground truth: 3 of 3 architectures cached" in again.output
     rep2 = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert (report["truth_trained"], rep2["truth_trained"], rep2["truth_cached"]) == (3, 0, 3)
     assert rep2["trials"]["full"] == report["trials"]["full"]
 
 

@@ -224,10 +224,10 @@ def train_experts(
     then waited for and loaded.  The folder itself is held with a shared lock, so ``ddfad-apps cache clear``
     leaves it alone while in use.
     """
+    folder = expert_folder(train, settings, root)  # keyed by the caller's data (the scaling follows from it)
     scale = InputScale.fit(train.features)  # experts learn on standardised inputs, as the MTT student does
     train = scale.features(train)
     test = scale.features(test) if test is not None else None
-    folder = expert_folder(train, settings, root)
     device = torch.device(device)
     found: dict[int, tuple[torch.Tensor, float]] = {}
     say = tqdm.write if progress else None
