@@ -241,12 +241,11 @@ def test_waveform_noise_curve_evaluates_every_level_with_the_protocol(small, her
 
 def test_round_trip_trains_on_the_reconstructed_wavs_beside_the_features_through_one_protocol(small, herding_set,
                                                                                              tmp_path):
-    from ddfad_apps.evidence.noise import feature_config
     from ddfad_apps.evidence.roundtrip import audio_set, round_trip
     from ddfad_apps.reconstruct.writer import write_audio_dataset
 
     _, carved, test = small
-    folder = write_audio_dataset(herding_set, tmp_path / "audio", 8000, feature_config(herding_set), 1.0, n_iter=4)
+    folder = write_audio_dataset(herding_set, tmp_path / "audio", 8000, herding_set.feature_config, 1.0, n_iter=4)
     audio = audio_set(herding_set, folder)
     assert sorted(audio.labels.tolist()) == sorted(herding_set.labels.tolist()) and audio.classes == herding_set.classes
     assert audio.features.shape == herding_set.features.shape

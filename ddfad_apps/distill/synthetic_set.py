@@ -41,6 +41,12 @@ class SyntheticSet:
         return self.features.shape[0]
 
     @property
+    def feature_config(self) -> FeatureConfig:
+        """The feature settings the set was made in (FD-MFCC defaults for a set that records none)."""
+        recorded = self.meta.get("features")
+        return FeatureConfig(**recorded) if recorded else FeatureConfig()
+
+    @property
     def clips_per_class(self) -> int:
         return int(torch.bincount(self.labels, minlength=len(self.classes)).max().item())
 

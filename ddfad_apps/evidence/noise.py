@@ -19,7 +19,6 @@ import torch
 
 from ddfad_apps.distill.synthetic_set import SyntheticSet
 from ddfad_apps.evidence.protocol import Carved, EvalProtocol, SetEvaluation, evaluate_set
-from ddfad_apps.features.config import FeatureConfig
 from ddfad_apps.features.dataset import FeatureSet
 from ddfad_apps.reconstruct.functional import fd_mfcc_to_audio
 from ddfad_apps.reconstruct.writer import MOMENTUM, REGULARIZATION
@@ -34,11 +33,6 @@ def _recorded(syn: SyntheticSet, key: str, given: Any) -> Any:
     return value
 
 
-def feature_config(syn: SyntheticSet) -> FeatureConfig:
-    """The feature settings the set was made with (default FD-MFCC when it records none)."""
-    return FeatureConfig(**syn.meta["features"]) if syn.meta.get("features") else FeatureConfig()
-
-
 def reconstruct_waves(syn: SyntheticSet, sample_rate: int | None = None, duration: float | None = None,
                       n_iter: int = 32, seed: int = 0, peak: float = WAV_PEAK) -> torch.Tensor:
     """``(N, T)`` waveforms of the set as its WAV export holds them (each clip scaled to ``peak``)."""
@@ -48,7 +42,7 @@ def reconstruct_waves(syn: SyntheticSet, sample_rate: int | None = None, duratio
     sample_rate = int(_recorded(syn, "sample_rate", sample_rate))
     length = round(sample_rate * float(_recorded(syn, "duration", duration)))
     raw = syn.stats.invert(syn.features.detach().cpu().float())
-    waves = fd_mfcc_to_audio(raw, sample_rate, feature_config(syn), n_iter, momentum=MOMENTUM,
+    waves = fd_mfcc_to_audio(raw, sample_rate, syn.feature_config, n_iter, momentum=MOMENTUM,
                              regularization=REGULARIZATION, generator=torch.Generator().manual_seed(seed),
                              length=length)
     peaks = waves.abs().amax(dim=-1, keepdim=True)
@@ -71,7 +65,7 @@ def noisy_set(syn: SyntheticSet, clean: torch.Tensor, std: float, seed: int = 0,
         raise ValueError(f"noise std must be >= 0, got {std}")
     sample_rate = int(_recorded(syn, "sample_rate", sample_rate))
     noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed)) * std
-    feats = syn.stats.apply(feature_config(syn).extract(clean + noise, sample_rate))
+    feats = syn.stats.apply(syn.feature_config.extract(clean + noise, sample_rate))
     meta = {**syn.meta, "waveform_noise": {"std": std, "variance": std**2, "seed": seed}}
     return SyntheticSet(feats, syn.labels.clone(), list(syn.classes), syn.method, syn.lr, syn.stats, meta)
 

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 
 from ddfad_apps.distill.synthetic_set import SyntheticSet
-from ddfad_apps.evidence.noise import feature_config
 from ddfad_apps.evidence.protocol import Carved, EvalProtocol, SetEvaluation, evaluate_set
 from ddfad_apps.evidence.stats import Summary, paired_difference, verdict
 from ddfad_apps.features.dataset import FeatureSet
@@ -43,7 +42,7 @@ def audio_set(syn: SyntheticSet, audio_dir: str | Path, stats: FeatureStats | No
     unknown = [c for c in clips.classes if c not in syn.classes]
     if unknown:
         raise ValueError(f"{audio_dir} holds class folder(s) {unknown} that the set does not have ({syn.classes})")
-    raw = extract_clip_features(clips, feature_config(syn), use_cache=False, progress=False)
+    raw = extract_clip_features(clips, syn.feature_config, use_cache=False, progress=False)
     index = torch.tensor([syn.classes.index(c) for c in clips.classes], dtype=torch.long)
     meta = {**syn.meta, "round_trip": str(audio_dir)}
     return SyntheticSet(stats.apply(raw.features), index[raw.labels], list(syn.classes), syn.method, syn.lr,

@@ -190,7 +190,6 @@ def run_roundtrip(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]
     through the protocol on the same evaluation seeds (:func:`~ddfad_apps.evidence.roundtrip.round_trip`)."""
     from ddfad_apps.distill import SyntheticSet
     from ddfad_apps.evidence import eval_seeds_for
-    from ddfad_apps.evidence.noise import feature_config
     from ddfad_apps.evidence.roundtrip import round_trip
     from ddfad_apps.reconstruct.writer import write_audio_dataset
 
@@ -202,7 +201,7 @@ def run_roundtrip(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]
     for seed in range(p["set_seeds"]):
         syn = SyntheticSet.load(set_folder(ctx, p["source"], seed))
         audio = write_audio_dataset(syn, ctx.files(cell) / f"s{seed}", int(syn.meta["sample_rate"]),
-                                    feature_config(syn), float(syn.meta["duration"]), p["n_iter"], device=ctx.device)
+                                    syn.feature_config, float(syn.meta["duration"]), p["n_iter"], device=ctx.device)
         runs[str(seed)] = round_trip(syn, audio, carved, splits.test, protocol, eval_seeds_for(seed, p["eval_seeds"]),
                                      ctx.device).as_dict()
     return {"per_set_seed": {s: {"features": r["features"]["mean"], "audio": r["audio"]["mean"]}

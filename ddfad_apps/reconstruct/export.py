@@ -42,7 +42,7 @@ def export_audio(syn: SyntheticSet, real_clips: ClipList, out: str | Path, confi
     """
     out = Path(out)
     if config is None:
-        config = FeatureConfig(**syn.meta["features"]) if syn.meta.get("features") else FeatureConfig()
+        config = syn.feature_config
     audio_dir = write_audio_dataset(syn, out / AUDIO_DIR, real_clips.sample_rate, config, real_clips.duration,
                                     n_iter, device=device)
     first = [real_clips.labels.index(c) for c in range(len(real_clips.classes))]
