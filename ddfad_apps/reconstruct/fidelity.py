@@ -15,7 +15,6 @@ Defined values where a ratio would divide by zero (silence):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -26,7 +25,6 @@ from ddfad_apps.features.normalize import FeatureStats
 from ddfad_apps.reconstruct.functional import SYNTHESIS_OVERLAP, _stft, fd_mfcc_to_audio
 
 PCM16_STEP = 2.0**-15  # one 16-bit LSB: a sample written at full scale reads back as 1 - 2**-15
-FeatureExtractor = Callable[[torch.Tensor, int], torch.Tensor]
 
 
 def measurement_frames(sample_rate: int) -> tuple[int, int]:
@@ -151,23 +149,22 @@ def peak_stats(wave: torch.Tensor, full_scale: float = 1.0, tolerance: float = P
 @torch.no_grad()
 def audio_accuracy(
     model: nn.Module, waves: torch.Tensor, labels: torch.Tensor, sample_rate: int, stats: FeatureStats,
-    config: FeatureConfig | None = None, extract: FeatureExtractor | None = None, batch_size: int = 256,
+    config: FeatureConfig | None = None, batch_size: int = 256,
 ) -> float:
     """Accuracy of ``model`` (trained on normalised features) on audio clips: does each sound like its class?
 
-    Clips are featurised with ``extract`` (default: ``config.extract``), normalised with the training ``stats`` and
+    Clips are featurised with ``config`` (its window and framing), normalised with the training ``stats`` and
     classified.  Used on reconstructed real clips (the round trip) and on a distilled set's reconstructions.
     """
     from ddfad_apps.training.loops import predict
 
     config = config or FeatureConfig()
-    extract = extract or config.extract
     waves, labels = torch.as_tensor(waves), torch.as_tensor(labels).long().cpu()
     if waves.dim() != 2 or len(waves) != len(labels):
         raise ValueError(f"need waves (N, T) and N labels, got {tuple(waves.shape)} and {tuple(labels.shape)}")
     if len(waves) == 0:
         raise ValueError("no clips to classify")
-    feats = torch.cat([stats.apply(extract(waves[i : i + batch_size], sample_rate))
+    feats = torch.cat([stats.apply(config.extract(waves[i : i + batch_size], sample_rate))
                        for i in range(0, len(waves), batch_size)])
     return float((predict(model, feats, batch_size) == labels).float().mean())
 
@@ -188,24 +185,19 @@ class RoundTrip:
 
 def roundtrip_accuracy(
     model: nn.Module, waves: torch.Tensor, labels: torch.Tensor, sample_rate: int, stats: FeatureStats,
-    config: FeatureConfig | None = None, *, extract: FeatureExtractor | None = None, window: str | None = None,
-    n_iter: int = 32, seed: int = 0, batch_size: int = 256, overlap: int = SYNTHESIS_OVERLAP,
+    config: FeatureConfig | None = None, *, n_iter: int = 32, seed: int = 0, batch_size: int = 256,
+    overlap: int = SYNTHESIS_OVERLAP,
 ) -> RoundTrip:
-    """Classify real clips and their reconstructions from FD-MFCC with the same network.
-
-    ``extract`` and ``window`` describe the framing when it is not ``config``'s own (the framing benchmark's
-    Hamming features): the features come from ``extract`` and Griffin-Lim uses ``window``.
-    """
+    """Classify real clips and their reconstructions from FD-MFCC with the same network; ``config`` is the
+    framing (window, hop) of both the features and the Griffin-Lim synthesis."""
     config = config or FeatureConfig()
-    extract = extract or config.extract
     waves = torch.as_tensor(waves)
     generator = torch.Generator(device=waves.device).manual_seed(seed)
     recon = torch.cat([
-        fd_mfcc_to_audio(extract(waves[i : i + batch_size], sample_rate), sample_rate, config, n_iter,
-                         generator=generator, length=waves.shape[-1], window=window,
-                         overlap=overlap)
+        fd_mfcc_to_audio(config.extract(waves[i : i + batch_size], sample_rate), sample_rate, config, n_iter,
+                         generator=generator, length=waves.shape[-1], overlap=overlap)
         for i in range(0, len(waves), batch_size)
     ])
-    before = audio_accuracy(model, waves, labels, sample_rate, stats, config, extract, batch_size)
-    after = audio_accuracy(model, recon, labels, sample_rate, stats, config, extract, batch_size)
+    before = audio_accuracy(model, waves, labels, sample_rate, stats, config, batch_size)
+    after = audio_accuracy(model, recon, labels, sample_rate, stats, config, batch_size)
     return RoundTrip(before, after, recon)
