@@ -312,8 +312,7 @@ def resample_frames(magnitude: torch.Tensor, frames: int) -> torch.Tensor:
 def fd_mfcc_to_audio(
     features_raw: torch.Tensor, sample_rate: int, config: FeatureConfig | None = None, n_iter: int = 32, *,
     momentum: float = 0.99, init: str = "random", generator: torch.Generator | None = None,
-    length: int | None = None, nnls_iter: int = 50, regularization: float = 1e-2, window: str | None = None,
-    overlap: int = SYNTHESIS_OVERLAP,
+    length: int | None = None, nnls_iter: int = 50, regularization: float = 1e-2, overlap: int = SYNTHESIS_OVERLAP,
 ) -> torch.Tensor:
     """Raw (un-normalised) FD-MFCC ``(N, 3, n_mfcc, frames)`` -> waveforms ``(N, T)``.
 
@@ -321,7 +320,7 @@ def fd_mfcc_to_audio(
     set they only describe how it changes over time.  Plain-MFCC features ``(N, 1, n_mfcc, frames)`` work too.
     ``T`` defaults to ``hop * (frames - 1)``, the original clip length whenever that was a multiple of the hop.
     ``regularization`` is Griffin-Lim's (see :func:`griffin_lim`; 0 gives librosa's synthesis and its clicks).
-    ``window`` must be the features' analysis window (default: the config's).
+    Griffin-Lim synthesises with the features' own analysis window (``config.window``).
 
     ``overlap`` synthesis frames per analysis hop (default 4): the magnitudes are interpolated in time
     (:func:`resample_frames`) and Griffin-Lim synthesises with the same window at ``hop / overlap``.  Our
@@ -340,7 +339,7 @@ def fd_mfcc_to_audio(
     win_length, hop_length, n_fft = AF.frame_params(sample_rate, config.frame_ms, config.hop_ms)
     mel_power = db_to_power(mfcc_to_mel_db(features_raw[:, 0], config.n_mels))
     magnitude = mel_to_stft_magnitude(mel_power, sample_rate, n_fft, n_iter=nnls_iter)
-    window = window or config.window
+    window = config.window  # Griffin-Lim must synthesise with the features' analysis window
     hop, frames = synthesis_framing(hop_length, magnitude.shape[-1], overlap)
     length = hop_length * (magnitude.shape[-1] - 1) if length is None else length
     wave = griffin_lim(
