@@ -1,7 +1,8 @@
 """Time our batched FD-MFCC -> audio against a per-clip loop of librosa's ``mfcc_to_audio`` on the same MFCC.
 
 Both invert the same static MFCC (our FD-MFCC's channel 0) with the same mel bands, FFT size, window, hop and
-Griffin-Lim iterations (momentum 0.99, random initial phase).  Also reports how well each converged:
+Griffin-Lim iterations (momentum 0.99, random initial phase), on the same synthesis grid: ours with
+``overlap=1`` (``--overlap``; the export's default of 4 synthesis frames per hop does 4x the frames).  Also reports how well each converged:
 spectral convergence ``||S - |STFT(y)||| / ||S||`` against its own target magnitude, and how close the MFCC of the
 reconstruction is to the MFCC it was made from.
 
@@ -32,6 +33,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: per-core comparison)")
     parser.add_argument("--device", default="cpu", help="device for our implementation (librosa is CPU only)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overlap", type=int, default=1,
+                        help="our synthesis frames per feature hop (1: librosa's grid, like for like)")
     return parser.parse_args()
 
 
@@ -75,12 +78,13 @@ def main() -> None:
     def ours(regularization: float) -> tuple[torch.Tensor, float]:
         gen = torch.Generator(device=device).manual_seed(args.seed)
         feats = features.to(device)
-        R.fd_mfcc_to_audio(feats[:2], sr, config, args.n_iter, generator=gen, regularization=regularization)
+        R.fd_mfcc_to_audio(feats[:2], sr, config, args.n_iter, generator=gen, regularization=regularization,
+                           overlap=args.overlap)
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         out = R.fd_mfcc_to_audio(feats, sr, config, args.n_iter, generator=gen, length=length,
-                                 regularization=regularization)
+                                 regularization=regularization, overlap=args.overlap)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return out.cpu(), time.perf_counter() - start
