@@ -40,8 +40,9 @@ def _small_mtt(k: int) -> MTTPlan:
     return MTTPlan(replace(plan.experts, num_experts=2, epochs=5), plan.mtt)
 
 
-def test_mtt_memory_on_a_non_audio_stream_is_as_good_as_random_and_far_above_no_replay(one_thread, tmp_path,
-                                                                                         monkeypatch):
+def test_small_budget_mtt_memory_stays_in_range_on_a_non_audio_stream(one_thread, tmp_path, monkeypatch):
+    """At 6 iterations the clips barely leave their real start, so this checks range and replay, not that MTT
+    distils a better memory than random clips (it does not yet: module docstring)."""
     monkeypatch.setenv("DDFAD_CACHE", str(tmp_path))  # experts of this test only
     bench = _bench()
     from strategies import DistilledMemory
