@@ -102,6 +102,12 @@ def test_sizes_declare_what_the_issue_asks() -> None:
         for c in (1, 10):
             assert find_set(cells, "fsdd", "mtt", c, feature=feature) is not None
     assert len([s for s in size.noise["stds"] if s > 0]) >= 4
+    # the sets only Table II / Fig. 5 need take their own (fewer) set seeds; a set Table I shares keeps Table I's
+    assert find_set(cells, "fsdd", "mtt", 10, "resnet18").params["set_seeds"] == size.table2["set_seeds"] == 1
+    assert find_set(cells, "fsdd", "mtt", 1, feature="lpcc").params["set_seeds"] == size.fig5["set_seeds"] == 1
+    shared = find_set(cells, "fsdd", "mtt", 10, "convnet")
+    assert shared.params["set_seeds"] == size.set_seeds == 3
+    assert shared.params["targets"] == ["convnet", "resnet18", "vgg11"]
     # a set shared by several tables is one cell; keys differ when settings differ
     assert len({c.key for c in cells}) == len(cells)
     assert {c.key for c in declare(SIZES["smoke"])}.isdisjoint(c.key for c in cells)

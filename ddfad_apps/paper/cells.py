@@ -34,8 +34,9 @@ class Size:
     protocol: dict[str, Any]
     target_kwargs: dict[str, dict[str, Any]]
     table1: dict[str, Any]  # datasets, methods, cpcs
-    table2: dict[str, Any]  # dataset, method, cpc, networks (sources = targets)
-    fig5: dict[str, Any]  # dataset, method, cpcs, features
+    # dataset, method, cpc, networks (sources = targets); optional set_seeds for the sets only this table needs
+    table2: dict[str, Any]
+    fig5: dict[str, Any]  # dataset, method, cpcs, features; optional set_seeds as table2
     noise: dict[str, Any]  # dataset, method, cpc, stds, n_iter
     cicl: dict[str, Any]  # CICLJob fields
     nas: dict[str, Any]  # NASSearchJob fields
@@ -75,8 +76,11 @@ SIZES: dict[str, Size] = {
         protocol={"lr_grid": (0.003, 0.01, 0.03), "select_epochs": 100},
         target_kwargs={},
         table1={"datasets": ("fsdd", "ravdess"), "methods": ("random", "herding", "dm", "mtt"), "cpcs": (1, 10)},
-        table2={"dataset": "fsdd", "method": "mtt", "cpc": 10, "networks": ("convnet", "resnet18", "vgg11")},
-        fig5={"dataset": "fsdd", "method": "mtt", "cpcs": (1, 10), "features": FEATURES},
+        # one set seed for the sets only Tables II and Fig. 5 need (ResNet18/VGG11 sources, MFCC/LPCC features):
+        # descriptive, no verdicts; their ConvNet / FD-MFCC sets are Table I's, with its 3 seeds (~2.5 h saved)
+        table2={"dataset": "fsdd", "method": "mtt", "cpc": 10, "networks": ("convnet", "resnet18", "vgg11"),
+                "set_seeds": 1},
+        fig5={"dataset": "fsdd", "method": "mtt", "cpcs": (1, 10), "features": FEATURES, "set_seeds": 1},
         noise={"dataset": "fsdd", "method": "mtt", "cpc": 10, "stds": (0.0, 0.001, 0.01, 0.03, 0.1), "n_iter": 32},
         cicl={"dataset": "fsdd", "memories": ("distilled", "herding", "random"), "seeds": 3},
         nas={"dataset": "fsdd", "proxies": ("distilled", "random", "herding"), "sample": 12},
@@ -122,14 +126,15 @@ def _jsonable(value: Any) -> Any:
 
 
 def set_cell(size: Size, dataset: str, method: str, cpc: int, source: str = "convnet", feature: str = "fd_mfcc",
-             targets: tuple[str, ...] = ("convnet",)) -> Cell:
-    """The ``set`` cell of (data set, feature, method, CPC, distilling network) evaluated on ``targets``."""
+             targets: tuple[str, ...] = ("convnet",), set_seeds: int | None = None) -> Cell:
+    """The ``set`` cell of (data set, feature, method, CPC, distilling network) evaluated on ``targets``, made
+    with ``set_seeds`` seeds (default: the size's)."""
     from ddfad_apps.distill.presets import CORESET_METHODS
 
     synthetic = method not in CORESET_METHODS
     params = {"dataset": dataset, "feature": feature, "method": method, "cpc": cpc,
               "source": source if synthetic else None, "targets": sorted(targets), "preset": size.preset,
-              "set_seeds": size.set_seeds, "eval_seeds": size.eval_seeds, "protocol": size.protocol,
+              "set_seeds": set_seeds or size.set_seeds, "eval_seeds": size.eval_seeds, "protocol": size.protocol,
               "target_kwargs": {t: size.target_kwargs[t] for t in targets if t in size.target_kwargs},
               "overrides": size.method_overrides.get(method, {}) if synthetic else {},
               "experts": size.expert_overrides if method == "mtt" else {},
@@ -147,13 +152,15 @@ def declare(size: Size, datasets: tuple[str, ...] | None = None) -> list[Cell]:
     """Every cell of ``size`` in run order (sets before the cells that read them); ``datasets`` restricts
     Table I's data sets.  A set needed by several tables is one cell evaluated on the union of their targets."""
     wanted: dict[tuple, set[str]] = {}
+    seeds: dict[tuple, int] = {}  # per set, the most set seeds a table asks of it
 
     def want(dataset: str, method: str, cpc: int, source: str = "convnet", feature: str = "fd_mfcc",
-             targets: tuple[str, ...] = ("convnet",)) -> None:
+             targets: tuple[str, ...] = ("convnet",), set_seeds: int | None = None) -> None:
         from ddfad_apps.distill.presets import CORESET_METHODS
 
-        src = None if method in CORESET_METHODS else source
-        wanted.setdefault((dataset, feature, method, cpc, src), set()).update(targets)
+        key = (dataset, feature, method, cpc, None if method in CORESET_METHODS else source)
+        wanted.setdefault(key, set()).update(targets)
+        seeds[key] = max(seeds.get(key, 0), set_seeds or size.set_seeds)
 
     t1 = size.table1
     for d in datasets or t1["datasets"]:
@@ -162,15 +169,17 @@ def declare(size: Size, datasets: tuple[str, ...] | None = None) -> list[Cell]:
                 want(d, m, c)
     t2 = size.table2
     for source in t2["networks"]:
-        want(t2["dataset"], t2["method"], t2["cpc"], source, targets=tuple(t2["networks"]))
+        want(t2["dataset"], t2["method"], t2["cpc"], source, targets=tuple(t2["networks"]),
+             set_seeds=t2.get("set_seeds"))
     f5 = size.fig5
     for c in f5["cpcs"]:
         for feature in f5["features"]:
-            want(f5["dataset"], f5["method"], c, feature=feature)
+            want(f5["dataset"], f5["method"], c, feature=feature, set_seeds=f5.get("set_seeds"))
     nz = size.noise
     want(nz["dataset"], nz["method"], nz["cpc"])
 
-    sets = {k: set_cell(size, k[0], k[2], k[3], k[4] or "convnet", k[1], tuple(sorted(t))) for k, t in wanted.items()}
+    sets = {k: set_cell(size, k[0], k[2], k[3], k[4] or "convnet", k[1], tuple(sorted(t)), seeds[k])
+            for k, t in wanted.items()}
     noise_source = sets[(nz["dataset"], "fd_mfcc", nz["method"], nz["cpc"], "convnet")]
     noise = Cell("noise", f"{nz['dataset']}-{nz['method']}-cpc{nz['cpc']}",
                  _jsonable({"source": noise_source.key, "dataset": nz["dataset"], "stds": nz["stds"],
@@ -198,6 +207,11 @@ def find_set(cells: list[Cell], dataset: str, method: str, cpc: int, source: str
     return None
 
 
+def _seeds_note(table: dict[str, Any]) -> str:
+    n = table.get("set_seeds")
+    return f" ({n} set seed(s) for the sets only this needs: no interval, no verdicts)" if n else ""
+
+
 def describe(size: Size, cells: list[Cell]) -> list[str]:
     """The size's contents in words (one line each), for the report's header."""
     t1, t2, f5, nz = size.table1, size.table2, size.fig5, size.noise
@@ -209,11 +223,11 @@ def describe(size: Size, cells: list[Cell]) -> list[str]:
         f"{', '.join(t1['methods'])}; CPC {', '.join(map(str, t1['cpcs']))}; distilled with ConvNet, evaluated on "
         "ConvNet"),
         (f"Table II: {t2['method']} on {t2['dataset']} CPC {t2['cpc']}, distilled with and evaluated on "
-        f"{', '.join(t2['networks'])}"),
+        f"{', '.join(t2['networks'])}{_seeds_note(t2)}"),
         "Table III: wall time and peak memory of every cell below",
         f"Table IV: cicl job, {size.cicl}",
         (f"Fig. 5: {f5['method']} on {f5['dataset']} with features {', '.join(f5['features'])} at CPC "
-        f"{', '.join(map(str, f5['cpcs']))}"),
+        f"{', '.join(map(str, f5['cpcs']))}{_seeds_note(f5)}"),
         f"Fig. 6: original vs distilled ({nz['method']}, {nz['dataset']} CPC {nz['cpc']}, set seed 0), every class",
         (f"Fig. 7 and the round trip: waveform noise std {', '.join(f'{s:g}' for s in nz['stds'])} on the "
         f"{nz['method']} sets of {nz['dataset']} CPC {nz['cpc']} ({nz['n_iter']} Griffin-Lim iterations; std 0: "
