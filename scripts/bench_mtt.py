@@ -19,6 +19,8 @@ augmentation off.
     python scripts/bench_mtt.py                          # fast preset, 3 rounds
     python scripts/bench_mtt.py --preset paper --rounds 1
     python scripts/bench_mtt.py --threads 2,1           # thread counts timed in the same interleaved rounds
+    python scripts/bench_mtt.py --segments 2            # + the lean unroll matching 2 segments at once in 2
+                                                        #   threads of one intra-op thread (MTTSettings.segments)
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddfad_apps.distill.mtt import concurrently
 from ddfad_apps.distill.unroll import (
     StepBatch,
     match_loss,
@@ -197,22 +200,30 @@ def cross_check_float64(preset: str, device: torch.device) -> dict[str, tuple[fl
 
 
 def bench(preset: str, rounds: int, device: torch.device, threads: list[int], memory: bool,
-          float64_check: bool = True) -> None:
+          float64_check: bool = True, segments: int = 1) -> None:
     """Interleaved rounds over every (implementation, thread count); the first thread count is the reference's
-    baseline for the speed ratio and the one memory is measured with."""
+    baseline for the speed ratio and the one memory is measured with.  ``segments > 1`` adds the row
+    ``lean x K``: K segments matched at once by :func:`ddfad_apps.distill.mtt.concurrently` (K threads of one
+    intra-op thread, each with its own copy of the network, as ``MTTDistiller`` does)."""
     p = make_problem(PRESETS[preset], device)
     iteration(make_problem(PRESETS[preset], device, steps=1, clips=CLASSES), "lean")  # warm-up
     cases = [(impl, n) for n in threads for impl in IMPLS]
+    copies = [make_problem(PRESETS[preset], device) for _ in range(segments)] if segments > 1 else []
+    if copies:
+        cases.append((f"lean x {segments}", segments))
     times: dict[tuple[str, int], list[float]] = {c: [] for c in cases}
     results = {}
     for _ in range(rounds):
         for impl, n in cases:
-            torch.set_num_threads(n)
+            torch.set_num_threads(n if not impl.startswith("lean x") else threads[0])
             _sync(device)
             t0 = time.perf_counter()
-            results[impl] = iteration(p, impl)
+            if impl.startswith("lean x"):
+                results[impl] = concurrently(lambda q: iteration(q, "lean"), copies, segments)[0]
+            else:
+                results[impl] = iteration(p, impl)
             _sync(device)
-            times[impl, n].append(time.perf_counter() - t0)
+            times[impl, n].append((time.perf_counter() - t0) / (segments if impl.startswith("lean x") else 1))
     mem = {impl: measure_memory(preset, impl, device, threads[0]) for impl in IMPLS} if memory else {}
     check64 = cross_check_float64(preset, device) if float64_check else {}
     ref = results["reference"]
@@ -220,7 +231,7 @@ def bench(preset: str, rounds: int, device: torch.device, threads: list[int], me
     print(f"\n{preset} preset, clips {SHAPE}: ConvNet width {cfg.width}, {cfg.syn_steps} steps, batch "
           f"{cfg.batch_syn or CLIPS} of {CLIPS} clips, {device}, {rounds} round(s); speed ratio against the "
           f"reference on {threads[0]} thread(s), memory on {threads[0]} thread(s)")
-    print("| unroll | threads | s/iteration min / median | segments/s (median) | vs reference | "
+    print("| unroll | threads | s/segment min / median | segments/s (median) | vs reference | "
           "peak memory above base | rel. diff loss / d syn / d lr (float32) | same, float64 |")
     print("|---|---|---|---|---|---|---|---|")
     ref_med = statistics.median(times["reference", threads[0]])
@@ -228,7 +239,7 @@ def bench(preset: str, rounds: int, device: torch.device, threads: list[int], me
         t = times[impl, n]
         med = statistics.median(t)
         m = "-"
-        if mem and n == threads[0]:
+        if mem and impl in mem and n == threads[0]:
             m = f"{mem[impl] / 2**30:.2f} GB" + (f" ({mem[impl] / mem['reference']:.2f}x)" if impl != "reference" else "")
         loss, gs, gl = results[impl]
         check = "-" if impl == "reference" else \
@@ -249,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-memory", action="store_true", help="skip the fresh-process memory measurements")
     ap.add_argument("--frames", type=int, default=SHAPE[2], help="frames per clip (51: 20 ms hop, 101: 10 ms hop)")
     ap.add_argument("--no-float64-check", action="store_true", help="skip the float64 cross-check")
+    ap.add_argument("--segments", type=int, default=1, help="K > 1: also time K segments matched at once")
     ap.add_argument("--child", choices=IMPLS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     try:
@@ -264,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(child_memory(args.preset, args.child, device)))
         return
     for preset in PRESETS if args.preset == "both" else (args.preset,):
-        bench(preset, args.rounds, device, threads, not args.no_memory, not args.no_float64_check)
+        bench(preset, args.rounds, device, threads, not args.no_memory, not args.no_float64_check, args.segments)
 
 
 if __name__ == "__main__":

@@ -154,3 +154,40 @@ def test_an_unknown_unroll_is_refused_by_name():
     with pytest.raises(ValueError, match="unknown MTT unroll 'leen'"):
         MTTDistiller(train, 1, _bank(total, 4, gen), MTTSettings(max_start_epoch=2, unroll="leen"), "convnet",
                      {"width": 8})
+
+
+def test_segments_per_iteration_average_their_gradients_whatever_the_threads():
+    """``segments=2`` matches two segments drawn in order and averages their meta-gradients; computing them in two
+    threads gives the same loss and gradients as one after the other (and a bad count is refused by name)."""
+    gen = torch.Generator().manual_seed(3)
+    train = FeatureSet(torch.randn(24, *SHAPE, generator=gen), torch.arange(CLASSES).repeat(6),
+                       [f"c{i}" for i in range(CLASSES)])
+    total = ParamSpec.from_module(build_model("convnet", CLASSES, SHAPE, width=8)).total
+    bank = _bank(total, 6, gen)
+
+    def distiller(segments: int, threads: int) -> MTTDistiller:
+        settings = MTTSettings(syn_steps=3, expert_epochs=2, max_start_epoch=4, batch_syn=5, iterations=1,
+                               augment=True, segments=segments, segment_threads=threads, min_move=0.0)
+        return MTTDistiller(train, 2, bank, settings, "convnet", {"width": 8}, seed=7)
+
+    # by hand: two segments drawn in order from the same seed, each differentiated alone, averaged
+    ref = distiller(1, 1)
+    losses, grads, lr_grads = [], [], []
+    for _ in range(2):
+        _, start_p, target, plan = ref.draw_segment()
+        loss = ref.segment_loss(start_p, target, plan)
+        g_syn, g_lr = torch.autograd.grad(loss, [ref.syn, ref.syn_lr])
+        losses.append(loss.detach()), grads.append(g_syn), lr_grads.append(g_lr)
+    assert _rel(grads[0], grads[1]) > 1e-3, "both segments gave the same gradient: nothing would be averaged"
+    results = {}
+    for threads in (1, 2):
+        d = distiller(2, threads)
+        loss, _ = d.matched_segments()
+        results[threads] = (loss, d.syn.grad.clone(), d.syn_lr.grad.clone())
+        assert loss.item() == pytest.approx((losses[0] + losses[1]).item() / 2, rel=1e-6)
+        assert _rel(d.syn.grad, (grads[0] + grads[1]) / 2) <= 1e-6
+        assert d.syn_lr.grad.item() == pytest.approx(((lr_grads[0] + lr_grads[1]) / 2).item(), rel=1e-6)
+    assert torch.equal(results[1][1], results[2][1])
+    assert torch.get_num_threads() == 1, "the threads' setting leaked out of the iteration"
+    with pytest.raises(ValueError, match="segments \\(0\\)"):
+        distiller(0, 1)

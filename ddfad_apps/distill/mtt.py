@@ -19,10 +19,13 @@ an expert has stopped moving are not matched (``min_move``), and clips that leav
 
 from __future__ import annotations
 
+import copy
+import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +40,9 @@ from ddfad_apps.features.dataset import FeatureSet
 from ddfad_apps.models import ParamSpec, build_model
 from ddfad_apps.storage import atomic_write, load_or_move_aside, locked
 from ddfad_apps.training.loops import NonFiniteLossError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -66,6 +72,12 @@ class MTTSettings:
     # how the clips and the lr move (STEP_RULES): 'scale_free' as above; 'absolute' is the MTT authors' SGD on the
     # raw meta-gradients (lr_img ~1000, lr_lr ~1e-5 with momentum 0.5, lr_init 0.01: ABSOLUTE_STEPS)
     steps: str = "scale_free"
+    # expert segments matched per iteration (their matching losses averaged), each with its own trajectory, start
+    # and mini-batches, drawn in order so a seed gives the same run however they are computed
+    segments: int = 1
+    # threads computing those segments at once, each running torch on one intra-op thread: small networks keep
+    # two cores busier as two concurrent unrolls than as one unroll on two threads (scripts/bench_mtt.py --segments)
+    segment_threads: int = 1
 
 
 STEP_RULES: tuple[str, ...] = ("scale_free", "absolute")
@@ -80,6 +92,25 @@ SCALE_FREE_STEPS: dict[str, object] = {"steps": "scale_free", "lr_img": 0.02, "l
 
 class SyntheticRangeError(NonFiniteLossError):
     """The synthetic clips left the real inputs' range by far: the distillation diverged (never a silent result)."""
+
+
+def concurrently(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R]:
+    """``[fn(item) for item in items]``, computed by up to ``threads`` Python threads each running torch on one
+    intra-op thread (restored after); why: the operators of a small network cannot keep two cores busy, two
+    independent unrolls can (torch releases the GIL inside operators, and autograd runs CPU backward passes on
+    the calling thread)."""
+    workers = min(threads, len(items))
+    if workers <= 1:
+        return [fn(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(fn, items))
+    finally:
+        torch.set_num_threads(before)
 
 
 def _student_loss(model, spec: ParamSpec, buffers: dict) -> Callable:
@@ -105,6 +136,9 @@ class MTTDistiller:
                 f"max_start_epoch ({settings.max_start_epoch}) + expert_epochs ({settings.expert_epochs}) exceeds "
                 f"the {epochs} epochs the experts were trained for"
             )
+        if settings.segments < 1 or settings.segment_threads < 1:
+            raise ValueError(f"segments ({settings.segments}) and segment_threads ({settings.segment_threads}) must be "
+                             ">= 1")
         if settings.steps not in STEP_RULES:
             raise ValueError(f"unknown MTT step rule {settings.steps!r}; use one of {', '.join(STEP_RULES)}")
         self.train, self.cpc, self.experts, self.s = train, cpc, experts, settings
@@ -128,6 +162,7 @@ class MTTDistiller:
         self.syn = unit[init].clone().to(self.device).requires_grad_(True)
         self.labels = train.labels[init].clone().to(self.device)
         self._loss = _student_loss(self.model, self.spec, self.buffers)
+        self._students: list[Callable] = [self._loss]  # one per segment thread (see ``students``)
         lr0 = settings.lr_init if settings.lr_init is not None else self.fit_lr()
         self.meta.update(lr_init_used=lr0, start_epochs=self.starts, input_scale_identity=self.scale.identity)
         self.syn_lr = torch.tensor(lr0, device=self.device).requires_grad_(True)
@@ -162,26 +197,80 @@ class MTTDistiller:
         return float(torch.tensor(rates).median())
 
     # -- one iteration ---------------------------------------------------------------------------------------
-    def step(self) -> dict[str, float]:
+    def draw_segment(self) -> tuple[int, torch.Tensor, torch.Tensor, list]:
+        """One expert segment to match: (start epoch, start and target parameters, the unroll's batch plan)."""
         s, g = self.s, self.generator
         usable = [k for k, st in enumerate(self.starts) if st]
         k = usable[int(torch.randint(len(usable), (1,), generator=g))]
         traj = self.experts.trajectories[k]
         start = self.starts[k][int(torch.randint(len(self.starts[k]), (1,), generator=g))]
-        start_p = traj[start].to(self.device)
-        target = traj[start + s.expert_epochs].to(self.device)
         _, _, coeffs, frames = self.syn.shape
         plan = plan_batches(self.syn.shape[0], s.syn_steps, s.batch_syn, g, self.augment, coeffs, frames, self.device)
-        final = self._unroll(self._loss, self.syn, self.labels, self.syn_lr, start_p, plan, self.augment)
-        loss = match_loss(final, start_p, target)
+        return start, traj[start].to(self.device), traj[start + s.expert_epochs].to(self.device), plan
+
+    def segment_loss(self, start_p: torch.Tensor, target: torch.Tensor, plan: list,
+                     student: Callable | None = None) -> torch.Tensor:
+        final = self._unroll(student or self._loss, self.syn, self.labels, self.syn_lr, start_p, plan, self.augment)
+        return match_loss(final, start_p, target)
+
+    def students(self, n: int) -> queue.SimpleQueue:
+        """``n`` student losses on separate copies of the network: ``functional_call`` swaps a module's parameters
+        while it runs, so two threads must never run it on the same module at once."""
+        while len(self._students) < n:
+            model = copy.deepcopy(self.model)
+            self._students.append(_student_loss(model, self.spec, dict(model.named_buffers())))
+        free: queue.SimpleQueue = queue.SimpleQueue()
+        for student in self._students[:n]:
+            free.put(student)
+        return free
+
+    def matched_segments(self) -> tuple[torch.Tensor, int]:
+        """Mean matching loss of ``segments`` segments with its gradients put in ``syn.grad`` / ``syn_lr.grad``.
+
+        With ``segment_threads > 1`` the segments' unrolls and backward passes run in concurrent threads (torch
+        releases the GIL inside operators), each on one intra-op thread; the gradients are summed in segment order,
+        so the result does not depend on the threads.
+        """
+        draws = [self.draw_segment() for _ in range(self.s.segments)]
+        self.opt_img.zero_grad(set_to_none=True)
+        self.syn_lr.grad = None
+        if self.s.segments == 1:
+            start, start_p, target, plan = draws[0]
+            loss = self.segment_loss(start_p, target, plan)
+            if torch.isfinite(loss):
+                loss.backward()
+            return loss.detach(), start
+
+        threads = min(self.s.segment_threads, len(draws))
+        free = self.students(threads)
+
+        def one(draw) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+            _, start_p, target, plan = draw
+            student = free.get()
+            try:
+                loss = self.segment_loss(start_p, target, plan, student) / len(draws)
+                if not torch.isfinite(loss):
+                    return loss.detach(), torch.zeros_like(self.syn), None
+                g_syn, g_lr = torch.autograd.grad(loss, [self.syn, self.syn_lr], allow_unused=True)
+                return loss.detach(), g_syn, g_lr
+            finally:
+                free.put(student)
+
+        parts = concurrently(one, draws, threads)
+        loss = torch.stack([p[0] for p in parts]).sum()
+        self.syn.grad = torch.stack([p[1] for p in parts]).sum(0)
+        lr_grads = [p[2] for p in parts if p[2] is not None]
+        self.syn_lr.grad = torch.stack(lr_grads).sum(0) if lr_grads else None
+        return loss, draws[0][0]
+
+    def step(self) -> dict[str, float]:
+        s = self.s
+        loss, start = self.matched_segments()
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"MTT loss became {loss.item()} at iteration {self.iteration + 1} (learned lr {self.syn_lr.item():.4g}); "
                 "lower lr_img or lr_lr; the last good checkpoint is kept"
             )
-        self.opt_img.zero_grad(set_to_none=True)
-        self.syn_lr.grad = None
-        loss.backward()
         with torch.no_grad():
             if self.opt_lr is not None:  # absolute: plain SGD on the raw meta-gradients, as the MTT authors
                 self.opt_img.step()
