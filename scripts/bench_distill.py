@@ -61,6 +61,9 @@ def main() -> None:
     ap.add_argument("--baseline", default="random,herding",
                     help="comma-separated coreset methods evaluated in the same run ('' for none)")
     ap.add_argument("--iterations", type=int, default=None, help="override the preset's distillation iterations")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=FIELD:VALUE,...",
+                    help="also make the method with these settings fields replaced (e.g. mtt2=segments:2,"
+                         "segment_threads:2), compared with the method on the same seeds; repeatable")
     ap.add_argument("--init", default=None,
                     help="real clips the synthetic set starts from: random, herding or both as 'random,herding' "
                          "(default: the preset's); each start is also a baseline")
@@ -122,6 +125,19 @@ def main() -> None:
             variants[name] = (args.method, overrides)
             if start and start not in baselines:
                 baselines.append(start)
+    plain = [name for name in variants]
+    for text in args.variant:
+        name, _, fields = text.partition("=")
+        if not name or not fields or name in variants:
+            sys.exit(f"--variant {text!r}: use NAME=FIELD:VALUE,... with a new NAME")
+        extra = {}
+        for item in fields.split(","):
+            key, _, value = item.partition(":")
+            try:
+                extra[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                extra[key.strip()] = value.strip()  # a word: a string field (e.g. unroll:full)
+        variants[name] = (args.method, {**variants[plain[0]][1], **extra})
     for b in baselines:
         variants.setdefault(b, (b, {}))
 
@@ -139,6 +155,7 @@ def main() -> None:
         print(f"made {name}: {args.set_seeds} sets of {len(first)} clips", flush=True)
 
     pairs = [(m, b) for m in variants if m not in baselines for b in baselines]
+    pairs += [(v.partition("=")[0], plain[0]) for v in args.variant]  # each variant against the method itself
     t = time.perf_counter()
     result = compare(sets, carved, splits.test, protocol, args.eval_seeds, device, pairs or None, report=print)
     for name, res in result.methods.items():
