@@ -76,8 +76,9 @@ class MTTSettings:
     # and mini-batches, drawn in order so a seed gives the same run however they are computed
     segments: int = 1
     # threads computing those segments at once, each running torch on one intra-op thread: small networks keep
-    # two cores busier as two concurrent unrolls than as one unroll on two threads (scripts/bench_mtt.py --segments)
-    segment_threads: int = 1
+    # two cores busier as two concurrent unrolls than as one unroll on two threads (scripts/bench_mtt.py --segments).
+    # None: min(segments, torch's thread count) on a CPU, 1 on a GPU (one stream: threads would only contend)
+    segment_threads: int | None = None
 
 
 STEP_RULES: tuple[str, ...] = ("scale_free", "absolute")
@@ -136,7 +137,7 @@ class MTTDistiller:
                 f"max_start_epoch ({settings.max_start_epoch}) + expert_epochs ({settings.expert_epochs}) exceeds "
                 f"the {epochs} epochs the experts were trained for"
             )
-        if settings.segments < 1 or settings.segment_threads < 1:
+        if settings.segments < 1 or (settings.segment_threads is not None and settings.segment_threads < 1):
             raise ValueError(f"segments ({settings.segments}) and segment_threads ({settings.segment_threads}) must be "
                              ">= 1")
         if settings.steps not in STEP_RULES:
@@ -224,6 +225,12 @@ class MTTDistiller:
             free.put(student)
         return free
 
+    def segment_threads(self) -> int:
+        """How many threads compute an iteration's segments (``MTTSettings.segment_threads``; None: see there)."""
+        if self.s.segment_threads is not None:
+            return self.s.segment_threads
+        return 1 if self.device.type != "cpu" else max(1, min(self.s.segments, torch.get_num_threads()))
+
     def matched_segments(self) -> tuple[torch.Tensor, int]:
         """Mean matching loss of ``segments`` segments with its gradients put in ``syn.grad`` / ``syn_lr.grad``.
 
@@ -241,7 +248,7 @@ class MTTDistiller:
                 loss.backward()
             return loss.detach(), start
 
-        threads = min(self.s.segment_threads, len(draws))
+        threads = min(self.segment_threads(), len(draws))
         free = self.students(threads)
 
         def one(draw) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
