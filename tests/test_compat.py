@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import ClassVar  # module level: dataclasses resolve string annotations here
 
 import pytest
 import torch
@@ -259,3 +260,38 @@ def test_nan_training_features_are_named_before_distilling():
                                                   r"e.g. index 2, 7"):
         distill(data, 2, "random", progress=False)
     check_finite(feature_set().features, "clean features")
+
+
+def test_a_knob_added_later_keeps_cache_keys_at_its_default() -> None:
+    """Sets cached before ``MTTSettings.segments`` existed keep their keys: DIGEST_NEUTRAL fields at their default
+    are left out of the digest (nested too, as in ``MTTPlan``); any other value, or any other field, changes it."""
+    import dataclasses
+
+    from ddfad_apps.distill.fingerprint import settings_digest
+    from ddfad_apps.distill.mtt import MTTSettings
+    from ddfad_apps.distill.presets import MTTPlan, method_settings
+
+    @dataclasses.dataclass
+    class Before:
+        lr: float = 0.1
+        steps: tuple = (1, 2)
+
+    @dataclasses.dataclass
+    class After:
+        DIGEST_NEUTRAL: ClassVar[tuple[str, ...]] = ("extra",)
+        lr: float = 0.1
+        steps: tuple = (1, 2)
+        extra: int = 1
+
+    old = settings_digest(Before(), {"k": Before()})
+    assert settings_digest(After(), {"k": After()}) == old
+    assert settings_digest(After(extra=2), {"k": After()}) != old
+    assert settings_digest(After(lr=0.2), {"k": After()}) != settings_digest(Before(lr=0.1), {"k": Before()})
+    plan = method_settings("mtt", "fast", 10, 1000)
+    assert isinstance(plan, MTTPlan) and set(MTTSettings.DIGEST_NEUTRAL) == {"segments", "segment_threads"}
+    assert settings_digest(plan) != settings_digest(dataclasses.replace(plan, mtt=dataclasses.replace(plan.mtt,
+                                                                                                     segments=2)))
+    as_dicts = dataclasses.asdict(plan)
+    for key in MTTSettings.DIGEST_NEUTRAL:
+        del as_dicts["mtt"][key]
+    assert settings_digest(plan) == settings_digest(as_dicts)  # = the key before the knobs existed

@@ -20,6 +20,16 @@ def tensor_digest(t: torch.Tensor) -> str:
 def settings_digest(*parts: object) -> str:
     """Stable hash of dataclasses / dicts / strings (JSON with sorted keys)."""
     def plain(x: object) -> object:
-        return dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x  # type: ignore[arg-type]
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            # knobs added after caches were keyed (DIGEST_NEUTRAL) leave the key unchanged at their default, so a
+            # new option does not orphan every cached set made without it
+            neutral = getattr(x, "DIGEST_NEUTRAL", ())
+            return {f.name: plain(getattr(x, f.name)) for f in dataclasses.fields(x)
+                    if not (f.name in neutral and getattr(x, f.name) == f.default)}
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        return x
 
     return hashlib.sha256(json.dumps([plain(p) for p in parts], sort_keys=True, default=str).encode()).hexdigest()

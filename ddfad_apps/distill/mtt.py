@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,9 @@ R = TypeVar("R")
 @dataclass
 class MTTSettings:
     """The knobs of MTT, named as in the MTT code (``syn_steps`` = N, ``expert_epochs`` = M)."""
+
+    # added after sets were cached: at their defaults they leave cache keys as they were (fingerprint.settings_digest)
+    DIGEST_NEUTRAL: ClassVar[tuple[str, ...]] = ("segments", "segment_threads")
 
     syn_steps: int = 20
     expert_epochs: int = 2
