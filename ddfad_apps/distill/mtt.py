@@ -78,8 +78,8 @@ class MTTSettings:
     # expert segments matched per iteration (their matching losses averaged), each with its own trajectory, start
     # and mini-batches, drawn in order so a seed gives the same run however they are computed
     segments: int = 1
-    # threads computing those segments at once, each running torch on one intra-op thread: small networks keep
-    # two cores busier as two concurrent unrolls than as one unroll on two threads (scripts/bench_mtt.py --segments).
+    # threads computing those segments at once, each running torch on one intra-op thread (on the 2-core CPU here,
+    # 2 segments in 2 threads ran at 0.95x one unroll on 2 torch threads: scripts/bench_mtt.py --segments 2).
     # None: min(segments, torch's thread count) on a CPU, 1 on a GPU (one stream: threads would only contend)
     segment_threads: int | None = None
 
@@ -100,9 +100,8 @@ class SyntheticRangeError(NonFiniteLossError):
 
 def concurrently(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R]:
     """``[fn(item) for item in items]``, computed by up to ``threads`` Python threads each running torch on one
-    intra-op thread (restored after); why: the operators of a small network cannot keep two cores busy, two
-    independent unrolls can (torch releases the GIL inside operators, and autograd runs CPU backward passes on
-    the calling thread)."""
+    intra-op thread (restored after): parallelism over independent unrolls instead of inside each operator (torch
+    releases the GIL inside operators, and autograd runs CPU backward passes on the calling thread)."""
     workers = min(threads, len(items))
     if workers <= 1:
         return [fn(item) for item in items]
@@ -242,15 +241,6 @@ class MTTDistiller:
         so the result does not depend on the threads.
         """
         draws = [self.draw_segment() for _ in range(self.s.segments)]
-        self.opt_img.zero_grad(set_to_none=True)
-        self.syn_lr.grad = None
-        if self.s.segments == 1:
-            start, start_p, target, plan = draws[0]
-            loss = self.segment_loss(start_p, target, plan)
-            if torch.isfinite(loss):
-                loss.backward()
-            return loss.detach(), start
-
         threads = min(self.segment_threads(), len(draws))
         free = self.students(threads)
 
