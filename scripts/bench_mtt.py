@@ -21,6 +21,9 @@ augmentation off.
     python scripts/bench_mtt.py --threads 2,1           # thread counts timed in the same interleaved rounds
     python scripts/bench_mtt.py --segments 2            # + the lean unroll matching 2 segments at once in 2
                                                         #   threads of one intra-op thread (MTTSettings.segments)
+    python scripts/bench_mtt.py --backprop-steps 4      # + both unrolls back-propagating through the last 4 steps
+                                                        #   only (MTTSettings.backprop_steps; an approximation:
+                                                        #   its "rel. diff" columns are its gradient error)
 """
 
 from __future__ import annotations
@@ -41,13 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddfad_apps.distill.mtt import concurrently
-from ddfad_apps.distill.unroll import (
-    StepBatch,
-    match_loss,
-    plan_batches,
-    unroll_full,
-    unroll_lean,
-)
+from ddfad_apps.distill.unroll import StepBatch, match_loss, plan_batches, unroll
 from ddfad_apps.models import ParamSpec, build_model, flatten_params
 
 SHAPE = (3, 20, 51)  # FSDD FD-MFCC clip at a 20 ms hop (--frames 101: a 10 ms hop)
@@ -126,7 +123,8 @@ def reference_iteration(p: Problem) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
 
 def ours_iteration(p: Problem, kind: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One MTT iteration as ``MTTDistiller.step`` does it, with the ``full`` or the ``lean`` unroll."""
+    """One MTT iteration as ``MTTDistiller.step`` does it, with the ``full`` or the ``lean`` unroll (``lean/4``:
+    back-propagating through the last 4 steps only)."""
     spec, net = p.spec, p.net
 
     def student_loss(flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -134,7 +132,8 @@ def ours_iteration(p: Problem, kind: str) -> tuple[torch.Tensor, torch.Tensor, t
 
     syn = p.syn.clone().requires_grad_(True)
     lr = torch.tensor(p.lr, device=syn.device).requires_grad_(True)
-    fn = unroll_lean if kind == "lean" else unroll_full
+    name, _, window = kind.partition("/")
+    fn = unroll(name, int(window) if window else None)
     loss = match_loss(fn(student_loss, syn, p.labels, lr, p.start, p.plan), p.start, p.target)
     loss.backward()
     return loss.detach(), syn.grad, lr.grad
@@ -200,14 +199,16 @@ def cross_check_float64(preset: str, device: torch.device) -> dict[str, tuple[fl
 
 
 def bench(preset: str, rounds: int, device: torch.device, threads: list[int], memory: bool,
-          float64_check: bool = True, segments: int = 1) -> None:
+          float64_check: bool = True, segments: int = 1, backprop_steps: int | None = None) -> None:
     """Interleaved rounds over every (implementation, thread count); the first thread count is the reference's
     baseline for the speed ratio and the one memory is measured with.  ``segments > 1`` adds the row
     ``lean x K``: K segments matched at once by :func:`ddfad_apps.distill.mtt.concurrently` (K threads of one
-    intra-op thread, each with its own copy of the network, as ``MTTDistiller`` does)."""
+    intra-op thread, each with its own copy of the network, as ``MTTDistiller`` does); ``backprop_steps`` adds
+    ``lean/W`` and ``full/W``, the truncated unrolls."""
     p = make_problem(PRESETS[preset], device)
     iteration(make_problem(PRESETS[preset], device, steps=1, clips=CLASSES), "lean")  # warm-up
-    cases = [(impl, n) for n in threads for impl in IMPLS]
+    impls = IMPLS + ((f"lean/{backprop_steps}", f"full/{backprop_steps}") if backprop_steps else ())
+    cases = [(impl, n) for n in threads for impl in impls]
     copies = [make_problem(PRESETS[preset], device) for _ in range(segments)] if segments > 1 else []
     if copies:
         cases.append((f"lean x {segments}", segments))
@@ -261,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--frames", type=int, default=SHAPE[2], help="frames per clip (51: 20 ms hop, 101: 10 ms hop)")
     ap.add_argument("--no-float64-check", action="store_true", help="skip the float64 cross-check")
     ap.add_argument("--segments", type=int, default=1, help="K > 1: also time K segments matched at once")
+    ap.add_argument("--backprop-steps", type=int, default=None,
+                    help="W: also time both unrolls back-propagating through the last W steps only")
     ap.add_argument("--child", choices=IMPLS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     try:
@@ -276,7 +279,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(child_memory(args.preset, args.child, device)))
         return
     for preset in PRESETS if args.preset == "both" else (args.preset,):
-        bench(preset, args.rounds, device, threads, not args.no_memory, not args.no_float64_check, args.segments)
+        bench(preset, args.rounds, device, threads, not args.no_memory, not args.no_float64_check, args.segments,
+              args.backprop_steps)
 
 
 if __name__ == "__main__":

@@ -288,9 +288,12 @@ def test_a_knob_added_later_keeps_cache_keys_at_its_default() -> None:
     assert settings_digest(After(extra=2), {"k": After()}) != old
     assert settings_digest(After(lr=0.2), {"k": After()}) != settings_digest(Before(lr=0.1), {"k": Before()})
     plan = method_settings("mtt", "fast", 10, 1000)
-    assert isinstance(plan, MTTPlan) and set(MTTSettings.DIGEST_NEUTRAL) == {"segments", "segment_threads"}
+    assert isinstance(plan, MTTPlan) and set(MTTSettings.DIGEST_NEUTRAL) == {"segments", "segment_threads",
+                                                                            "backprop_steps"}
     assert settings_digest(plan) != settings_digest(dataclasses.replace(plan, mtt=dataclasses.replace(plan.mtt,
                                                                                                      segments=2)))
+    assert settings_digest(plan) != settings_digest(dataclasses.replace(plan, mtt=dataclasses.replace(plan.mtt,
+                                                                                                     backprop_steps=4)))
     as_dicts = dataclasses.asdict(plan)
     for key in MTTSettings.DIGEST_NEUTRAL:
         del as_dicts["mtt"][key]

@@ -16,8 +16,10 @@ from ddfad_apps.distill.augment import AudioAugment
 from ddfad_apps.distill.experts import ExpertBank
 from ddfad_apps.distill.mtt import MTTDistiller, MTTSettings
 from ddfad_apps.distill.unroll import (
+    batch_inputs,
     match_loss,
     plan_batches,
+    truncated,
     unroll,
     unroll_full,
     unroll_lean,
@@ -191,3 +193,46 @@ def test_segments_per_iteration_average_their_gradients_whatever_the_threads():
     assert torch.get_num_threads() == 1, "the threads' setting leaked out of the iteration"
     with pytest.raises(ValueError, match="segments \\(0\\)"):
         distiller(0, 1)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_a_truncated_unroll_differentiates_only_its_last_steps(augment):
+    """``backprop_steps=W``: the same end point; gradients equal to autograd through an unroll whose first steps'
+    gradients are held constant (only ``lr``'s direct term kept), for both unrolls; exact again for W >= N."""
+    dtype = torch.float64
+    model, loss = _student(dtype)
+    gen = torch.Generator().manual_seed(4)
+    syn = torch.randn(8, *SHAPE, generator=gen, dtype=dtype)
+    labels = torch.arange(CLASSES).repeat(2)
+    start = flatten_params(model)
+    target = start + 0.05 * torch.randn(start.shape, generator=gen, dtype=dtype)
+    aug = AudioAugment() if augment else None
+    plan = plan_batches(8, 5, 4, gen, aug, SHAPE[1], SHAPE[2])
+
+    def by_hand(loss_fn, s, labels_, lr, w, plan_, augment_=None):
+        """Steps 1-3 with their gradients detached (the graph keeps w_k = w_0 - lr * sum g), steps 4-5 autograd."""
+        for b in plan_[:3]:
+            x, y = batch_inputs(s.detach(), labels_, b, augment_)
+            w = w - lr * torch.func.grad(loss_fn)(w.detach(), x, y)
+        return unroll_full(loss_fn, s, labels_, lr, w, plan_[3:], augment_)
+
+    ref = _run(by_hand, loss, syn, labels, start, target, plan, aug, dtype)
+    exact = _run(unroll_full, loss, syn, labels, start, target, plan, aug, dtype)
+    assert float(ref[0]) == pytest.approx(float(exact[0]), rel=1e-10)  # same end point
+    assert _rel(ref[1], exact[1]) > 1e-3, "truncation changed nothing: the test would not tell"
+    for kind in ("lean", "full"):
+        got = _run(unroll(kind, 2), loss, syn, labels, start, target, plan, aug, dtype)
+        assert float(got[0]) == pytest.approx(float(ref[0]), rel=1e-10)
+        assert _rel(got[1], ref[1]) <= 1e-9 and _rel(got[2], ref[2]) <= 1e-9
+        whole = _run(truncated(unroll_lean if kind == "lean" else unroll_full, 5), loss, syn, labels, start, target,
+                     plan, aug, dtype)
+        assert _rel(whole[1], exact[1]) <= 1e-9 and _rel(whole[2], exact[2]) <= 1e-9
+    with pytest.raises(ValueError, match="at least one step"):
+        truncated(unroll_lean, 0)
+    gen = torch.Generator().manual_seed(0)
+    train = FeatureSet(torch.randn(8, *SHAPE, generator=gen), torch.arange(CLASSES).repeat(2),
+                       [f"c{i}" for i in range(CLASSES)])
+    total = ParamSpec.from_module(build_model("convnet", CLASSES, SHAPE, width=8)).total
+    with pytest.raises(ValueError, match="backprop_steps \\(21\\)"):
+        MTTDistiller(train, 1, _bank(total, 4, gen), MTTSettings(max_start_epoch=2, backprop_steps=21), "convnet",
+                     {"width": 8})

@@ -50,7 +50,7 @@ class MTTSettings:
     """The knobs of MTT, named as in the MTT code (``syn_steps`` = N, ``expert_epochs`` = M)."""
 
     # added after sets were cached: at their defaults they leave cache keys as they were (fingerprint.settings_digest)
-    DIGEST_NEUTRAL: ClassVar[tuple[str, ...]] = ("segments", "segment_threads")
+    DIGEST_NEUTRAL: ClassVar[tuple[str, ...]] = ("segments", "segment_threads", "backprop_steps")
 
     syn_steps: int = 20
     expert_epochs: int = 2
@@ -82,6 +82,9 @@ class MTTSettings:
     # 2 segments in 2 threads ran at 0.95x one unroll on 2 torch threads: scripts/bench_mtt.py --segments 2).
     # None: min(segments, torch's thread count) on a CPU, 1 on a GPU (one stream: threads would only contend)
     segment_threads: int | None = None
+    # the meta-gradient flows through the last this many of the syn_steps student steps (the earlier ones are plain
+    # SGD steps: truncated back-propagation, distill/unroll.py ``truncated``); None: all of them (exact)
+    backprop_steps: int | None = None
 
 
 STEP_RULES: tuple[str, ...] = ("scale_free", "absolute")
@@ -130,7 +133,10 @@ class MTTDistiller:
     def __init__(self, train: FeatureSet, cpc: int, experts: ExpertBank, settings: MTTSettings, model: str,
                  model_kwargs: dict, device: torch.device | str = "cpu", seed: int = 0) -> None:
         check_clips_per_class(train, cpc)
-        self._unroll = unroll(settings.unroll)
+        if settings.backprop_steps is not None and not 1 <= settings.backprop_steps <= settings.syn_steps:
+            raise ValueError(f"backprop_steps ({settings.backprop_steps}) must be between 1 and syn_steps "
+                             f"({settings.syn_steps}), or None for all")
+        self._unroll = unroll(settings.unroll, settings.backprop_steps)
         if not len(experts):
             raise ValueError("MTT needs at least one expert trajectory")
         epochs = experts.trajectories[0].shape[0] - 1

@@ -18,6 +18,12 @@ is drawn once, before the unroll (:func:`plan_batches`), so the backward replays
 
 BatchNorm in train mode normalises with batch statistics, so recomputed steps see the same outputs; its running
 statistics (unused in train mode) are updated once more per step by the recomputation.
+
+:func:`truncated` is an approximation for more matching per CPU second: the student still takes all ``N`` steps,
+but the meta-gradient flows only through the last ``W`` of them (truncated back-propagation, as in RaT-BPTT,
+Feng et al., ICLR 2024).  The first ``N - W`` steps are plain first-order SGD steps (no graph, no recomputation);
+their summed gradient ``S`` enters as ``w_{N-W} = w_0 - lr * S``, so ``lr`` keeps the head's direct term and only
+the head's second-order terms (how ``x`` and ``lr`` change the head's gradients) are dropped.
 """
 
 from __future__ import annotations
@@ -161,10 +167,37 @@ def unroll_lean(loss_fn: LossFn, syn: torch.Tensor, labels: torch.Tensor, lr: to
     return _LeanUnroll.apply(syn, lr, start, loss_fn, labels, plan, augment)
 
 
-def unroll(kind: str) -> Callable[..., torch.Tensor]:
-    """The unroll function named ``kind`` (``'lean'`` or ``'full'``)."""
+def truncated(inner: Callable[..., torch.Tensor], window: int) -> Callable[..., torch.Tensor]:
+    """``inner`` (an unroll) differentiating only the last ``window`` steps of a plan (module docstring).
+
+    The end point is the same as ``inner``'s; the gradients are exact for ``window >= len(plan)``.
+    """
+    if window < 1:
+        raise ValueError(f"the meta-gradient must flow through at least one step, got window={window}")
+
+    def run(loss_fn: LossFn, syn: torch.Tensor, labels: torch.Tensor, lr: torch.Tensor, start: torch.Tensor,
+            plan: Sequence[StepBatch], augment: AudioAugment | None = None) -> torch.Tensor:
+        cut = max(0, len(plan) - window)
+        if cut == 0:
+            return inner(loss_fn, syn, labels, lr, start, plan, augment)
+        w, total, lr_d = start.detach(), torch.zeros_like(start), lr.detach()
+        for batch in plan[:cut]:
+            x, y = batch_inputs(syn.detach(), labels, batch, augment)
+            g = _first_order_grad(loss_fn, w, x, y)
+            total += g
+            w = w - lr_d * g
+        return inner(loss_fn, syn, labels, lr, start - lr * total, plan[cut:], augment)
+
+    return run
+
+
+def unroll(kind: str, window: int | None = None) -> Callable[..., torch.Tensor]:
+    """The unroll function named ``kind`` (``'lean'`` or ``'full'``), differentiating the last ``window`` steps
+    (:func:`truncated`; ``None``: all of them, exact)."""
     if kind == "lean":
-        return unroll_lean
-    if kind == "full":
-        return unroll_full
-    raise ValueError(f"unknown MTT unroll {kind!r}; use one of {', '.join(UNROLLS)}")
+        fn = unroll_lean
+    elif kind == "full":
+        fn = unroll_full
+    else:
+        raise ValueError(f"unknown MTT unroll {kind!r}; use one of {', '.join(UNROLLS)}")
+    return fn if window is None else truncated(fn, window)
