@@ -54,6 +54,18 @@ def _run(fn, loss, syn, labels, start, target, plan, augment, dtype, start_grad=
     return value.detach(), s.grad, lr.grad, w0.grad
 
 
+def _segment(dtype: torch.dtype, seed: int, augment: bool, batch_syn: int | None, steps: int = 5):
+    """A student loss, 8 random clips, an expert start and target, and a plan of ``steps`` steps."""
+    model, loss = _student(dtype)
+    gen = torch.Generator().manual_seed(seed)
+    syn = torch.randn(8, *SHAPE, generator=gen, dtype=dtype)
+    labels = torch.arange(CLASSES).repeat(2)
+    start = flatten_params(model)
+    target = start + 0.05 * torch.randn(start.shape, generator=gen, dtype=dtype)
+    aug = AudioAugment() if augment else None
+    return loss, syn, labels, start, target, aug, plan_batches(8, steps, batch_syn, gen, aug, SHAPE[1], SHAPE[2])
+
+
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
@@ -62,14 +74,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("augment", [False, True])
 @pytest.mark.parametrize("batch_syn", [None, 3])
 def test_lean_unroll_gives_the_full_unrolls_loss_and_gradients(dtype, tol, augment, batch_syn):
-    model, loss = _student(dtype)
-    gen = torch.Generator().manual_seed(1)
-    syn = torch.randn(8, *SHAPE, generator=gen, dtype=dtype)
-    labels = torch.arange(CLASSES).repeat(2)
-    start = flatten_params(model)
-    target = start + 0.05 * torch.randn(start.shape, generator=gen, dtype=dtype)
-    aug = AudioAugment() if augment else None
-    plan = plan_batches(8, 5, batch_syn, gen, aug, SHAPE[1], SHAPE[2])
+    loss, syn, labels, start, target, aug, plan = _segment(dtype, 1, augment, batch_syn)
     assert all((b.idx is None) == (batch_syn is None) for b in plan)
     assert all((b.aug is None) != augment for b in plan)
 
@@ -200,14 +205,7 @@ def test_a_truncated_unroll_differentiates_only_its_last_steps(augment):
     """``backprop_steps=W``: the same end point; gradients equal to autograd through an unroll whose first steps'
     gradients are held constant (only ``lr``'s direct term kept), for both unrolls; exact again for W >= N."""
     dtype = torch.float64
-    model, loss = _student(dtype)
-    gen = torch.Generator().manual_seed(4)
-    syn = torch.randn(8, *SHAPE, generator=gen, dtype=dtype)
-    labels = torch.arange(CLASSES).repeat(2)
-    start = flatten_params(model)
-    target = start + 0.05 * torch.randn(start.shape, generator=gen, dtype=dtype)
-    aug = AudioAugment() if augment else None
-    plan = plan_batches(8, 5, 4, gen, aug, SHAPE[1], SHAPE[2])
+    loss, syn, labels, start, target, aug, plan = _segment(dtype, 4, augment, 4)
 
     def by_hand(loss_fn, s, labels_, lr, w, plan_, augment_=None):
         """Steps 1-3 with their gradients detached (the graph keeps w_k = w_0 - lr * sum g), steps 4-5 autograd."""
