@@ -14,6 +14,11 @@ own start.
 Each stage is timed; the total covers everything, baselines included.  Peak memory is the process's maximum
 resident set (``ru_maxrss``).  Experts and features are cached on disk by design: ``--fresh-cache`` measures the
 cold pipeline (a temporary cache folder).  ``--json PATH`` writes every number, the protocol and the timings.
+
+``--sets-dir DIR`` keeps every set and its evaluation in ``DIR`` (one folder per method, settings and seed), so a
+run that is killed resumes where it stopped, and the same command started twice on one machine splits the sets
+between the two processes (``ddfad_apps.storage.shared_work``): on 2 cores, two single-thread runs finish a
+3-seed MTT comparison in about half the time of one.
 """
 
 from __future__ import annotations
@@ -39,6 +44,54 @@ def floats(text: str) -> tuple[float, ...]:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+
+
+def report_made(name: str, sets: dict) -> None:
+    first = next(iter(sets.values()))
+    if "experts" in first.meta:
+        print(f"experts: test accuracy {first.meta['experts']['test_accuracy']}", flush=True)
+    print(f"made {name}: {len(sets)} sets of {len(first)} clips", flush=True)
+
+
+def set_folder(unit) -> Path:
+    """Where an evaluation unit's set is kept: the folder above the evaluation's."""
+    return unit.folder.parent / "set"
+
+
+def bench_units(root: Path, variants: dict, seeds, make, carved, splits, protocol, eval_seeds: int, device,
+                key: dict) -> dict:
+    """``{(name, seed): unit}``, each evaluating one set and making it first (its own unit) if it is not kept yet.
+
+    Folders are named by a digest of everything behind the result (data, carve, method settings, seed; then the
+    protocol and evaluation seeds), so changing any of them never reuses a stale set or score."""
+    from ddfad_apps.distill.fingerprint import settings_digest, tensor_digest
+    from ddfad_apps.distill.presets import method_settings
+    from ddfad_apps.evidence import evaluate_set
+    from ddfad_apps.evidence.compare import eval_seeds_for
+    from ddfad_apps.distill.synthetic_set import SyntheticSet
+    from ddfad_apps.evidence.protocol import SetEvaluation
+    from ddfad_apps.jobs.files import write_json_atomic
+    from ddfad_apps.storage.shared_work import Unit, run_units
+
+    data = settings_digest(key, carved.as_dict(), tensor_digest(carved.fit.features), carved.val_index)
+    units = {}
+    for name, (method, overrides) in variants.items():
+        settings = method_settings(method, key["preset"], key["cpc"], len(carved.fit), **overrides)
+        for seed in seeds:
+            folder = root / f"{name}-{settings_digest(data, method, settings, seed)[:16]}-seed{seed}"
+            made = Unit(folder / "set", lambda n=name, s=seed: make(n, s), lambda st, f: st.save(f),
+                        SyntheticSet.load, f"{name} seed {seed}")
+            ev_seeds = eval_seeds_for(seed, eval_seeds)
+
+            def evaluate(made=made, name=name, ev_seeds=ev_seeds) -> SetEvaluation:
+                (made_set,) = run_units([made])
+                return evaluate_set(made_set, carved, splits.test, protocol, ev_seeds, device, name)
+
+            units[name, seed] = Unit(folder / f"eval-{settings_digest(protocol.as_dict(), ev_seeds)[:16]}", evaluate,
+                                     lambda ev, f: write_json_atomic(f / "evaluation.json", ev.as_dict()),
+                                     lambda f: SetEvaluation.from_dict(json.loads((f / "evaluation.json").read_text())),
+                                     f"{name} seed {seed} evaluated")
+    return units
 
 
 def main() -> None:
@@ -74,6 +127,9 @@ def main() -> None:
     ap.add_argument("--hop-ms", type=float, default=None, help="feature hop (default: FeatureConfig's)")
     ap.add_argument("--window", default=None, help="analysis window: hann or hamming (default: FeatureConfig's)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--sets-dir", type=Path, default=None,
+                    help="keep every set and its evaluation here: a killed run resumes, and two processes started "
+                         "with the same command split the work")
     args = ap.parse_args()
     if args.seeds is not None:
         args.eval_seeds = args.seeds
@@ -84,6 +140,8 @@ def main() -> None:
 
     from ddfad_apps.distill import distill
     from ddfad_apps.distill.presets import CORESET_METHODS, method_settings
+    from ddfad_apps.distill.synthetic_set import SyntheticSet
+    from ddfad_apps.storage.shared_work import run_units
     from ddfad_apps.evidence import EvalProtocol, compare
     from ddfad_apps.features.config import FeatureConfig
     from ddfad_apps.features.dataset import load_features
@@ -141,23 +199,37 @@ def main() -> None:
     for b in baselines:
         variants.setdefault(b, (b, {}))
 
-    sets: dict[str, dict[int, object]] = {}
-    for name, (method, overrides) in variants.items():
-        t = time.perf_counter()
-        settings = method_settings(method, args.preset, args.cpc, len(carved.fit), **overrides)
-        sets[name] = {s: distill(carved.fit, args.cpc, method, args.preset, settings=settings, seed=s, device=device,
-                                 test=splits.test, stats=splits.stats, progress=False)
-                      for s in range(args.set_seeds)}
-        stages[f"make {name} x{args.set_seeds}"] = time.perf_counter() - t
-        first = sets[name][0]
-        if "experts" in first.meta:
-            print(f"experts: test accuracy {first.meta['experts']['test_accuracy']}", flush=True)
-        print(f"made {name}: {args.set_seeds} sets of {len(first)} clips", flush=True)
-
     pairs = [(m, b) for m in variants if m not in baselines for b in baselines]
     pairs += [(v.partition("=")[0], plain[0]) for v in args.variant]  # each variant against the method itself
+
+    def make(name: str, seed: int) -> SyntheticSet:
+        method, overrides = variants[name]
+        settings = method_settings(method, args.preset, args.cpc, len(carved.fit), **overrides)
+        return distill(carved.fit, args.cpc, method, args.preset, settings=settings, seed=seed, device=device,
+                       test=splits.test, stats=splits.stats, progress=False)
+
+    sets: dict[str, dict[int, SyntheticSet]] = {}
+    evaluations = None
+    if args.sets_dir is None:  # one process, nothing kept: make every set, then evaluate every set
+        for name in variants:
+            t = time.perf_counter()
+            sets[name] = {s: make(name, s) for s in range(args.set_seeds)}
+            stages[f"make {name} x{args.set_seeds}"] = time.perf_counter() - t
+            report_made(name, sets[name])
+    else:  # one unit per (set, seed): make the set and evaluate it, kept on disk
+        t = time.perf_counter()
+        units = bench_units(args.sets_dir, variants, range(args.set_seeds), make, carved, splits, protocol,
+                            args.eval_seeds, device, key=dict(dataset=args.dataset, cpc=args.cpc, preset=args.preset,
+                                                              feature=config))
+        evaluations = dict(zip(units, run_units(list(units.values()))))
+        sets = {name: {s: SyntheticSet.load(set_folder(units[name, s])) for s in range(args.set_seeds)}
+                for name in variants}
+        for name in variants:
+            report_made(name, sets[name])
+        stages[f"make and evaluate (kept in {args.sets_dir})"] = time.perf_counter() - t
     t = time.perf_counter()
-    result = compare(sets, carved, splits.test, protocol, args.eval_seeds, device, pairs or None, report=print)
+    result = compare(sets, carved, splits.test, protocol, args.eval_seeds, device, pairs or None, report=print,
+                     evaluations=evaluations)
     for name, res in result.methods.items():
         stages[f"evaluate {name}"] = sum(sum(ev.seconds.values()) for ev in res.runs.values())
     stages["evaluation (all)"] = time.perf_counter() - t

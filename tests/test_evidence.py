@@ -293,6 +293,49 @@ def test_bench_distill_puts_every_set_through_the_protocol(data_root, tmp_path):
     assert "indistinguishable at 2 seeds" in done.stdout or "beats" in done.stdout
 
 
+def test_bench_distill_with_a_sets_dir_shares_work_between_two_runs_and_resumes(data_root, tmp_path):
+    """Two runs of the same command on one ``--sets-dir`` make and evaluate each set once between them and report
+    the same numbers; a third run only reads what they kept."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_distill.py"
+    sets_dir = tmp_path / "sets"
+
+    def cmd(name: str) -> list[str]:
+        return [sys.executable, str(script), "--data-root", str(data_root), "--method", "random", "--baseline",
+                "herding", "--cpc", "1", "--set-seeds", "2", "--eval-seeds", "1", "--eval-epochs", "1",
+                "--eval-width", "8", "--lr-grid", "0.01", "--threads", "1", "--sets-dir", str(sets_dir),
+                "--json", str(tmp_path / f"{name}.json")]
+
+    runs = [subprocess.Popen(cmd(n), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in "ab"]
+    for r in runs:
+        _, err = r.communicate(timeout=300)
+        assert r.returncode == 0, err[-2000:]
+    kept = sorted(p.parent.name for p in sets_dir.glob("*/set/DONE"))
+    assert len(kept) == 4 and len(list(sets_dir.glob("*/eval-*/DONE"))) == 4  # 2 methods x 2 seeds, once each
+    done = subprocess.run(cmd("c"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = [json.loads((tmp_path / f"{n}.json").read_text()) for n in "abc"]
+    accs = [{m: {s: r["accuracies"] for s, r in res["methods"][m]["runs"].items()} for m in ("random", "herding")}
+            for res in results]
+    assert accs[0] == accs[1] == accs[2]
+    assert sorted(p.parent.name for p in sets_dir.glob("*/set/DONE")) == kept  # nothing made again
+
+
+def test_compare_refuses_a_kept_evaluation_made_under_another_protocol(small):
+    _, carved, test = small
+    sets = {"random": [coreset(carved.fit, 1, "random", generator=torch.Generator().manual_seed(0))]}
+    proto = TINY.with_changes(lr_grid=(0.01,), epochs=1, select_epochs=1)
+    kept = compare(sets, carved, test, proto, eval_seeds=1).methods["random"].runs[0]
+    again = compare(sets, carved, test, proto, eval_seeds=1, evaluations={("random", 0): kept})
+    assert again.methods["random"].runs[0] is kept  # used as given, not trained again
+    with pytest.raises(ValueError, match="another protocol"):
+        compare(sets, carved, test, proto.with_changes(epochs=2), eval_seeds=1, evaluations={("random", 0): kept})
+
+
 # --- grouped carve ----------------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ unit.  Paired differences take method A and method B at the same set seed (same 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -89,6 +90,11 @@ class Comparison:
                                 for (a, b), d in self.differences.items()]}
 
 
+def _plain(d: dict[str, Any]) -> Any:
+    """``d`` as it reads back from JSON (tuples become lists), to compare a stored protocol with a live one."""
+    return json.loads(json.dumps(d))
+
+
 def _by_seed(name: str, sets: Sequence[AnySet] | Mapping[int, AnySet]) -> dict[int, AnySet]:
     out = dict(sets) if isinstance(sets, Mapping) else dict(enumerate(sets))
     if not out:
@@ -100,10 +106,13 @@ def compare(
     sets: Mapping[str, Sequence[AnySet] | Mapping[int, AnySet]], carved: Carved, test: FeatureSet,
     protocol: EvalProtocol, eval_seeds: int = 2, device: torch.device | str = "cpu",
     pairs: Sequence[tuple[str, str]] | None = None, report: Report | None = None, progress: bool = False,
+    evaluations: Mapping[tuple[str, int], SetEvaluation] | None = None,
 ) -> Comparison:
     """Evaluate ``sets`` (``{method: [set made with seed 0, seed 1, ...]}`` or ``{method: {set_seed: set}}``), every
     set with :func:`evaluate_set` and ``eval_seeds`` networks; paired differences for ``pairs`` (default: every
     pair, in the order given).  Every method must give the same set seeds, so that differences are paired.
+    ``evaluations`` (``{(method, set_seed): evaluation}``) are used instead of evaluating those sets again, e.g.
+    results kept on disk by a resumable benchmark; they must use the same protocol.
     """
     by_method = {name: _by_seed(name, s) for name, s in sets.items()}
     seed_sets = {name: sorted(s) for name, s in by_method.items()}
@@ -114,8 +123,15 @@ def compare(
     for name, per_seed in by_method.items():
         runs = {}
         for set_seed in first:
-            runs[set_seed] = evaluate_set(per_seed[set_seed], carved, test, protocol,
-                                          eval_seeds_for(set_seed, eval_seeds), device, name, progress)
+            done = (evaluations or {}).get((name, set_seed))
+            if done is not None:
+                if _plain(done.protocol) != _plain(protocol.as_dict()) or done.seeds != eval_seeds_for(set_seed, eval_seeds):
+                    raise ValueError(f"the evaluation given for {name} at set seed {set_seed} used another protocol "
+                                     f"or other evaluation seeds")
+                runs[set_seed] = done
+            else:
+                runs[set_seed] = evaluate_set(per_seed[set_seed], carved, test, protocol,
+                                              eval_seeds_for(set_seed, eval_seeds), device, name, progress)
             if report is not None:
                 report(f"  set seed {set_seed}: {runs[set_seed]}")
         methods[name] = MethodResult(name, runs)

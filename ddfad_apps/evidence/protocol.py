@@ -175,6 +175,14 @@ class SetEvaluation:
                 "val_scores": {f"{lr:g}": None if math.isnan(s) else s for lr, s in self.val_scores.items()}, "learned_lr": self.learned_lr,
                 "set": self.set_info, "carve": self.carve, "seconds": self.seconds, "protocol": self.protocol}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SetEvaluation:
+        """Read back :meth:`as_dict` (validation scores keyed by the lr as printed there)."""
+        scores = {float(lr): math.nan if s is None else float(s) for lr, s in d["val_scores"].items()}
+        return cls(d["name"], d["model"], [int(s) for s in d["seeds"]], [float(a) for a in d["accuracies"]],
+                   float(d["lr"]), d["lr_source"], scores, d["learned_lr"], d["protocol"], d["carve"], d["set"],
+                   d.get("seconds", {}))
+
     def __str__(self) -> str:
         grid = ", ".join(f"{lr:g}: {100 * s:.1f}" for lr, s in self.val_scores.items())
         return (f"{self.name} ({self.model}): {self.summary.format()} % over {len(self.seeds)} seeds at lr "
