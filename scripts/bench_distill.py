@@ -139,7 +139,7 @@ def main() -> None:
     import torch
 
     from ddfad_apps.distill import distill
-    from ddfad_apps.distill.presets import CORESET_METHODS, method_settings
+    from ddfad_apps.distill.presets import CORESET_METHODS, method_settings, parse_overrides
     from ddfad_apps.distill.synthetic_set import SyntheticSet
     from ddfad_apps.storage.shared_work import run_units
     from ddfad_apps.evidence import EvalProtocol, compare
@@ -188,13 +188,10 @@ def main() -> None:
         name, _, fields = text.partition("=")
         if not name or not fields or name in variants:
             sys.exit(f"--variant {text!r}: use NAME=FIELD:VALUE,... with a new NAME")
-        extra = {}
-        for item in fields.split(","):
-            key, _, value = item.partition(":")
-            try:
-                extra[key.strip()] = json.loads(value)
-            except json.JSONDecodeError:
-                extra[key.strip()] = value.strip()  # a word: a string field (e.g. unroll:full)
+        try:
+            extra = parse_overrides(fields)
+        except ValueError as exc:
+            sys.exit(f"--variant {text!r}: {exc}")
         variants[name] = (args.method, {**variants[plain[0]][1], **extra})
     for b in baselines:
         variants.setdefault(b, (b, {}))

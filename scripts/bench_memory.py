@@ -18,7 +18,9 @@ import os
 import shlex
 import statistics
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -26,6 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from ddfad_apps.distill.presets import parse_overrides  # noqa: E402
 from ddfad_apps.features.dataset import FeatureSet  # noqa: E402
 
 MEMORIES = ("mtt", "dm", "random", "herding", "none")
@@ -66,11 +69,16 @@ def digits_splits(seed: int = 0, test_fraction: float = 0.25) -> tuple[FeatureSe
     return FeatureSet(x[tr], y[tr], classes, meta), FeatureSet(x[te], y[te], classes, dict(meta))
 
 
-def make_storage(memory: str, mem_size: int, mem_per_class: int, seed: int):
-    """The storage policy named ``memory`` (``None`` for no replay), with the user's one-line defaults."""
+def make_storage(memory: str, mem_size: int, mem_per_class: int, seed: int,
+                 variants: dict[str, tuple[str, dict]] | None = None):
+    """The storage policy named ``memory`` (``None`` for no replay), with the user's one-line defaults; a name in
+    ``variants`` (``{name: (method, overrides)}``) is a ``DistilledMemory`` of that method with those overrides."""
     from strategies import DistilledMemory, RandomMemory
     from strategies.exemplar_storage import HerdingMemory
 
+    if memory in (variants or {}):
+        method, overrides = variants[memory]
+        return DistilledMemory(mem_size, mem_per_class=mem_per_class, method=method, seed=seed, overrides=overrides)
     if memory == "mtt":
         return DistilledMemory(mem_size, mem_per_class=mem_per_class, method="mtt", seed=seed)
     if memory == "dm":
@@ -85,7 +93,8 @@ def make_storage(memory: str, mem_size: int, mem_per_class: int, seed: int):
 
 
 def run_stream(train: FeatureSet, test: FeatureSet, memory: str, seed: int, experiences: int = 5,
-               mem_per_class: int = 20, epochs: int = 4, model: nn.Module | None = None) -> dict:
+               mem_per_class: int = 20, epochs: int = 4, model: nn.Module | None = None,
+               variants: dict[str, tuple[str, dict]] | None = None) -> dict:
     """Plain Avalanche ``Naive`` + ``ReplayPlugin(storage_policy=memory)``; final accuracy on all test inputs."""
     from avalanche.training import Naive
     from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
@@ -96,7 +105,7 @@ def run_stream(train: FeatureSet, test: FeatureSet, memory: str, seed: int, expe
     torch.manual_seed(seed)
     model = model if model is not None else UserCNN(train.input_shape[0], train.num_classes)
     mem_size = mem_per_class * train.num_classes
-    storage = make_storage(memory, mem_size, mem_per_class, seed)
+    storage = make_storage(memory, mem_size, mem_per_class, seed, variants)
     plugins = [ReplayPlugin(mem_size=mem_size, storage_policy=storage)] if memory != "none" else []
     strategy = Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
                      criterion=nn.CrossEntropyLoss(), train_mb_size=32, train_epochs=epochs, eval_mb_size=512,
@@ -124,6 +133,24 @@ def _splits(dataset: str, seed: int, data_root: str | None):
     return s.train, s.test
 
 
+@contextmanager
+def cold_cache(cold: bool):
+    """With ``cold``, an empty ``DDFAD_CACHE`` for the block (removed after): nothing is reused between runs."""
+    if not cold:
+        yield
+        return
+    before = os.environ.get("DDFAD_CACHE")
+    with tempfile.TemporaryDirectory(prefix="ddfad-bench-memory-") as tmp:
+        os.environ["DDFAD_CACHE"] = tmp
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("DDFAD_CACHE", None)
+            else:
+                os.environ["DDFAD_CACHE"] = before
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="digits", help="'digits' (sklearn 8x8, non-audio) or an audio data set")
@@ -133,12 +160,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mem-per-class", type=int, default=20)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--out", type=Path, default=Path("bench_memory.jsonl"))
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=METHOD,FIELD:VALUE,...",
+                   help="also a distilled memory NAME: METHOD with these settings fields replaced (e.g. "
+                        "mtt10=mtt,iterations:10); list NAME in --memories")
+    p.add_argument("--cold-cache", action="store_true",
+                   help="every run gets an empty cache, so each distillation's seconds include its experts")
     args = p.parse_args(argv)
     print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]), flush=True)
+    variants = {}
+    for text in args.variant:
+        name, _, spec = text.partition("=")
+        method, _, fields = spec.partition(",")
+        if not name or not method or name in MEMORIES:
+            p.error(f"--variant {text!r}: use NAME=METHOD,FIELD:VALUE,... with a new NAME")
+        try:
+            variants[name] = (method, parse_overrides(fields) if fields else {})
+        except ValueError as exc:
+            p.error(f"--variant {text!r}: {exc}")
     memories = [m.strip() for m in args.memories.split(",") if m.strip()]
     for m in memories:
-        if m not in MEMORIES:
-            p.error(f"unknown memory {m!r}; use one of {', '.join(MEMORIES)}")
+        if m not in MEMORIES and m not in variants:
+            p.error(f"unknown memory {m!r}; use one of {', '.join(MEMORIES)} or a --variant name")
     seeds = [int(s) for s in args.seeds.split(",")]
     done = {}
     if args.out.exists():
@@ -150,12 +192,18 @@ def main(argv: list[str] | None = None) -> None:
         train, test = _splits(args.dataset, seed, args.data_root)
         for m in memories:
             key = (args.dataset, m, seed, args.mem_per_class, args.epochs)
+            spec = list(variants[m]) if m in variants else None
             if key in done:
+                if done[key].get("variant") != spec:
+                    sys.exit(f"{args.out} holds a run of {m!r} made with {done[key].get('variant')}, not {spec}: "
+                             "name the variant differently or use another --out")
                 continue
             t0 = time.perf_counter()
-            r = run_stream(train, test, m, seed, mem_per_class=args.mem_per_class, epochs=args.epochs)
+            with cold_cache(args.cold_cache):
+                r = run_stream(train, test, m, seed, mem_per_class=args.mem_per_class, epochs=args.epochs,
+                               variants=variants)
             r.update(dataset=args.dataset, mem_per_class=args.mem_per_class, epochs=args.epochs,
-                     seconds=round(time.perf_counter() - t0, 1))
+                     seconds=round(time.perf_counter() - t0, 1), variant=spec, cold_cache=args.cold_cache)
             with args.out.open("a") as f:  # one complete line per finished run: a crash loses only the current run
                 f.write(json.dumps(r) + "\n")
             done[key] = r

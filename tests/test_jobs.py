@@ -229,6 +229,11 @@ def test_settings_that_cannot_be_honoured_are_refused_before_any_work(digits: Pa
     cases = [
         (lambda: run_distill_job(DistillJob(method="random", iterations=5, out=tmp_path / "r", tracking_uri=uri)),
          "--iterations does not apply to --method random"),
+        (lambda: run_distill_job(DistillJob(method="dm", backprop_steps=4, out=tmp_path / "b", tracking_uri=uri)),
+         "--backprop-steps applies to --method mtt only"),
+        (lambda: run_distill_job(DistillJob(dataset=str(digits), method="mtt", cpc=1, backprop_steps=99,
+                                            out=tmp_path / "w", tracking_uri=uri)),
+         "--backprop-steps 99 exceeds the fast preset's 20 student steps"),
         (lambda: run_distill_job(DistillJob(method="random", eval_seeds=0, eval_epochs=5, out=tmp_path / "e",
                                             tracking_uri=uri)), "--eval-epochs has no effect"),
         (lambda: run_distill_job(DistillJob(dataset=str(digits), data_root=tmp_path, method="random", cpc=1,

@@ -49,11 +49,11 @@ def test_small_budget_mtt_memory_stays_in_range_on_a_non_audio_stream(one_thread
 
     real_make = bench.make_storage
 
-    def make(memory, mem_size, mem_per_class, seed):
+    def make(memory, mem_size, mem_per_class, seed, variants=None):
         if memory == "mtt":
             return DistilledMemory(mem_size, mem_per_class, method="mtt", seed=seed,
                                    settings=_small_mtt(mem_per_class))
-        return real_make(memory, mem_size, mem_per_class, seed)
+        return real_make(memory, mem_size, mem_per_class, seed, variants)
 
     monkeypatch.setattr(bench, "make_storage", make)
     acc: dict[str, list[float]] = {"mtt": [], "random": [], "none": []}

@@ -7,6 +7,8 @@ architecture its experts were trained with.
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -151,3 +153,19 @@ def _preset_settings(method: str, preset: str, cpc: int | None, num_train: int |
     if method in CORESET_METHODS:
         return None
     raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+
+
+def parse_overrides(text: str) -> dict[str, Any]:
+    """``"FIELD:VALUE,FIELD:VALUE"`` (a benchmark's ``--variant``) as settings overrides: each value read as JSON
+    (numbers, ``null``, ``true``), else kept as a word (``unroll:full``)."""
+    out: dict[str, Any] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition(":")
+        if not sep or not key.strip():
+            raise ValueError(f"{item!r}: use FIELD:VALUE")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value.strip()
+    return out
+

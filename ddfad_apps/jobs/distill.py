@@ -104,6 +104,7 @@ class DistillJob:
     model: str = "convnet"
     preset: str = "fast"
     iterations: int | None = None
+    backprop_steps: int | None = None  # MTT only: truncated back-propagation through the last W student steps
     seed: int = 0
     out: Path | None = None
     force: bool = False
@@ -132,6 +133,8 @@ class DistillJob:
         if self.iterations is not None and self.method in CORESET_METHODS:
             raise JobSettingsError(f"--iterations does not apply to --method {self.method}: a coreset method "
                                    "selects clips in one pass")
+        if self.backprop_steps is not None and self.method != "mtt":
+            raise JobSettingsError(f"--backprop-steps applies to --method mtt only, not {self.method}")
         if self.eval_epochs is not None and not self.eval_seeds:
             raise JobSettingsError("--eval-epochs has no effect with --eval-seeds 0 (no evaluation)")
         check_protocol_settings(self.eval_protocol, self.lr_grid, self.val_fraction)
@@ -192,7 +195,12 @@ def run_distill_job(job: DistillJob, progress: bool = True, say: Say = print) ->
     carved = carve_training(job.protocol(), splits.train)  # before distilling: the set never sees these clips
     out = job.out_dir(ref.name)
     overrides = {"iterations": job.iterations} if job.iterations else {}
+    if job.backprop_steps is not None:
+        overrides["backprop_steps"] = job.backprop_steps
     settings = method_settings(job.method, job.preset, job.cpc, len(carved.fit), model=job.model, **overrides)
+    if job.backprop_steps is not None and job.backprop_steps > settings.mtt.syn_steps:
+        raise JobSettingsError(f"--backprop-steps {job.backprop_steps} exceeds the {job.preset} preset's "
+                               f"{settings.mtt.syn_steps} student steps per iteration")
     try:
         check_clips_per_class(carved.fit, job.cpc)
     except NotEnoughClipsError as exc:
