@@ -446,6 +446,10 @@ def test_mtt_memory_keeps_the_standard_experts_on_small_experiences() -> None:
     assert (mtt.experts.epochs, mtt.experts.batch_size) == (8, 64)
     plain = DistilledMemory(200, 20, method="mtt").settings_for(20)  # the one-line plugin with MTT
     assert (plain.experts.epochs, plain.experts.batch_size) == (8, 64)
+    # a short matching budget on the fast preset (longer matching replayed worse: MEMORY_MTT_ITERATIONS)
+    assert plain.mtt.iterations == 10 and plain.mtt.steps == "scale_free"
+    assert DistilledMemory(200, 20, method="mtt", overrides={"iterations": 40}).settings_for(20).mtt.iterations == 40
+    assert DistilledMemory(200, 20, method="mtt", preset="paper").settings_for(20).mtt.iterations == 5000
     with pytest.raises(ValueError, match="either settings or overrides"):
         DistilledMemory(8, 2, method="dm", settings=TINY_DM, overrides={"iterations": 1})
     assert DistilledMemory(200, 20).method == "dm"  # the default measures best (scripts/bench_memory.py, issue 12)
