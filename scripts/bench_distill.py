@@ -227,9 +227,10 @@ def main() -> None:
     t = time.perf_counter()
     result = compare(sets, carved, splits.test, protocol, args.eval_seeds, device, pairs or None, report=print,
                      evaluations=evaluations)
-    for name, res in result.methods.items():
+    for name, res in result.methods.items():  # with --sets-dir: whichever process evaluated each set
         stages[f"evaluate {name}"] = sum(sum(ev.seconds.values()) for ev in res.runs.values())
-    stages["evaluation (all)"] = time.perf_counter() - t
+    if args.sets_dir is None:  # else it was part of the units above
+        stages["evaluation (all)"] = time.perf_counter() - t
     total = time.perf_counter() - t0
     peak = peak_mb()
 
