@@ -66,9 +66,9 @@ def bench_units(root: Path, variants: dict, seeds, make, carved, splits, protoco
     protocol and evaluation seeds), so changing any of them never reuses a stale set or score."""
     from ddfad_apps.distill.fingerprint import settings_digest, tensor_digest
     from ddfad_apps.distill.presets import method_settings
+    from ddfad_apps.distill.synthetic_set import SyntheticSet
     from ddfad_apps.evidence import evaluate_set
     from ddfad_apps.evidence.compare import eval_seeds_for
-    from ddfad_apps.distill.synthetic_set import SyntheticSet
     from ddfad_apps.evidence.protocol import SetEvaluation
     from ddfad_apps.jobs.files import write_json_atomic
     from ddfad_apps.storage.shared_work import Unit, run_units
@@ -141,10 +141,10 @@ def main() -> None:
     from ddfad_apps.distill import distill
     from ddfad_apps.distill.presets import CORESET_METHODS, method_settings, parse_overrides
     from ddfad_apps.distill.synthetic_set import SyntheticSet
-    from ddfad_apps.storage.shared_work import run_units
     from ddfad_apps.evidence import EvalProtocol, compare
     from ddfad_apps.features.config import FeatureConfig
     from ddfad_apps.features.dataset import load_features
+    from ddfad_apps.storage.shared_work import run_units
     from ddfad_apps.training.device import resolve_device
 
     if args.threads:

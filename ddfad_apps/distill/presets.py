@@ -8,7 +8,6 @@ architecture its experts were trained with.
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -168,4 +167,3 @@ def parse_overrides(text: str) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key.strip()] = value.strip()
     return out
-

@@ -120,12 +120,13 @@ def compare(
     if any(s != first for s in seed_sets.values()):
         raise ValueError(f"every method needs sets made with the same seeds to pair them: {seed_sets}")
     methods: dict[str, MethodResult] = {}
+    live_protocol = _plain(protocol.as_dict())
     for name, per_seed in by_method.items():
         runs = {}
         for set_seed in first:
             done = (evaluations or {}).get((name, set_seed))
             if done is not None:
-                if _plain(done.protocol) != _plain(protocol.as_dict()) or done.seeds != eval_seeds_for(set_seed, eval_seeds):
+                if _plain(done.protocol) != live_protocol or done.seeds != eval_seeds_for(set_seed, eval_seeds):
                     raise ValueError(f"the evaluation given for {name} at set seed {set_seed} used another protocol "
                                      f"or other evaluation seeds")
                 runs[set_seed] = done

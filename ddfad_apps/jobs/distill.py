@@ -123,7 +123,7 @@ class DistillJob:
 
     def check(self) -> None:
         """Refuse settings that name something unknown or cannot be honoured together (before reading data)."""
-        from ddfad_apps.distill.presets import CORESET_METHODS, METHODS, PRESETS
+        from ddfad_apps.distill.presets import CORESET_METHODS, METHODS, PRESETS, mtt_plan
         from ddfad_apps.models.registry import MODEL_NAMES
 
         for what, value, known in (("method", self.method, METHODS), ("preset", self.preset, PRESETS),
@@ -133,8 +133,13 @@ class DistillJob:
         if self.iterations is not None and self.method in CORESET_METHODS:
             raise JobSettingsError(f"--iterations does not apply to --method {self.method}: a coreset method "
                                    "selects clips in one pass")
-        if self.backprop_steps is not None and self.method != "mtt":
-            raise JobSettingsError(f"--backprop-steps applies to --method mtt only, not {self.method}")
+        if self.backprop_steps is not None:
+            if self.method != "mtt":
+                raise JobSettingsError(f"--backprop-steps applies to --method mtt only, not {self.method}")
+            steps = mtt_plan(self.preset, self.cpc).mtt.syn_steps  # the student steps depend on preset and cpc only
+            if self.backprop_steps > steps:
+                raise JobSettingsError(f"--backprop-steps {self.backprop_steps} exceeds the {self.preset} preset's "
+                                       f"{steps} student steps per iteration")
         if self.eval_epochs is not None and not self.eval_seeds:
             raise JobSettingsError("--eval-epochs has no effect with --eval-seeds 0 (no evaluation)")
         check_protocol_settings(self.eval_protocol, self.lr_grid, self.val_fraction)
@@ -198,9 +203,6 @@ def run_distill_job(job: DistillJob, progress: bool = True, say: Say = print) ->
     if job.backprop_steps is not None:
         overrides["backprop_steps"] = job.backprop_steps
     settings = method_settings(job.method, job.preset, job.cpc, len(carved.fit), model=job.model, **overrides)
-    if job.backprop_steps is not None and job.backprop_steps > settings.mtt.syn_steps:
-        raise JobSettingsError(f"--backprop-steps {job.backprop_steps} exceeds the {job.preset} preset's "
-                               f"{settings.mtt.syn_steps} student steps per iteration")
     try:
         check_clips_per_class(carved.fit, job.cpc)
     except NotEnoughClipsError as exc:
