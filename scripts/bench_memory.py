@@ -78,7 +78,10 @@ def make_storage(memory: str, mem_size: int, mem_per_class: int, seed: int,
 
     if memory in (variants or {}):
         method, overrides = variants[memory]
-        return DistilledMemory(mem_size, mem_per_class=mem_per_class, method=method, seed=seed, overrides=overrides)
+        overrides = dict(overrides)
+        context = bool(overrides.pop("context", False))  # a memory option, not a settings field
+        return DistilledMemory(mem_size, mem_per_class=mem_per_class, method=method, seed=seed, overrides=overrides,
+                               context=context)
     if memory == "mtt":
         return DistilledMemory(mem_size, mem_per_class=mem_per_class, method="mtt", seed=seed)
     if memory == "dm":

@@ -33,6 +33,7 @@ from ddfad_apps.distill.coreset import CORESET_METHODS
 from ddfad_apps.distill.mtt import SCALE_FREE_STEPS
 from ddfad_apps.distill.presets import with_network
 from strategies.class_memory import ClassMemoryBuffer
+from ddfad_apps.features.dataset import FeatureSet
 from strategies.exemplar_storage import local_feature_set
 
 
@@ -66,12 +67,13 @@ class DistilledMemory(ClassMemoryBuffer):
     def __init__(self, max_size: int, mem_per_class: int | None = None, method: str = "dm", preset: str = "fast",
                  *, settings: Any = None, overrides: dict[str, Any] | None = None, model: str = "convnet",
                  model_kwargs: dict | None = None, device: torch.device | str = "cpu", seed: int = 0,
-                 progress: bool = False, num_classes: int | None = None) -> None:
+                 progress: bool = False, num_classes: int | None = None, context: bool = False) -> None:
         super().__init__(max_size, mem_per_class, seed, num_classes=num_classes)
         if settings is not None and overrides:
             raise ValueError("pass either settings or overrides, not both")
         self.method, self.preset, self.settings, self.overrides = method, preset, settings, dict(overrides or {})
         self.model, self.model_kwargs, self.device, self.progress = model, model_kwargs, device, progress
+        self.context = context
         self.results: list[dict[str, Any]] = []
         self._warned = False
 
@@ -115,11 +117,28 @@ class DistilledMemory(ClassMemoryBuffer):
 
     def select(self, x: torch.Tensor, y: torch.Tensor, new_classes: list[int], k: int,
                agent: Any) -> dict[int, torch.Tensor]:
-        data = local_feature_set(x.float(), y, new_classes)
+        data, context = self.distillation_data(x.float(), y, new_classes)
         start = time.perf_counter()
         syn = distill(data, k, self.method, self.preset, settings=self.settings_for(k), device=self.device,
                       seed=self.seed * 1000 + self.updates, progress=self.progress)
-        self.results.append({"classes": new_classes, "method": syn.method, "lr": syn.lr,
-                             "seconds": round(time.perf_counter() - start, 2)})
+        self.results.append({"classes": new_classes, "context_classes": context, "method": syn.method,
+                             "lr": syn.lr, "seconds": round(time.perf_counter() - start, 2)})
         dtype = x.dtype if self.method in CORESET_METHODS else torch.float32  # real rows keep theirs
         return {c: syn.features[syn.labels == i].to(dtype) for i, c in enumerate(new_classes)}
+
+    def distillation_data(self, x: torch.Tensor, y: torch.Tensor,
+                          new_classes: list[int]) -> tuple[FeatureSet, list[int]]:
+        """The rows distilled for ``new_classes`` (labels ``0..n-1``), plus, with ``context``, every other class
+        the memory holds (labels ``n..``; the classes in the returned list), its kept rows repeated to about a
+        new class's count, as the replay batches balance them.  Trajectory matching then learns the new classes
+        against every class the model must still tell them from, not against each other only; the context
+        classes' own synthetic rows are discarded (their memory stays as it was)."""
+        context = [c for c in self.classes if c not in new_classes] if self.context else []
+        if not context:
+            return local_feature_set(x, y, new_classes), []
+        per_class = max(1, round(len(y) / len(new_classes)))
+        rows = [self.memory[c].float() for c in context]
+        reps = [max(1, round(per_class / len(r))) for r in rows]
+        xs = torch.cat([x, *(r.repeat(n, *([1] * (r.dim() - 1))) for r, n in zip(rows, reps))])
+        ys = torch.cat([y, *(torch.full((len(r) * n,), c, dtype=torch.long) for c, r, n in zip(context, rows, reps))])
+        return local_feature_set(xs, ys, new_classes + context), context

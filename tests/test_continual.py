@@ -453,3 +453,25 @@ def test_mtt_memory_keeps_the_standard_experts_on_small_experiences() -> None:
     with pytest.raises(ValueError, match="either settings or overrides"):
         DistilledMemory(8, 2, method="dm", settings=TINY_DM, overrides={"iterations": 1})
     assert DistilledMemory(200, 20).method == "dm"  # the default measures best (scripts/bench_memory.py, issue 12)
+
+
+def test_context_memory_distils_new_classes_against_the_kept_classes_and_keeps_only_the_new() -> None:
+    first, second = random_stream([[0, 1], [2, 3]], per_class=12)
+    plain = DistilledMemory(20, 5, method="dm", settings=TINY_DM, model_kwargs={"width": 8})
+    context = DistilledMemory(20, 5, method="dm", settings=TINY_DM, model_kwargs={"width": 8}, context=True)
+    for storage in (plain, context):
+        storage.post_adapt(None, first)
+    kept = {c: context.memory[c].clone() for c in (0, 1)}
+    x, y = dataset_tensors(second.dataset)
+    data, extra = context.distillation_data(x.float(), y, [2, 3])
+    assert extra == [0, 1]  # the kept classes, labelled after the new ones
+    counts = torch.bincount(data.labels).tolist()
+    assert counts[:2] == [12, 12] and counts[2:] == [10, 10]  # 5 kept rows repeated to about a new class's 12
+    assert torch.equal(data.features[data.labels == 2][:5], kept[0])
+    assert plain.distillation_data(x.float(), y, [2, 3])[1] == []  # off by default: the new classes alone
+    context.post_adapt(None, second)
+    assert context.results[-1]["context_classes"] == [0, 1] and context.counts() == {c: 5 for c in range(4)}
+    for c in (0, 1):  # the kept classes' memory is untouched; their distilled rows are discarded
+        assert torch.equal(context.memory[c], kept[c])
+    assert CICLConfig.preset("fast", distill_context=True).distill_context
+    assert make_memory("distilled", CICLConfig.preset("fast", distill_context=True), 4, 0, "cpu").context

@@ -38,6 +38,9 @@ from ddfad_apps.models.registry import MODEL_NAMES
               help="Distillation iterations (default: the preset's).")
 @click.option("--distill-init", type=click.Choice(["random", "herding"]), default=None,
               help="Real clips the distilled memory starts from (default: herding for the fast preset, random for paper).")
+@click.option("--distill-context/--no-distill-context", default=None,
+              help="Distil each new class together with the memory's other classes (their kept clips repeated "
+                   "as replay balances them), keeping only the new classes' clips (default: preset).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per experience (default: preset).")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=None,
               help="Balanced fine-tuning epochs (default: preset; 0 disables).")

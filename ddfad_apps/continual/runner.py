@@ -38,6 +38,7 @@ class CICLConfig:
     distill_method: str = "dm"
     distill_preset: str = "fast"
     distill_init: str = "herding"
+    distill_context: bool = False  # distil a new class against the memory's other classes (DistilledMemory)
     distill_overrides: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -82,7 +83,7 @@ def make_memory(kind: str, cfg: CICLConfig, num_classes: int, seed: int, device:
         # the distillation network is the CL network (MTT's student must match its experts, which it trains)
         return memory(size, cfg.mem_per_class, cfg.distill_method, cfg.distill_preset, overrides=overrides,
                       model=cfg.model, model_kwargs=cfg.model_kwargs, device=device, seed=seed,
-                      num_classes=num_classes)
+                      num_classes=num_classes, context=cfg.distill_context)
     return memory(size, cfg.mem_per_class, seed, num_classes=num_classes)
 
 

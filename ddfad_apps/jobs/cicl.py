@@ -48,6 +48,7 @@ class CICLJob:
     distill_method: str | None = None
     distill_iterations: int | None = None
     distill_init: str | None = None
+    distill_context: bool | None = None
     epochs: int | None = None
     finetune_epochs: int | None = None
     data_root: Path | None = None
@@ -98,6 +99,8 @@ class CICLJob:
             changes["distill_overrides"] = {"iterations": self.distill_iterations}
         if self.distill_init is not None:
             changes["distill_init"] = self.distill_init
+        if self.distill_context is not None:
+            changes["distill_context"] = self.distill_context
         return CICLConfig.preset(self.preset, **changes)
 
 
