@@ -142,14 +142,18 @@ class BalancedFinetunePlugin(SupervisedPlugin):
     count for every seen class), with cross-entropy over the seen classes plus ``distill_weight`` x the
     distillation of the old classes from the pre-experience model and of the new classes from the model after
     stage (1) (EEIL's temporary distillation).  Skipped after the first experience (nothing to balance).
+    ``min_steps``: run more epochs when ``epochs`` would take fewer optimizer steps than this.  An epoch of a
+    small memory is one or two steps (1 clip x 10 classes: one batch), so a budget counted in epochs alone
+    vanishes exactly where the memory is smallest and the new classes' bias largest; EEIL's own recipe (30 epochs
+    over 2,000 exemplars, batch 128) takes about 470 steps.
     ``history`` holds each epoch's mean loss and distillation terms; ``last_counts`` the memory it used.
     """
 
     def __init__(self, storage: ClassMemoryBuffer, epochs: int = 10, lr_factor: float = 0.1,
                  batch_size: int | None = None, temperature: float = 2.0, distill_weight: float = 1.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, min_steps: int = 0) -> None:
         super().__init__()
-        self.storage, self.epochs, self.lr_factor = storage, epochs, lr_factor
+        self.storage, self.epochs, self.lr_factor, self.min_steps = storage, epochs, lr_factor, min_steps
         self.batch_size, self.temperature, self.distill_weight = batch_size, temperature, distill_weight
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[dict[str, float]] = []
@@ -183,6 +187,11 @@ class BalancedFinetunePlugin(SupervisedPlugin):
         self.finetune(strategy, x, y, old, new)
         self.old_model = None
 
+    def epochs_for(self, rows: int, batch_size: int) -> int:
+        """Epochs of fine-tuning on ``rows`` memory rows: ``epochs``, or more to reach ``min_steps`` steps."""
+        steps_per_epoch = -(-rows // batch_size)
+        return max(self.epochs, -(-self.min_steps // steps_per_epoch))
+
     def finetune(self, strategy: Any, x: torch.Tensor, y: torch.Tensor, old: list[int], new: list[int]) -> None:
         model, device = strategy.model, strategy.device
         new_teacher = frozen_copy(model) if new else None
@@ -192,7 +201,7 @@ class BalancedFinetunePlugin(SupervisedPlugin):
         bs = min(self.batch_size or strategy.train_mb_size, len(x))
         x, y = x.to(device), y.to(device)
         model.train()
-        for epoch in range(self.epochs):
+        for epoch in range(self.epochs_for(len(x), bs)):
             order = torch.randperm(len(x), generator=self.generator).to(device)
             sums = {"loss": 0.0, "distill_old": 0.0, "distill_new": 0.0}
             for start in range(0, len(x), bs):
@@ -213,14 +222,14 @@ class BalancedFinetunePlugin(SupervisedPlugin):
 
 def eeil_plugins(storage: ClassMemoryBuffer, *, temperature: float = 2.0, distill_weight: float = 1.0,
                  finetune_epochs: int = 10, finetune_lr_factor: float = 0.1, finetune_batch_size: int | None = None,
-                 seed: int = 0) -> list[SupervisedPlugin]:
+                 finetune_min_steps: int = 0, seed: int = 0) -> list[SupervisedPlugin]:
     """EEIL's mask, cross-distillation and balanced fine-tuning for any supervised strategy, in any order.
 
     No replay: add ``ReplayPlugin(storage.max_size, storage_policy=storage)`` once, or use :class:`EEIL`.
     """
     return [SeenClassMask(), CrossDistillationPlugin(temperature, distill_weight),
             BalancedFinetunePlugin(storage, finetune_epochs, finetune_lr_factor, finetune_batch_size, temperature,
-                                   distill_weight, seed)]
+                                   distill_weight, seed, finetune_min_steps)]
 
 
 class EEIL(SupervisedTemplate):
@@ -238,8 +247,8 @@ class EEIL(SupervisedTemplate):
                  criterion: Any = None, storage_policy: ClassMemoryBuffer | None = None,
                  mem_size: int | None = None, mem_per_class: int | None = None, batch_size_mem: int | None = None,
                  temperature: float = 2.0, distill_weight: float = 1.0, finetune_epochs: int = 30,
-                 finetune_lr_factor: float = 0.1, finetune_batch_size: int | None = None, mask_unseen: bool = True,
-                 seed: int = 0, train_mb_size: int = 1, train_epochs: int = 1, eval_mb_size: int | None = None,
+                 finetune_lr_factor: float = 0.1, finetune_batch_size: int | None = None,
+                 finetune_min_steps: int = 0, mask_unseen: bool = True, seed: int = 0, train_mb_size: int = 1, train_epochs: int = 1, eval_mb_size: int | None = None,
                  device: str | torch.device = "cpu", plugins: Sequence[SupervisedPlugin] | None = None,
                  evaluator: Any = default_evaluator, eval_every: int = -1, **base_kwargs: Any) -> None:
         from strategies.exemplar_storage import HerdingMemory
@@ -260,7 +269,8 @@ class EEIL(SupervisedTemplate):
         self.batch_size_mem = batch_size_mem
         self.distillation = CrossDistillationPlugin(temperature, distill_weight)
         self.finetuning = BalancedFinetunePlugin(storage_policy, finetune_epochs, finetune_lr_factor,
-                                                 finetune_batch_size, temperature, distill_weight, seed)
+                                                 finetune_batch_size, temperature, distill_weight, seed,
+                                                 finetune_min_steps)
         own: list[SupervisedPlugin] = [SeenClassMask()] if mask_unseen else []
         own += [self.distillation, self.finetuning]
         super().__init__(model=model, optimizer=optimizer,

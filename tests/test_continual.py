@@ -475,3 +475,22 @@ def test_context_memory_distils_new_classes_against_the_kept_classes_and_keeps_o
         assert torch.equal(context.memory[c], kept[c])
     assert CICLConfig.preset("fast", distill_context=True).distill_context
     assert make_memory("distilled", CICLConfig.preset("fast", distill_context=True), 4, 0, "cpu").context
+
+
+def test_balanced_finetune_takes_at_least_min_steps_on_a_small_memory() -> None:
+    from ddfad_apps.models import build_model
+
+    storage = RandomMemory(8, 1)
+    plugin = BalancedFinetunePlugin(storage, epochs=2, min_steps=7)
+    assert plugin.epochs_for(4, 16) == 7  # one batch an epoch: 7 epochs give the 7 steps
+    assert plugin.epochs_for(40, 16) == 3 and plugin.epochs_for(400, 16) == 2  # enough steps: the epochs stand
+    assert BalancedFinetunePlugin(storage, epochs=2).epochs_for(4, 16) == 2  # off by default
+    model = build_model("convnet", 4, SHAPE, width=8)
+    strategy = SimpleNamespace(model=model, device="cpu", train_mb_size=16,
+                               optimizer=torch.optim.SGD(model.parameters(), lr=0.01))
+    for exp in random_stream([[0, 1], [2, 3]]):
+        strategy.experience = exp
+        plugin.before_training_exp(strategy)
+        plugin.after_training_exp(strategy)
+    assert [h["epoch"] for h in plugin.history] == list(range(1, 8))  # 4 memory rows, one step an epoch
+    assert CICLConfig.preset("fast", finetune_min_steps=5).finetune_min_steps == 5

@@ -44,6 +44,9 @@ from ddfad_apps.models.registry import MODEL_NAMES
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs per experience (default: preset).")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=None,
               help="Balanced fine-tuning epochs (default: preset; 0 disables).")
+@click.option("--finetune-min-steps", type=click.IntRange(min=0), default=None,
+              help="Balanced fine-tuning runs more epochs when its epochs take fewer optimizer steps than this "
+                   "(a small memory is one batch an epoch; default: preset).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder holding the data sets (default: $DDFAD_DATA, else the ddfad-apps cache).")
 @feature_option()

@@ -33,6 +33,7 @@ class CICLConfig:
     temperature: float = 2.0
     finetune_epochs: int = 6
     finetune_lr_factor: float = 0.1
+    finetune_min_steps: int = 0  # fine-tuning steps at least (BalancedFinetunePlugin: small memories)
     mem_per_class: int | None = 20
     mem_size: int | None = None
     distill_method: str = "dm"
@@ -123,8 +124,8 @@ def run_cicl(splits: FeatureSplits, memory: str, seed: int, cfg: CICLConfig, num
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     strategy = EEIL(model=model, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(), storage_policy=storage,
                     temperature=cfg.temperature, finetune_epochs=cfg.finetune_epochs,
-                    finetune_lr_factor=cfg.finetune_lr_factor, seed=seed, train_mb_size=cfg.batch_size,
-                    train_epochs=cfg.epochs, eval_mb_size=512, device=device, evaluator=evaluator)
+                    finetune_lr_factor=cfg.finetune_lr_factor, finetune_min_steps=cfg.finetune_min_steps, seed=seed,
+                    train_mb_size=cfg.batch_size, train_epochs=cfg.epochs, eval_mb_size=512, device=device, evaluator=evaluator)
     curve: list[float] = []
     matrix: list[list[float | None]] = []
     seconds: list[float] = []

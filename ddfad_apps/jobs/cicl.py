@@ -51,6 +51,7 @@ class CICLJob:
     distill_context: bool | None = None
     epochs: int | None = None
     finetune_epochs: int | None = None
+    finetune_min_steps: int | None = None
     data_root: Path | None = None
     feature: str = "fd_mfcc"
     duration: float | None = None
@@ -95,6 +96,8 @@ class CICLJob:
             changes["epochs"] = self.epochs
         if self.finetune_epochs is not None:
             changes["finetune_epochs"] = self.finetune_epochs
+        if self.finetune_min_steps is not None:
+            changes["finetune_min_steps"] = self.finetune_min_steps
         if self.distill_iterations is not None:
             changes["distill_overrides"] = {"iterations": self.distill_iterations}
         if self.distill_init is not None:
