@@ -334,6 +334,8 @@ def test_cicl_cli_runs_logs_and_resumes(tiny_folder: Path, tmp_path: Path) -> No
     saved = sorted(p.relative_to(out).as_posix() for p in out.rglob("seed*.json"))
     assert saved == ["herding/seed0.json", "herding/seed1.json", "random/seed0.json", "random/seed1.json"]
     assert (out / "accuracy_curves.png").stat().st_size > 1000 and "±" in (out / "table.txt").read_text()
+    # the first memory against the others, paired by seed (a win is only claimed where the interval excludes 0)
+    assert "interval of herding - random" in (out / "table.txt").read_text()
     first = json.loads((out / "herding" / "seed0.json").read_text())
     assert first["memory_per_class"] == {"0": 3, "1": 3, "2": 3, "3": 3} and len(first["accuracy_curve"]) == 2
 
@@ -494,3 +496,19 @@ def test_balanced_finetune_takes_at_least_min_steps_on_a_small_memory() -> None:
         plugin.after_training_exp(strategy)
     assert [h["epoch"] for h in plugin.history] == list(range(1, 8))  # 4 memory rows, one step an epoch
     assert CICLConfig.preset("fast", finetune_min_steps=5).finetune_min_steps == 5
+
+
+def test_cicl_table_pairs_the_distilled_memory_with_each_other_by_seed() -> None:
+    from ddfad_apps.continual.figures import paired_verdicts
+
+    def runs(accs):
+        return [{"seed": s, "final_accuracy": a, "forgetting": 0.0, "average_incremental_accuracy": a}
+                for s, a in accs.items()]
+
+    results = {"herding": runs({0: 0.40, 1: 0.50, 2: 0.46}), "distilled": runs({0: 0.50, 1: 0.60, 2: 0.55}),
+               "random": runs({0: 0.45, 1: 0.70, 2: 0.41})}
+    lines = paired_verdicts(results)
+    assert len(lines) == 2 and "distilled beats herding by 9.67 points" in lines[0]  # +10, +10, +9 on the seeds
+    assert "indistinguishable at 3 seeds" in lines[1]  # +5, -10, +14: the interval spans zero
+    results["random"] = runs({5: 0.1, 6: 0.2})  # other seeds: nothing to pair
+    assert len(paired_verdicts(results)) == 1

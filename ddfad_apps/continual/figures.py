@@ -41,7 +41,27 @@ def summary_table(results: Results, title: str = "") -> str:
             f"  {r['forgetting_mean']:>7.2f} ± {r['forgetting_std']:<5.2f}"
             f"  {r['average_incremental_accuracy_mean']:>9.2f} ± {r['average_incremental_accuracy_std']:<5.2f}"
         )
+    lines += paired_verdicts(results)
     return "\n".join(lines)
+
+
+def paired_verdicts(results: Results, base: str = "distilled") -> list[str]:
+    """``base`` (else the first memory) against every other memory: the final-accuracy difference paired by seed
+    (every memory of a seed shares its class order) and the sentence it allows (a win only where the interval
+    excludes zero)."""
+    from ddfad_apps.evidence.stats import paired_difference, verdict
+
+    names = [m for m, runs in results.items() if runs]
+    base = base if base in names else (names[0] if names else base)
+    per_seed = {m: {r["seed"]: r["final_accuracy"] for r in results[m]} for m in names}
+    lines = []
+    for other in names:
+        shared = sorted(set(per_seed[base]) & set(per_seed[other]))
+        if other == base or len(shared) < 2:
+            continue
+        diff = paired_difference({s: per_seed[base][s] for s in shared}, {s: per_seed[other][s] for s in shared})
+        lines.append(f"  {verdict(base, other, diff)}")
+    return lines
 
 
 def accuracy_curves_figure(results: Results, title: str = ""):
