@@ -512,3 +512,34 @@ def test_cicl_table_pairs_the_distilled_memory_with_each_other_by_seed() -> None
     assert "indistinguishable at 3 seeds" in lines[1]  # +5, -10, +14: the interval spans zero
     results["random"] = runs({5: 0.1, 6: 0.2})  # other seeds: nothing to pair
     assert len(paired_verdicts(results)) == 1
+
+
+def test_cicl_leaves_a_run_another_process_holds_for_last_and_then_does_it_once(tiny_folder: Path,
+                                                                                 tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from ddfad_apps.storage.locks import FileLock, lock_path
+
+    out = tmp_path / "out" / "digits"
+    held = FileLock(lock_path(out / "herding" / "seed0.json"))  # as a second process running that run would
+    held.acquire()
+    args = ["--dataset", str(tiny_folder), "--memory", "herding,random", "--mem-per-class", "3", "--seeds", "2",
+            "--epochs", "1", "--finetune-epochs", "1", "--finetune-min-steps", "0", "--out", str(tmp_path / "out"),
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--no-progress"]
+    box = {}
+    worker = threading.Thread(target=lambda: box.setdefault("result", _cicl(args)))
+    worker.start()
+    others = [out / "herding" / "seed1.json", out / "random" / "seed0.json", out / "random" / "seed1.json"]
+    deadline = time.monotonic() + 240
+    while not all(p.exists() for p in others) and time.monotonic() < deadline and worker.is_alive():
+        time.sleep(0.2)
+    assert all(p.exists() for p in others)  # the other runs went on while the held one waited
+    assert not (out / "herding" / "seed0.json").exists() and worker.is_alive()  # it waits, it does not duplicate
+    held.release()
+    worker.join(240)
+    result = box["result"]
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "herding seed 0: another process is running it; back to it at the end" in result.output
+    assert result.output.count("final accuracy") == 4 and (out / "herding" / "seed0.json").exists()
+    assert not list(out.rglob("*.lock"))  # the job's own locks are removed with their runs

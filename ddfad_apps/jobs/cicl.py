@@ -24,6 +24,7 @@ from ddfad_apps.jobs.data import (
 )
 from ddfad_apps.jobs.errors import JobError, JobSettingsError
 from ddfad_apps.jobs.files import write_json_atomic, write_text_atomic
+from ddfad_apps.storage.locks import FileLock, lock_path, locked
 
 
 @dataclass
@@ -248,19 +249,21 @@ def run_cicl_job(job: CICLJob, progress: bool = True, say: Say = print) -> CICLR
     try:
         with tracking_run(job.experiment, f"cicl-{short}", params, job.tracking_uri,
                           tags={"command": "cicl"}) as parent:
-            bar = tqdm(jobs, desc="cicl", disable=not progress)
-            for cell, memory, seed in bar:
-                bar.set_postfix(model=cell.model, mpc=cell.mem_per_class, memory=memory, seed=seed)
+            def result_path(cell: CICLCell, memory: str, seed: int) -> Path:
+                return out_dir / (f"{cell.folder}/{memory}" if cell.folder else memory) / f"seed{seed}.json"
+
+            def run_one(cell: CICLCell, memory: str, seed: int) -> None:
+                """Load the run's saved result, or run it and save it (the caller holds its lock)."""
                 key = f"{cell.folder}/{memory}" if cell.folder else memory
                 name = f"{cell.folder} {memory}" if cell.folder else memory
                 settings = {**base, "config": cell.config.as_dict()}
-                path = out_dir / key / f"seed{seed}.json"
+                path = result_path(cell, memory, seed)
                 done = _load_done(path, settings)
                 if done is not None:
                     say(f"{name} seed {seed}: skipped, done before (final accuracy "
                         f"{done['final_accuracy']:.4f}, {path})")
                     runs.setdefault(key, []).append(done)
-                    continue
+                    return
                 run_name = f"{short}-{key.replace('/', '-')}-seed{seed}"
                 with tracking_run(job.experiment, run_name, {**settings, "memory": memory, "seed": seed},
                                   job.tracking_uri, tags={"command": "cicl"}, nested=True) as child:
@@ -282,6 +285,27 @@ def run_cicl_job(job: CICLJob, progress: bool = True, say: Say = print) -> CICLR
                 say(f"{name} seed {seed}: final accuracy {result['final_accuracy']:.4f}, forgetting "
                     f"{result['forgetting']:.4f}, curve {[round(a, 3) for a in result['accuracy_curve']]}, "
                     f"{result['seconds']:.0f}s")
+            # Two processes started with the same command split the runs: each run is claimed by a lock on its
+            # result file; a run another process holds is done last, after waiting for it (then it only loads).
+            deferred = []
+            bar = tqdm(jobs, desc="cicl", disable=not progress)
+            for cell, memory, seed in bar:
+                bar.set_postfix(model=cell.model, mpc=cell.mem_per_class, memory=memory, seed=seed)
+                lock = FileLock(lock_path(result_path(cell, memory, seed)), remove_on_release=True)
+                if not lock.acquire(blocking=False):
+                    name = f"{cell.folder} {memory}" if cell.folder else memory
+                    say(f"{name} seed {seed}: another process is running it; back to it at the end")
+                    deferred.append((cell, memory, seed))
+                    continue
+                try:
+                    run_one(cell, memory, seed)
+                finally:
+                    lock.release()
+            for cell, memory, seed in deferred:
+                with locked(result_path(cell, memory, seed), on_wait=say, remove_on_release=True):
+                    run_one(cell, memory, seed)
+            for key_runs in runs.values():
+                key_runs.sort(key=lambda r: r["seed"])
             bar.close()
 
             tables = []
