@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -36,6 +36,7 @@ from avalanche.training.templates import SupervisedTemplate
 
 from strategies.class_memory import ClassMemoryBuffer
 
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # (batch, generator) -> augmented batch
 MASK_VALUE = -1e4  # finite, so losses and softmaxes over masked logits stay finite in any precision
 
 
@@ -100,6 +101,25 @@ class SeenClassMask(SupervisedPlugin):
             strategy.mb_output = mask_logits(strategy.mb_output, self.seen)
 
 
+class TrainAugmentPlugin(SupervisedPlugin):
+    """Augment every training mini-batch (new rows and replayed memory rows alike) before the forward pass.
+
+    EEIL trains with data augmentation on new data and exemplars; a small memory replayed without it is
+    memorised within a few steps.  ``augment(x, generator)`` returns a batch of ``x``'s shape (e.g.
+    :class:`ddfad_apps.distill.augment.AudioAugment`, the same augmentation the evaluation protocol trains distilled
+    sets with).  Evaluation batches are not touched; the distillation terms see the augmented rows too (teacher
+    and student get the same input).
+    """
+
+    def __init__(self, augment: Augment, seed: int = 0) -> None:
+        super().__init__()
+        self.augment = augment
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def before_forward(self, strategy: Any, **kwargs: Any) -> None:
+        strategy.mbatch[0] = self.augment(strategy.mbatch[0], self.generator)
+
+
 class CrossDistillationPlugin(SupervisedPlugin):
     """Add ``weight * distillation_loss`` on the old classes' logits to every training mini-batch's loss.
 
@@ -146,14 +166,16 @@ class BalancedFinetunePlugin(SupervisedPlugin):
     small memory is one or two steps (1 clip x 10 classes: one batch), so a budget counted in epochs alone
     vanishes exactly where the memory is smallest and the new classes' bias largest; EEIL's own recipe (30 epochs
     over 2,000 exemplars, batch 128) takes about 470 steps.
+    ``augment``: augmentation of each fine-tuning batch (see :class:`TrainAugmentPlugin`), none by default.
     ``history`` holds each epoch's mean loss and distillation terms; ``last_counts`` the memory it used.
     """
 
     def __init__(self, storage: ClassMemoryBuffer, epochs: int = 10, lr_factor: float = 0.1,
                  batch_size: int | None = None, temperature: float = 2.0, distill_weight: float = 1.0,
-                 seed: int = 0, min_steps: int = 0) -> None:
+                 seed: int = 0, min_steps: int = 0, augment: Augment | None = None) -> None:
         super().__init__()
         self.storage, self.epochs, self.lr_factor, self.min_steps = storage, epochs, lr_factor, min_steps
+        self.augment = augment
         self.batch_size, self.temperature, self.distill_weight = batch_size, temperature, distill_weight
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[dict[str, float]] = []
@@ -206,10 +228,11 @@ class BalancedFinetunePlugin(SupervisedPlugin):
             sums = {"loss": 0.0, "distill_old": 0.0, "distill_new": 0.0}
             for start in range(0, len(x), bs):
                 idx = order[start : start + bs]
-                logits = mask_logits(model(x[idx]), self._seen)
-                kd_old = teacher_term(self.old_model, old, x[idx], logits, self.temperature) \
+                xb = x[idx] if self.augment is None else self.augment(x[idx], self.generator)
+                logits = mask_logits(model(xb), self._seen)
+                kd_old = teacher_term(self.old_model, old, xb, logits, self.temperature) \
                     if self.old_model is not None else logits.sum() * 0.0
-                kd_new = teacher_term(new_teacher, new, x[idx], logits, self.temperature) \
+                kd_new = teacher_term(new_teacher, new, xb, logits, self.temperature) \
                     if new_teacher is not None else logits.sum() * 0.0
                 loss = F.cross_entropy(logits, y[idx]) + self.distill_weight * (kd_old + kd_new)
                 opt.zero_grad(set_to_none=True)
@@ -222,14 +245,18 @@ class BalancedFinetunePlugin(SupervisedPlugin):
 
 def eeil_plugins(storage: ClassMemoryBuffer, *, temperature: float = 2.0, distill_weight: float = 1.0,
                  finetune_epochs: int = 10, finetune_lr_factor: float = 0.1, finetune_batch_size: int | None = None,
-                 finetune_min_steps: int = 0, seed: int = 0) -> list[SupervisedPlugin]:
-    """EEIL's mask, cross-distillation and balanced fine-tuning for any supervised strategy, in any order.
+                 finetune_min_steps: int = 0, augment: Augment | None = None,
+                 seed: int = 0) -> list[SupervisedPlugin]:
+    """EEIL's mask, cross-distillation and balanced fine-tuning (plus, with ``augment``, the augmentation of
+    training and fine-tuning batches) for any supervised strategy, in any order.
 
     No replay: add ``ReplayPlugin(storage.max_size, storage_policy=storage)`` once, or use :class:`EEIL`.
     """
-    return [SeenClassMask(), CrossDistillationPlugin(temperature, distill_weight),
-            BalancedFinetunePlugin(storage, finetune_epochs, finetune_lr_factor, finetune_batch_size, temperature,
-                                   distill_weight, seed, finetune_min_steps)]
+    plugins: list[SupervisedPlugin] = [SeenClassMask(), CrossDistillationPlugin(temperature, distill_weight),
+                                       BalancedFinetunePlugin(storage, finetune_epochs, finetune_lr_factor,
+                                                              finetune_batch_size, temperature, distill_weight, seed,
+                                                              finetune_min_steps, augment)]
+    return plugins + ([TrainAugmentPlugin(augment, seed)] if augment is not None else [])
 
 
 class EEIL(SupervisedTemplate):
@@ -239,7 +266,8 @@ class EEIL(SupervisedTemplate):
     ``storage_policy``: a :class:`~strategies.class_memory.ClassMemoryBuffer` (default: EEIL's herding,
     ``HerdingMemory(mem_size, mem_per_class)``); ``mem_size``, when given with a policy, must equal its
     ``max_size``.  ``batch_size_mem``: memory rows per mini-batch (default ``train_mb_size``).
-    ``mask_unseen``: mask logits of classes not seen yet (a head sized for the whole stream).  The remaining
+    ``mask_unseen``: mask logits of classes not seen yet (a head sized for the whole stream).  ``augment``: the
+    augmentation of every training and fine-tuning batch (:class:`TrainAugmentPlugin`), none by default.  The remaining
     arguments are Avalanche's, keyword-only as Avalanche asks of strategies.  ``storage_policy``, ``distillation`` and ``finetuning`` are public for logging.
     """
 
@@ -248,7 +276,8 @@ class EEIL(SupervisedTemplate):
                  mem_size: int | None = None, mem_per_class: int | None = None, batch_size_mem: int | None = None,
                  temperature: float = 2.0, distill_weight: float = 1.0, finetune_epochs: int = 30,
                  finetune_lr_factor: float = 0.1, finetune_batch_size: int | None = None,
-                 finetune_min_steps: int = 0, mask_unseen: bool = True, seed: int = 0, train_mb_size: int = 1, train_epochs: int = 1, eval_mb_size: int | None = None,
+                 finetune_min_steps: int = 0, augment: Augment | None = None, mask_unseen: bool = True,
+                 seed: int = 0, train_mb_size: int = 1, train_epochs: int = 1, eval_mb_size: int | None = None,
                  device: str | torch.device = "cpu", plugins: Sequence[SupervisedPlugin] | None = None,
                  evaluator: Any = default_evaluator, eval_every: int = -1, **base_kwargs: Any) -> None:
         from strategies.exemplar_storage import HerdingMemory
@@ -270,8 +299,9 @@ class EEIL(SupervisedTemplate):
         self.distillation = CrossDistillationPlugin(temperature, distill_weight)
         self.finetuning = BalancedFinetunePlugin(storage_policy, finetune_epochs, finetune_lr_factor,
                                                  finetune_batch_size, temperature, distill_weight, seed,
-                                                 finetune_min_steps)
+                                                 finetune_min_steps, augment)
         own: list[SupervisedPlugin] = [SeenClassMask()] if mask_unseen else []
+        own += [TrainAugmentPlugin(augment, seed)] if augment is not None else []
         own += [self.distillation, self.finetuning]
         super().__init__(model=model, optimizer=optimizer,
                          criterion=criterion if criterion is not None else torch.nn.CrossEntropyLoss(),

@@ -47,6 +47,9 @@ from ddfad_apps.models.registry import MODEL_NAMES
 @click.option("--finetune-min-steps", type=click.IntRange(min=0), default=None,
               help="Balanced fine-tuning runs more epochs when its epochs take fewer optimizer steps than this "
                    "(a small memory is one batch an epoch; default: preset).")
+@click.option("--augment/--no-augment", default=None,
+              help="Augment training and fine-tuning batches (time shift, time and frequency masks), as EEIL "
+                   "trains with augmentation (default: preset, off).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder holding the data sets (default: $DDFAD_DATA, else the ddfad-apps cache).")
 @feature_option()

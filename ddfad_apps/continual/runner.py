@@ -37,6 +37,9 @@ class CICLConfig:
     # alone it vanished for small memories (1 clip per class: 6 steps).  FSDD, 3 seeds, docs/continual.md:
     # herding 34.0 -> 54.1 % at 1 per class, 69.8 -> 83.2 % at 5; unchanged at 20 (where 6 epochs are >= 24 steps)
     finetune_min_steps: int = 100
+    # Augment every training and fine-tuning batch (new and memory rows) with the evaluation protocol's
+    # AudioAugment, as EEIL trains with augmentation (strategies.eeil.TrainAugmentPlugin)
+    augment: bool = False
     mem_per_class: int | None = 20
     mem_size: int | None = None
     distill_method: str = "dm"
@@ -111,6 +114,7 @@ def run_cicl(splits: FeatureSplits, memory: str, seed: int, cfg: CICLConfig, num
     from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
     from avalanche.training.plugins import EvaluationPlugin
 
+    from ddfad_apps.distill.augment import AudioAugment
     from ddfad_apps.models import build_model
     from ddfad_apps.training import seed_everything
     from strategies import EEIL
@@ -127,7 +131,8 @@ def run_cicl(splits: FeatureSplits, memory: str, seed: int, cfg: CICLConfig, num
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     strategy = EEIL(model=model, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(), storage_policy=storage,
                     temperature=cfg.temperature, finetune_epochs=cfg.finetune_epochs,
-                    finetune_lr_factor=cfg.finetune_lr_factor, finetune_min_steps=cfg.finetune_min_steps, seed=seed,
+                    finetune_lr_factor=cfg.finetune_lr_factor, finetune_min_steps=cfg.finetune_min_steps,
+                    augment=AudioAugment() if cfg.augment else None, seed=seed,
                     train_mb_size=cfg.batch_size, train_epochs=cfg.epochs, eval_mb_size=512, device=device, evaluator=evaluator)
     curve: list[float] = []
     matrix: list[list[float | None]] = []

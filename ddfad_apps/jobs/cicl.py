@@ -53,6 +53,7 @@ class CICLJob:
     epochs: int | None = None
     finetune_epochs: int | None = None
     finetune_min_steps: int | None = None
+    augment: bool | None = None
     data_root: Path | None = None
     feature: str = "fd_mfcc"
     duration: float | None = None
@@ -99,6 +100,8 @@ class CICLJob:
             changes["finetune_epochs"] = self.finetune_epochs
         if self.finetune_min_steps is not None:
             changes["finetune_min_steps"] = self.finetune_min_steps
+        if self.augment is not None:
+            changes["augment"] = self.augment
         if self.distill_iterations is not None:
             changes["distill_overrides"] = {"iterations": self.distill_iterations}
         if self.distill_init is not None:
