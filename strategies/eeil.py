@@ -252,11 +252,10 @@ def eeil_plugins(storage: ClassMemoryBuffer, *, temperature: float = 2.0, distil
 
     No replay: add ``ReplayPlugin(storage.max_size, storage_policy=storage)`` once, or use :class:`EEIL`.
     """
-    plugins: list[SupervisedPlugin] = [SeenClassMask(), CrossDistillationPlugin(temperature, distill_weight),
-                                       BalancedFinetunePlugin(storage, finetune_epochs, finetune_lr_factor,
-                                                              finetune_batch_size, temperature, distill_weight, seed,
-                                                              finetune_min_steps, augment)]
-    return plugins + ([TrainAugmentPlugin(augment, seed)] if augment is not None else [])
+    plugins: list[SupervisedPlugin] = [TrainAugmentPlugin(augment, seed)] if augment is not None else []
+    return plugins + [SeenClassMask(), CrossDistillationPlugin(temperature, distill_weight),
+                      BalancedFinetunePlugin(storage, finetune_epochs, finetune_lr_factor, finetune_batch_size,
+                                             temperature, distill_weight, seed, finetune_min_steps, augment)]
 
 
 class EEIL(SupervisedTemplate):

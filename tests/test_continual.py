@@ -543,3 +543,50 @@ def test_cicl_leaves_a_run_another_process_holds_for_last_and_then_does_it_once(
     assert "herding seed 0: another process is running it; back to it at the end" in result.output
     assert result.output.count("final accuracy") == 4 and (out / "herding" / "seed0.json").exists()
     assert not list(out.rglob("*.lock"))  # the job's own locks are removed with their runs
+
+
+def _patterned_benchmark():
+    """4 classes told apart by where a bright row lies (a spatial pattern: instance norm keeps it, unlike a mean)."""
+    g = torch.Generator().manual_seed(1)
+    sets = []
+    for n in (16, 4):
+        y = torch.arange(4).repeat_interleave(n)
+        x = torch.randn((len(y), *SHAPE), generator=g)
+        x[torch.arange(len(y)), 0, 2 * y] += 3.0
+        sets.append(FeatureSet(x, y, [f"c{i}" for i in range(4)], {"dataset": "toy"}))
+    return feature_benchmark(sets[0], sets[1], 2, seed=0)
+
+
+def test_eeil_augments_training_replay_and_finetuning_batches_but_not_evaluation() -> None:
+    from avalanche.evaluation.metrics import accuracy_metrics
+    from avalanche.training.plugins import EvaluationPlugin
+
+    from ddfad_apps.models import build_model
+    from strategies import EEIL
+
+    seen: list[int] = []
+
+    def run(augment) -> float:
+        torch.manual_seed(0)
+        model = build_model("convnet", 4, SHAPE, width=8, depth=2)
+        strategy = EEIL(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+                        storage_policy=HerdingMemory(8, 2), finetune_epochs=2, augment=augment, train_mb_size=16,
+                        train_epochs=10, eval_mb_size=64,
+                        evaluator=EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]))
+        bench = _patterned_benchmark()
+        for exp in bench.train_stream:
+            strategy.train(exp)
+        before = len(seen)
+        res = strategy.eval(bench.test_stream)
+        assert len(seen) == before  # evaluation batches are never augmented
+        return next(v for k, v in res.items() if k.startswith("Top1_Acc_Stream/eval_phase/test_stream"))
+
+    def record(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        seen.append(len(x))
+        return x
+
+    assert run(record) == run(None) > 0.9
+    assert 16 + 4 in seen  # a second-experience batch: 16 new rows and the 4 memory rows, augmented together
+    assert seen.count(8) == 2  # the two fine-tuning epochs over the 8-row balanced memory, one batch each
+    assert run(lambda x, g: torch.zeros_like(x)) <= 0.5  # what the network trains on is the augmented batch
+    assert isinstance(eeil_plugins(HerdingMemory(8, 2), augment=record)[-1], BalancedFinetunePlugin)
