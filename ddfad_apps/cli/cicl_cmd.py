@@ -49,7 +49,7 @@ from ddfad_apps.models.registry import MODEL_NAMES
                    "(a small memory is one batch an epoch; default: preset).")
 @click.option("--augment/--no-augment", default=None,
               help="Augment training and fine-tuning batches (time shift, time and frequency masks), as EEIL "
-                   "trains with augmentation (default: preset, off).")
+                   "trains with augmentation (default: preset, on).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder holding the data sets (default: $DDFAD_DATA, else the ddfad-apps cache).")
 @feature_option()

@@ -243,7 +243,8 @@ def run_cicl_job(job: CICLJob, progress: bool = True, say: Say = print) -> CICLR
     say(f"{short}: {len(train)} train / {len(splits.test)} test clips, {n_classes} classes in {n_exp} "
         f"experiences; memories {', '.join(memories)}; networks {', '.join(job.networks())}; memory per class "
         f"{sizes}; {job.seeds} seed(s), preset {job.preset} ({first.epochs}+{first.finetune_epochs} epochs, fine-tuning "
-        f">= {first.finetune_min_steps} steps, distilled by {first.distill_method}) on {dev}; results in {out_dir}")
+        f">= {first.finetune_min_steps} steps, {'augmented' if first.augment else 'no augmentation'}, distilled by "
+        f"{first.distill_method}) on {dev}; results in {out_dir}")
 
     runs: dict[str, list[dict[str, Any]]] = {}
     jobs = [(cell, m, s) for cell in cells for m in memories for s in range(job.seeds)]
