@@ -114,6 +114,7 @@ def memory_sweep_figure(entries: Sequence[Mapping[str, Any]], title: str = ""):
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
 
     fig = Figure(figsize=(6, 4), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
@@ -132,6 +133,7 @@ def memory_sweep_figure(entries: Sequence[Mapping[str, Any]], title: str = ""):
     ax.set_xscale("log")
     sizes = sorted({e["mem_per_class"] for e in entries if e["mem_per_class"] is not None})
     ax.set_xticks(sizes, [str(k) for k in sizes])
+    ax.xaxis.set_minor_locator(NullLocator())  # only the swept sizes are labelled, not log-scale minor ticks
     ax.set_xlabel("memory per class (clips)")
     return _finish(fig, ax, "final accuracy, all classes (%)", title)
 
