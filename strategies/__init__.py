@@ -3,7 +3,8 @@
 Storage policies (Avalanche ``ExemplarsBuffer``, for ``ReplayPlugin(mem_size, storage_policy=...)``):
 :class:`DistilledMemory` (each new class distilled into ``k`` synthetic inputs), :class:`HerdingMemory`,
 :class:`RandomMemory`; :class:`EEIL`, an Avalanche strategy owning its replay, and its pieces as plugins without
-replay (:func:`eeil_plugins`); :class:`MLflowLogger` for Avalanche metrics.
+replay (:func:`eeil_plugins`; :class:`TrainAugmentPlugin` augments training batches); :class:`MLflowLogger`
+for Avalanche metrics.
 """
 
 from strategies.class_memory import ClassMemoryBuffer, MemoryBudgetError
@@ -13,6 +14,7 @@ from strategies.eeil import (
     BalancedFinetunePlugin,
     CrossDistillationPlugin,
     SeenClassMask,
+    TrainAugmentPlugin,
     distillation_loss,
     eeil_plugins,
 )
@@ -34,6 +36,7 @@ __all__ = [
     "MemoryBudgetError",
     "RandomMemory",
     "SeenClassMask",
+    "TrainAugmentPlugin",
     "distillation_loss",
     "eeil_plugins",
 ]

@@ -268,12 +268,18 @@ def test_mlflow_logger_records_avalanche_metrics(tmp_path: Path) -> None:
 
 
 # -- benchmarks and runner -----------------------------------------------------------------------------------------
-def _feature_splits(num_classes: int = 4, per_class: int = 16) -> FeatureSplits:
+def _feature_splits(num_classes: int = 4, per_class: int = 16, spatial: bool = False) -> FeatureSplits:
+    """Toy splits whose class ``c`` has mean ``c``, or with ``spatial`` a bright row ``2c`` (a pattern instance
+    norm keeps, unlike a mean)."""
     g = torch.Generator().manual_seed(1)
     sets = []
     for n in (per_class, 4):
         y = torch.arange(num_classes).repeat_interleave(n)
-        x = torch.randn((len(y), *SHAPE), generator=g) + y.view(-1, 1, 1, 1).float()
+        x = torch.randn((len(y), *SHAPE), generator=g)
+        if spatial:
+            x[torch.arange(len(y)), 0, 2 * y] += 3.0
+        else:
+            x = x + y.view(-1, 1, 1, 1).float()
         sets.append(FeatureSet(x, y, [f"c{i}" for i in range(num_classes)], {"dataset": "toy"}))
     return FeatureSplits(sets[0], sets[1], None, None)  # type: ignore[arg-type]
 
@@ -545,18 +551,6 @@ def test_cicl_leaves_a_run_another_process_holds_for_last_and_then_does_it_once(
     assert not list(out.rglob("*.lock"))  # the job's own locks are removed with their runs
 
 
-def _patterned_benchmark():
-    """4 classes told apart by where a bright row lies (a spatial pattern: instance norm keeps it, unlike a mean)."""
-    g = torch.Generator().manual_seed(1)
-    sets = []
-    for n in (16, 4):
-        y = torch.arange(4).repeat_interleave(n)
-        x = torch.randn((len(y), *SHAPE), generator=g)
-        x[torch.arange(len(y)), 0, 2 * y] += 3.0
-        sets.append(FeatureSet(x, y, [f"c{i}" for i in range(4)], {"dataset": "toy"}))
-    return feature_benchmark(sets[0], sets[1], 2, seed=0)
-
-
 def test_eeil_augments_training_replay_and_finetuning_batches_but_not_evaluation() -> None:
     from avalanche.evaluation.metrics import accuracy_metrics
     from avalanche.training.plugins import EvaluationPlugin
@@ -573,7 +567,8 @@ def test_eeil_augments_training_replay_and_finetuning_batches_but_not_evaluation
                         storage_policy=HerdingMemory(8, 2), finetune_epochs=2, augment=augment, train_mb_size=16,
                         train_epochs=10, eval_mb_size=64,
                         evaluator=EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]))
-        bench = _patterned_benchmark()
+        splits = _feature_splits(spatial=True)
+        bench = feature_benchmark(splits.train, splits.test, 2, seed=0)
         for exp in bench.train_stream:
             strategy.train(exp)
         before = len(seen)
