@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import http.server
 import io
@@ -48,7 +49,8 @@ def make_tar(members: dict[str, bytes], symlinks: dict[str, str] | None = None,
              hardlinks: dict[str, str] | None = None) -> bytes:
     """A .tar.gz built from ``name -> bytes`` (names kept verbatim, even unsafe ones) plus ``name -> link target``."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+    # mtime=0 in the gzip header: the same members give the same bytes whichever second they are packed in.
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tf:
         links = [(tarfile.SYMTYPE, n, t) for n, t in (symlinks or {}).items()]
         links += [(tarfile.LNKTYPE, n, t) for n, t in (hardlinks or {}).items()]
         for kind, name, link in links:
