@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ddfad_apps.distill.synthetic_set import InvalidSetError
 from ddfad_apps.paper.cells import SIZES, declare, find_set
 from ddfad_apps.paper.published import PAPER
 from ddfad_apps.paper.tables import summary_of
@@ -72,6 +73,70 @@ def test_smoke_report_is_complete_resumes_and_repairs(data_root: Path, tmp_path:
     repaired = _run(out, data_root, tracking)
     assert sorted(repaired.ran) == sorted([herding.key, random.key])
     assert json.loads(path.read_text())["result"]["evaluations"]["convnet"]["n"] == SIZES["smoke"].set_seeds
+
+    # inside a set cell: a lost cell record reuses the sets and evaluation its folder kept; a set whose save was
+    # cut short (no DONE marker) is made again; a tampered kept set is an error naming its file
+    dm = find_set(cells, "fsdd", "dm", 1)
+    dm_json, dm_files = out / "raw" / f"{dm.key}.json", out / "raw" / dm.key
+    before = json.loads(dm_json.read_text())["result"]
+    tensors = (dm_files / "s0" / "distilled.safetensors").read_bytes()
+    dm_json.unlink()
+    resumed = _run(out, data_root, tracking)
+    after = json.loads(dm_json.read_text())["result"]
+    assert resumed.ran == [dm.key] and after["resumed"] == {"sets": [0, 1], "targets": ["convnet"]}
+    assert after["evaluations"] == before["evaluations"] and after["make_seconds"] == before["make_seconds"]
+    assert (dm_files / "s0" / "distilled.safetensors").read_bytes() == tensors
+    assert "*" in (out / "REPORT.md").read_text().split("## Table III")[1].split("##")[0]  # marked as resumed
+    dm_json.unlink()
+    (dm_files / "s1" / "DONE").unlink()
+    _run(out, data_root, tracking)
+    remade = json.loads(dm_json.read_text())["result"]
+    assert remade["resumed"]["sets"] == [0] and (dm_files / "s1" / "DONE").is_file()
+    assert remade["make_seconds"][0] == before["make_seconds"][0] != remade["make_seconds"][1]
+    dm_json.unlink()
+    (dm_files / "s1" / "distilled.safetensors").write_bytes(b"not a set")
+    with pytest.raises(InvalidSetError, match=r"s1/distilled\.safetensors"):
+        _run(out, data_root, tracking)
+    assert not dm_json.exists()
+
+
+def test_two_runs_into_one_folder_split_the_cells(data_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """Two runs of the report at once compute every cell once between them and both end with every record."""
+    import threading
+    import time
+
+    import ddfad_apps.paper.report as report_module
+    import ddfad_apps.paper.run as run_module
+    from ddfad_apps.paper.run import reproduce
+
+    computed: list[str] = []
+
+    def fake(cell, ctx):  # stands in for the real work: slow enough that the runs overlap
+        computed.append(cell.key)
+        time.sleep(0.05)
+        return {"by": threading.current_thread().name}, []
+
+    monkeypatch.setattr(run_module, "RUNNERS", {kind: fake for kind in run_module.RUNNERS})
+    monkeypatch.setattr(report_module, "write_report", lambda *args: tmp_path / "REPORT.md")
+    done: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        done[name] = reproduce("smoke", tmp_path / "paper", data_root, device="cpu", progress=False,
+                               say=lambda line: None)
+
+    threads = [threading.Thread(target=run, args=(n,), name=n) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    keys = sorted(c.key for c in declare(SIZES["smoke"]))
+    assert sorted(computed) == keys  # each cell once
+    a, b = done["a"], done["b"]
+    assert a.ran and b.ran and sorted(a.ran + b.ran) == keys
+    assert sorted(a.skipped) == sorted(b.ran) and sorted(b.skipped) == sorted(a.ran)
+    assert a.records == b.records and list(a.records) == [c.key for c in declare(SIZES["smoke"])]
+    assert {r["result"]["by"] for r in a.records.values()} == {"a", "b"}
+    assert not list((tmp_path / "paper" / "raw").glob("*.lock"))  # no lock files left behind
 
 
 def test_missing_data_is_refused_before_any_work(tmp_path: Path, monkeypatch, capsys) -> None:

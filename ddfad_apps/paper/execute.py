@@ -10,6 +10,7 @@ peak allocation on CUDA.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import resource
@@ -22,7 +23,9 @@ from typing import Any
 
 import torch
 
+from ddfad_apps.jobs.files import write_json_atomic
 from ddfad_apps.paper.cells import Cell
+from ddfad_apps.storage.shared_work import Unit, is_done, run_units
 
 Say = Callable[[str], None]
 
@@ -119,8 +122,55 @@ def set_folder(ctx: Context, key: str, seed: int) -> Path:
     return ctx.files(key) / f"s{seed}"
 
 
+MADE_FILE = "made.json"  # in a set's folder: the seconds it took to make
+
+
+def _set_unit(cell: Cell, ctx: Context, seed: int, make: Callable[[], Any]) -> Unit:
+    """The set of ``seed`` as a shared unit of work: made once, kept in ``raw/<key>/s<seed>`` with its time."""
+    from ddfad_apps.distill import SyntheticSet
+
+    def compute() -> tuple[Any, float]:
+        t0 = time.perf_counter()
+        syn = make()
+        return syn, time.perf_counter() - t0
+
+    def save(made: tuple[Any, float], folder: Path) -> None:
+        made[0].save(folder)
+        write_json_atomic(folder / MADE_FILE, {"seconds": made[1]})
+
+    def load(folder: Path) -> tuple[Any, float]:
+        return SyntheticSet.load(folder), json.loads((folder / MADE_FILE).read_text())["seconds"]
+
+    return Unit(set_folder(ctx, cell.key, seed), compute, save, load, f"{cell.key} set seed {seed}")
+
+
+def _sets_digest(sets: dict[int, Any]) -> str:
+    """A digest of the sets' contents: an evaluation kept on disk is reused only for the very sets it scored."""
+    digest = hashlib.sha256()
+    for seed in sorted(sets):
+        digest.update(sets[seed].features.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(sets[seed].labels.cpu().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def _eval_unit(cell: Cell, ctx: Context, target: str, sets: dict[int, Any], evaluate: Callable[[], dict]) -> Unit:
+    """The evaluation of the cell's sets on ``target``, kept as ``raw/<key>/eval-<target>-<sets digest>``."""
+    def compute() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        evaluation = evaluate()
+        return {"evaluation": evaluation, "seconds": time.perf_counter() - t0}
+
+    return Unit(ctx.files(cell) / f"eval-{target}-{_sets_digest(sets)}", compute,
+                lambda result, folder: write_json_atomic(folder / "evaluation.json", result),
+                lambda folder: json.loads((folder / "evaluation.json").read_text()), f"{cell.key} on {target}")
+
+
 def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
-    """Make the cell's sets (one per set seed) from the carved fit split, save them, evaluate on each target."""
+    """Make the cell's sets (one per set seed) from the carved fit split, save them, evaluate on each target.
+
+    Each set and each target's evaluation is a :mod:`shared unit <ddfad_apps.storage.shared_work>`: an
+    interrupted cell resumes at the first unit not done, and two runs split the units; ``resumed`` names the
+    units an earlier run had finished."""
     from ddfad_apps.distill import distill
     from ddfad_apps.evidence import compare
 
@@ -128,30 +178,30 @@ def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
     splits = ctx.splits(p["dataset"], p["feature"])
     carved = protocol_for(p, "convnet").carve(splits.train)  # the carve depends on val_fraction and seed only
     settings = method_settings_for(p, len(carved.fit))
-    folder = ctx.files(cell)
-    sets, make_seconds, learned, experts = {}, [], [], []
-    for seed in range(p["set_seeds"]):
-        t0 = time.perf_counter()
-        syn = distill(carved.fit, p["cpc"], p["method"], p["preset"], settings=settings, seed=seed,
-                      device=ctx.device, stats=splits.stats, test=splits.test, progress=False)
-        make_seconds.append(time.perf_counter() - t0)
-        syn.save(folder / f"s{seed}")
-        sets[seed] = syn
-        learned.append(syn.lr)
-        if "experts" in syn.meta:
-            experts.append(syn.meta["experts"]["test_accuracy"])
-    evaluations, eval_seconds = {}, {}
-    for target in p["targets"]:
-        t0 = time.perf_counter()
+    units = [_set_unit(cell, ctx, seed, lambda seed=seed: distill(
+        carved.fit, p["cpc"], p["method"], p["preset"], settings=settings, seed=seed, device=ctx.device,
+        stats=splits.stats, test=splits.test, progress=False)) for seed in range(p["set_seeds"])]
+    resumed_sets = [seed for seed, unit in enumerate(units) if is_done(unit.folder)]
+    made = run_units(units, ctx.say)
+    sets = {seed: syn for seed, (syn, _) in enumerate(made)}
+    experts = [syn.meta["experts"]["test_accuracy"] for syn in sets.values() if "experts" in syn.meta]
+
+    def evaluate(target: str) -> dict[str, Any]:
         result = compare({p["method"]: sets}, carved, splits.test, protocol_for(p, target), p["eval_seeds"],
                          ctx.device)
-        eval_seconds[target] = time.perf_counter() - t0
-        evaluations[target] = result.methods[p["method"]].as_dict()
-    out = {"evaluations": evaluations, "make_seconds": make_seconds, "eval_seconds": eval_seconds,
-           "learned_lr": learned, "experts_test_accuracy": experts, "carve": carved.as_dict(),
-           "test_clips": len(splits.test), "input_shape": list(splits.train.input_shape),
+        return result.methods[p["method"]].as_dict()
+
+    units = [_eval_unit(cell, ctx, t, sets, lambda t=t: evaluate(t)) for t in p["targets"]]
+    resumed_targets = [t for t, unit in zip(p["targets"], units) if is_done(unit.folder)]
+    scored = dict(zip(p["targets"], run_units(units, ctx.say)))
+    out = {"evaluations": {t: r["evaluation"] for t, r in scored.items()},
+           "make_seconds": [seconds for _, seconds in made],
+           "eval_seconds": {t: r["seconds"] for t, r in scored.items()},
+           "learned_lr": [syn.lr for syn in sets.values()], "experts_test_accuracy": experts,
+           "carve": carved.as_dict(), "test_clips": len(splits.test), "input_shape": list(splits.train.input_shape),
+           "resumed": {"sets": resumed_sets, "targets": resumed_targets},
            "settings": json.loads(json.dumps(settings, default=_plain))}
-    return out, [folder / f"s{s}" / "distilled.json" for s in sets]
+    return out, [set_folder(ctx, cell.key, s) / "distilled.json" for s in sets]
 
 
 def _plain(obj: Any) -> Any:

@@ -5,7 +5,9 @@
     print(done.ran, done.skipped, done.report)
 
 Cells run in declared order (sets before the cells that read them); each is saved as soon as it is done, so an
-interrupted run resumes at the first missing cell.  Data sets are checked before any work starts.
+interrupted run resumes at the first missing cell (and inside a set cell, at its first missing set or evaluation).
+Two runs started into the same folder split the cells between them, each cell claimed by a lock.  Data sets are
+checked before any work starts.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from ddfad_apps.paper.cells import SIZES, Cell, declare
 from ddfad_apps.paper.execute import RUNNERS, Context, measure
 from ddfad_apps.paper.store import CellStore
+from ddfad_apps.storage.locks import FileLock, lock_path, locked
 
 
 class ReproduceError(ValueError):
@@ -89,10 +92,11 @@ def reproduce(size: str, out: Path, data_root: Path | None = None, device: str =
     here = machine(dev)
     records: dict[str, dict[str, Any]] = {}
     ran, skipped = [], []
-    bar = tqdm(cells, desc=f"paper ({size})", disable=not progress, file=sys.stderr)
-    for cell in bar:
+    bar = tqdm(total=len(cells), desc=f"paper ({size})", disable=not progress, file=sys.stderr)
+
+    def visit(cell: Cell) -> None:  # called holding the cell's lock
         bar.set_postfix_str(cell.name)
-        record = store.load(cell)
+        record = store.load(cell)  # also what another run saved while we waited for the lock
         if record is not None and any(need in ran for need in cell.needs):
             say(f"{cell.key}: computed again, its input {', '.join(n for n in cell.needs if n in ran)} was")
             record = None
@@ -105,6 +109,24 @@ def reproduce(size: str, out: Path, data_root: Path | None = None, device: str =
         else:
             skipped.append(cell.key)
         records[cell.key] = record
+        bar.update()
+
+    # Two runs into the same folder split the cells: a cell another run holds (and every cell reading it) is
+    # left for later, when its record is loaded, or computed here if that run died (the kernel drops its lock).
+    deferred: list[Cell] = []
+    for cell in cells:
+        lock = FileLock(lock_path(store.path(cell)), remove_on_release=True)
+        if any(need in {d.key for d in deferred} for need in cell.needs) or not lock.acquire(blocking=False):
+            deferred.append(cell)
+            continue
+        try:
+            visit(cell)
+        finally:
+            lock.release()
+    for cell in deferred:
+        with locked(store.path(cell), on_wait=say, remove_on_release=True):
+            visit(cell)
     bar.close()
+    records = {c.key: records[c.key] for c in cells}  # declared order, whichever run finished a cell first
     report = write_report(spec, cells, records, Path(out), here, command, git_commit())
     return Reproduction(size, ran, skipped, records, report)

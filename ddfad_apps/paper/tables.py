@@ -106,12 +106,15 @@ def table3(cells: list[Cell], records: Records) -> str:
         gpu = f"{cost['peak_gpu_mb']:.0f}" if cost.get("peak_gpu_mb") is not None else "-"
         rows.append([cell.kind, p.get("dataset", "-"), p.get("feature", "-"), p.get("method", "-"), network,
                      str(p.get("cpc", "-")), "-" if make is None else f"{make:.1f}",
-                     "-" if evaluate is None else f"{evaluate:.1f}", f"{cost['seconds']:.1f}",
+                     "-" if evaluate is None else f"{evaluate:.1f}",
+                     f"{cost['seconds']:.1f}" + ("*" if any(res.get("resumed", {}).values()) else ""),
                      f"{cost['peak_rss_mb']:.0f}", gpu])
     header = ["cell", "data set", "feature", "method", "network", "CPC", "make sets (s)", "evaluate (s)",
               "total (s)", "peak RSS (MB)", "peak GPU (MB)"]
     return (_md(header, rows) + f"\n\nPaper: {paper_value('table3')}.  Peak RSS is the process's high-water mark "
-            "during the cell (reset before it); the evaluation column covers every target network.")
+            "during the cell (reset before it); the evaluation column covers every target network.  *: the cell resumed "
+            "sets or evaluations an interrupted run had finished; their times are in the make and evaluate columns, "
+            "the total and the peak cover the last run only.")
 
 
 def table4(size: Size, records: Records, cell: Cell) -> str:
