@@ -61,6 +61,21 @@ def test_smoke_report_is_complete_resumes_and_repairs(data_root: Path, tmp_path:
     # a second run computes nothing
     again = _run(out, data_root, tracking)
     assert again.ran == [] and len(again.skipped) == len(cells)
+    assert "Partial report" not in (out / "REPORT.md").read_text()
+
+    # --report-only runs nothing and says which cells its report lacks
+    nas = next(c for c in cells if c.kind == "nas")
+    nas_json = out / "raw" / f"{nas.key}.json"
+    kept = nas_json.read_text()
+    nas_json.unlink()
+    from ddfad_apps.paper.command import main
+
+    partial = main(["--smoke", "--out", str(out), "--report-only", "--quiet"])
+    text = (out / "REPORT.md").read_text()
+    assert partial.ran == [] and len(partial.skipped) == len(cells) - 1 and not nas_json.exists()
+    assert f"Partial report: {len(cells) - 1} of {len(cells)} cells done" in text and f"`{nas.key}`" in text
+    assert text.split("## Fig. 8")[1].split("\n", 1)[1].strip().startswith("not run")
+    nas_json.write_text(kept)
 
     # a torn cell file and a cell file without its result are computed again, nothing else is
     herding, random = find_set(cells, "fsdd", "herding", 1), find_set(cells, "fsdd", "random", 1)
@@ -137,6 +152,13 @@ def test_two_runs_into_one_folder_split_the_cells(data_root: Path, tmp_path: Pat
     assert a.records == b.records and list(a.records) == [c.key for c in declare(SIZES["smoke"])]
     assert {r["result"]["by"] for r in a.records.values()} == {"a", "b"}
     assert not list((tmp_path / "paper" / "raw").glob("*.lock"))  # no lock files left behind
+
+    # a set made again (its record lost) makes every cell that read it stale, whichever run had made them
+    source = find_set(declare(SIZES["smoke"]), "fsdd", "mtt", 1)
+    (tmp_path / "paper" / "raw" / f"{source.key}.json").unlink()
+    again = reproduce("smoke", tmp_path / "paper", data_root, device="cpu", progress=False, say=lambda line: None)
+    readers = [c.key for c in declare(SIZES["smoke"]) if source.key in c.needs]
+    assert len(readers) == 3 and sorted(again.ran) == sorted([source.key, *readers])
 
 
 def test_missing_data_is_refused_before_any_work(tmp_path: Path, monkeypatch, capsys) -> None:

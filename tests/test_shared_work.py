@@ -71,3 +71,4 @@ def test_two_processes_with_the_same_job_split_the_units_and_both_get_every_resu
     computed = _computed(log)
     assert sorted(i for i, _ in computed) == list(range(8))  # each unit once
     assert len({pid for _, pid in computed}) == 2  # and the work was shared
+    assert not list((tmp_path / "w").rglob("*.lock"))  # no lock file is left beside the results

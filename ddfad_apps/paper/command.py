@@ -32,6 +32,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--tracking-uri", default=None, help="MLflow store of the cicl and nas jobs")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--report-only", action="store_true", help="run nothing: write REPORT.md from the cells saved "
+                    "so far (it names the cells it lacks)")
     return ap
 
 
@@ -51,7 +53,7 @@ def main(argv: Sequence[str] | None = None):
     print(f"command: {command}", flush=True)
     try:
         done = reproduce(size, args.out, args.data_root, args.device, args.tracking_uri, datasets, command,
-                         progress=not args.quiet)
+                         progress=not args.quiet, run=not args.report_only)
     except ReproduceError as exc:
         sys.exit(f"error: {exc}")
     print(f"{len(done.ran)} cell(s) computed, {len(done.skipped)} reused; report: {done.report}")

@@ -57,9 +57,12 @@ def write_report(size: Size, cells: list[Cell], records: dict[str, dict[str, Any
         _copy(out / cicl_rec["outputs"][0], out / CICL_CURVES)
 
     machines = {str(sorted(r["machine"].items())): r["machine"] for r in records.values()}
+    missing = [c.key for c in cells if c.key not in records]
     lines = [
         "# DDFAD reproduced: report",
         "",
+        *([f"**Partial report: {len(records)} of {len(cells)} cells done.** Not run yet (the same command "
+           f"resumes them): {', '.join(f'`{k}`' for k in missing)}.", ""] if missing else []),
         f"Size **{size.name}**, made by `{command or 'python scripts/reproduce_paper.py'}`"
         + (f" at commit `{commit}`" if commit else "") + ".",
         "",

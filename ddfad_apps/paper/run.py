@@ -25,7 +25,7 @@ import torch
 
 from ddfad_apps.paper.cells import SIZES, Cell, declare
 from ddfad_apps.paper.execute import RUNNERS, Context, measure
-from ddfad_apps.paper.store import CellStore
+from ddfad_apps.paper.store import CellStore, stale
 from ddfad_apps.storage.locks import FileLock, lock_path, locked
 
 
@@ -74,17 +74,24 @@ def check_data(cells: list[Cell], data_root: Path | None) -> None:
 
 def reproduce(size: str, out: Path, data_root: Path | None = None, device: str = "auto",
               tracking_uri: str | None = None, datasets: tuple[str, ...] | None = None, command: str = "",
-              progress: bool = True, say: Callable[[str], None] = print) -> Reproduction:
-    """Run (or reuse) every cell of ``size`` into ``out`` and write ``out/REPORT.md``."""
+              progress: bool = True, say: Callable[[str], None] = print, run: bool = True) -> Reproduction:
+    """Run (or reuse) every cell of ``size`` into ``out`` and write ``out/REPORT.md``; with ``run=False``, only
+    write the report of the cells saved so far (a partial report says which cells it lacks)."""
     from tqdm.auto import tqdm
 
     from ddfad_apps.jobs.data import open_device
+
     from ddfad_apps.paper.report import write_report
 
     if size not in SIZES:
         raise ReproduceError(f"unknown size {size!r}; use one of {', '.join(SIZES)}")
     spec = SIZES[size]
     cells = declare(spec, datasets)
+    if not run:
+        store = CellStore(Path(out), say)
+        records = {c.key: r for c in cells if (r := store.load(c)) is not None}
+        report = write_report(spec, cells, records, Path(out), {}, command, git_commit())
+        return Reproduction(size, [], list(records), records, report)
     check_data(cells, data_root)
     dev = open_device(device)
     store = CellStore(Path(out), say)
@@ -97,13 +104,14 @@ def reproduce(size: str, out: Path, data_root: Path | None = None, device: str =
     def visit(cell: Cell) -> None:  # called holding the cell's lock
         bar.set_postfix_str(cell.name)
         record = store.load(cell)  # also what another run saved while we waited for the lock
-        if record is not None and any(need in ran for need in cell.needs):
-            say(f"{cell.key}: computed again, its input {', '.join(n for n in cell.needs if n in ran)} was")
+        needs = {key: records[key] for key in cell.needs}
+        if record is not None and stale(record, needs):
+            say(f"{cell.key}: computed again, its input {', '.join(stale(record, needs))} was")
             record = None
         if record is None:
             with measure(dev) as cost:
                 result, outputs = RUNNERS[cell.kind](cell, ctx)
-            record = store.save(cell, result, cost, here, outputs)
+            record = store.save(cell, result, cost, here, outputs, {k: r.get("stamp") for k, r in needs.items()})
             ran.append(cell.key)
             say(f"{cell.key}: done in {cost['seconds']:.1f} s, peak {cost['peak_rss_mb']:.0f} MB")
         else:

@@ -8,6 +8,7 @@ torn or hand-edited file, a missing set folder) is reported and the cell is comp
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,16 @@ class CellStore:
         return None
 
     def save(self, cell: Cell, result: dict[str, Any], cost: dict[str, Any], machine: dict[str, Any],
-             outputs: list[Path]) -> dict[str, Any]:
+             outputs: list[Path], inputs: dict[str, str | None] | None = None) -> dict[str, Any]:
+        """Write the record; ``inputs`` holds the ``stamp`` of each record the cell read (see :func:`stale`)."""
         record = {"key": cell.key, "kind": cell.kind, "name": cell.name, "settings": cell.params,
-                  "needs": list(cell.needs), "result": result, "cost": cost, "machine": machine,
-                  "outputs": [str(Path(p).relative_to(self.out)) for p in outputs]}
+                  "needs": list(cell.needs), "inputs": inputs or {}, "stamp": uuid.uuid4().hex, "result": result,
+                  "cost": cost, "machine": machine, "outputs": [str(Path(p).relative_to(self.out)) for p in outputs]}
         write_json_atomic(self.path(cell), record)
         return json.loads(json.dumps(record))
+
+
+def stale(record: dict[str, Any], needs: dict[str, dict[str, Any]]) -> list[str]:
+    """The inputs of ``record`` whose records were made again since it read them (each save gets a new stamp),
+    whichever run made them: a cell computed from an older set must be computed again."""
+    return [key for key, need in needs.items() if record.get("inputs", {}).get(key) != need.get("stamp")]

@@ -67,7 +67,7 @@ def run_units(units: Sequence[Unit[T]], say: Callable[[str], None] | None = prin
         if is_done(unit.folder):
             results[i] = unit.load(unit.folder)
             continue
-        lock = FileLock(lock_path(unit.folder))
+        lock = FileLock(lock_path(unit.folder), remove_on_release=True)  # no lock files left beside results
         if not lock.acquire(blocking=False):
             deferred.append(i)  # another process is on it: do the rest first
             continue
@@ -77,6 +77,6 @@ def run_units(units: Sequence[Unit[T]], say: Callable[[str], None] | None = prin
             lock.release()
     for i in deferred:
         unit = units[i]
-        with locked(unit.folder, on_wait=say):
+        with locked(unit.folder, on_wait=say, remove_on_release=True):
             results[i] = _do(unit)
     return [results[i] for i in range(len(units))]
