@@ -55,6 +55,11 @@ def test_smoke_report_is_complete_resumes_and_repairs(data_root: Path, tmp_path:
     assert f"| fsdd | mtt | {summary_of(ev).format()} | {PAPER[('table1', 'fsdd', 'mtt', 1, 'convnet')]:.2f} |" \
         in report
     assert "not given" in report
+    # distilled sets are also compared with each other; a grid rate at the grid's edge is flagged (with a grid
+    # of two rates, every grid choice is at an edge)
+    assert re.search(r"^- fsdd CPC 1: .*\bdm\b.*\bmtt\b", report, re.MULTILINE)
+    assert re.search(r"^- fsdd CPC 1 \w+: 0\.0[13], the (highest|lowest) rate tried, on \d of 2 set seeds$", report,
+                     re.MULTILINE)
     fig6 = json.loads((out / "raw" / f"{next(c for c in cells if c.kind == 'fig6').key}.json").read_text())
     assert fig6["result"]["shown"] == fig6["result"]["classes"] and len(fig6["result"]["classes"]) == 10
 

@@ -61,7 +61,7 @@ def table1(size: Size, cells: list[Cell], records: Records) -> str:
     t1 = size.table1
     datasets = [d for d in t1["datasets"] if any(c.kind == "set" and c.params["dataset"] == d for c in cells)]
     header = ["data set", "method"] + [x for c in t1["cpcs"] for x in (f"CPC {c} (ours, %)", f"CPC {c} (paper)")]
-    rows, notes = [], []
+    rows, notes, edges = [], [], []
     for d in datasets:
         for m in t1["methods"]:
             row = [d, m]
@@ -70,9 +70,28 @@ def table1(size: Size, cells: list[Cell], records: Records) -> str:
             rows.append(row)
         for c in t1["cpcs"]:
             named = {m: ev for m in t1["methods"] if (ev := _evaluation(cells, records, d, m, c))}
-            pairs = [(a, b) for a in named if a not in CORESET_METHODS for b in named if b in CORESET_METHODS]
+            synthetic = [m for m in named if m not in CORESET_METHODS]
+            pairs = [(a, b) for a in synthetic for b in named if b in CORESET_METHODS]
+            pairs += [(a, b) for i, a in enumerate(synthetic) for b in synthetic[i + 1:]]
             notes += [f"- {d} CPC {c}: {v}" for v in _verdicts(named, pairs)]
-    return _md(header, rows) + "\n\nPaired differences (same set seeds):\n\n" + "\n".join(notes or ["- none"])
+            edges += _grid_edges(f"{d} CPC {c}", named)
+    return (_md(header, rows) + "\n\nPaired differences (same set seeds):\n\n" + "\n".join(notes or ["- none"])
+            + ("\n\nLearning rates chosen at the edge of the grid (a wider grid might score these sets higher; "
+               "it applies to every set alike):\n\n" + "\n".join(edges) if edges else ""))
+
+
+def _grid_edges(where: str, named: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per set whose validation chose the lowest or highest grid rate on some set seed."""
+    lines = []
+    for method, ev in named.items():
+        for edge, pick in (("highest", max), ("lowest", min)):
+            hits = [r for r in ev.get("runs", {}).values()
+                    if r.get("lr_source") == "grid" and r.get("protocol", {}).get("lr_grid")
+                    and math.isclose(r["lr"], pick(r["protocol"]["lr_grid"]))]
+            if hits:
+                lines.append(f"- {where} {method}: {hits[0]['lr']:g}, the {edge} rate tried, on {len(hits)} of "
+                             f"{len(ev['runs'])} set seeds")
+    return lines
 
 
 def table2(size: Size, cells: list[Cell], records: Records) -> str:
