@@ -20,6 +20,6 @@ import os as _os
 # no effect if torch's OpenMP runtime already started.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Activations of a training step are tens of MB; glibc maps each one afresh and the kernel faults it in 4 KiB at a
-# time (a third of the CPU time here).  2 MiB pages for torch's large CPU tensors: 0.77x the wall time of a
+# time (a third of the CPU time here).  2 MiB pages for torch's large CPU tensors: 0.74-0.77x the wall time of a
 # ConvNet step (scripts/bench_allocator.py).  Read by torch at its first large allocation.
 _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
