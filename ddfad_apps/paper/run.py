@@ -80,7 +80,6 @@ def reproduce(size: str, out: Path, data_root: Path | None = None, device: str =
     from tqdm.auto import tqdm
 
     from ddfad_apps.jobs.data import open_device
-
     from ddfad_apps.paper.report import write_report
 
     if size not in SIZES:
