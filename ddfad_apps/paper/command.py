@@ -15,7 +15,9 @@ USAGE = """Reproduce the DDFAD paper's tables and figures in one resumable run: 
     python scripts/reproduce_paper.py --full --device cuda       # the paper's preset, meant for a GPU
 
 Each cell's result is saved as soon as it is done (docs/paper/raw/<cell>.json) and reused by the next run with
-the same settings, so an interrupted run resumes; a damaged cell file is computed again.
+the same settings, so an interrupted run resumes (inside a cell, at its first missing set or evaluation); a
+damaged cell file is computed again.  Start the same command twice to use two cores: the runs split the cells.
+--report-only writes REPORT.md from the cells done so far.
 """
 
 
