@@ -153,14 +153,14 @@ def _sets_digest(sets: dict[int, Any]) -> str:
     return digest.hexdigest()[:12]
 
 
-def _eval_unit(cell: Cell, ctx: Context, target: str, sets: dict[int, Any], evaluate: Callable[[], dict]) -> Unit:
+def _eval_unit(cell: Cell, ctx: Context, target: str, sets_digest: str, evaluate: Callable[[], dict]) -> Unit:
     """The evaluation of the cell's sets on ``target``, kept as ``raw/<key>/eval-<target>-<sets digest>``."""
     def compute() -> dict[str, Any]:
         t0 = time.perf_counter()
         evaluation = evaluate()
         return {"evaluation": evaluation, "seconds": time.perf_counter() - t0}
 
-    return Unit(ctx.files(cell) / f"eval-{target}-{_sets_digest(sets)}", compute,
+    return Unit(ctx.files(cell) / f"eval-{target}-{sets_digest}", compute,
                 lambda result, folder: write_json_atomic(folder / "evaluation.json", result),
                 lambda folder: json.loads((folder / "evaluation.json").read_text()), f"{cell.key} on {target}")
 
@@ -191,7 +191,8 @@ def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
                          ctx.device)
         return result.methods[p["method"]].as_dict()
 
-    units = [_eval_unit(cell, ctx, t, sets, lambda t=t: evaluate(t)) for t in p["targets"]]
+    digest = _sets_digest(sets)
+    units = [_eval_unit(cell, ctx, t, digest, lambda t=t: evaluate(t)) for t in p["targets"]]
     resumed_targets = [t for t, unit in zip(p["targets"], units) if is_done(unit.folder)]
     scored = dict(zip(p["targets"], run_units(units, ctx.say)))
     out = {"evaluations": {t: r["evaluation"] for t, r in scored.items()},

@@ -131,9 +131,9 @@ def table3(cells: list[Cell], records: Records) -> str:
     header = ["cell", "data set", "feature", "method", "network", "CPC", "make sets (s)", "evaluate (s)",
               "total (s)", "peak RSS (MB)", "peak GPU (MB)"]
     return (_md(header, rows) + f"\n\nPaper: {paper_value('table3')}.  Peak RSS is the process's high-water mark "
-            "during the cell (reset before it); the evaluation column covers every target network.  *: the cell resumed "
-            "sets or evaluations an interrupted run had finished; their times are in the make and evaluate columns, "
-            "the total and the peak cover the last run only.")
+            "during the cell (reset before it); the evaluation column covers every target network.  *: the cell "
+            "resumed sets or evaluations an interrupted run had finished; their times are in the make and evaluate "
+            "columns, the total and the peak cover the last run only.")
 
 
 def table4(size: Size, records: Records, cell: Cell) -> str:
