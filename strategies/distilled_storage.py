@@ -84,7 +84,8 @@ class DistilledMemory(ClassMemoryBuffer):
         overrides = self.overrides
         if self.method == "mtt":
             budget = {"iterations": MEMORY_MTT_ITERATIONS[self.preset]} if self.preset in MEMORY_MTT_ITERATIONS else {}
-            overrides = {**SCALE_FREE_STEPS, **budget, **self.overrides}
+            # exact meta-gradients: the memory's settings were measured with them (docs/continual.md)
+            overrides = {**SCALE_FREE_STEPS, "backprop_steps": None, **budget, **self.overrides}
         return method_settings(self.method, self.preset, k, model=self.model, model_kwargs=self.model_kwargs,
                                **overrides)
 

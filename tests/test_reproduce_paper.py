@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +204,22 @@ def test_sizes_declare_what_the_issue_asks() -> None:
     # a set shared by several tables is one cell; keys differ when settings differ
     assert len({c.key for c in cells}) == len(cells)
     assert {c.key for c in declare(SIZES["smoke"])}.isdisjoint(c.key for c in cells)
+
+
+def test_a_set_cell_changes_key_when_its_presets_values_change(monkeypatch) -> None:
+    """A set kept under the preset's name alone would outlive a change of the preset's values; its key holds a
+    digest of those values, so the changed preset makes another cell, while coresets (no values) keep theirs."""
+    import ddfad_apps.distill.presets as presets
+
+    size = SIZES["default"]
+    before = {(c.kind, c.name): c.key for c in declare(size)}
+    plan = presets.mtt_plan
+    monkeypatch.setattr(presets, "mtt_plan", lambda *a, **k: presets.MTTPlan(
+        plan(*a, **k).experts, replace(plan(*a, **k).mtt, iterations=plan(*a, **k).mtt.iterations + 1)))
+    after = {(c.kind, c.name): c.key for c in declare(size)}
+    changed = {cell for cell in before if before[cell] != after[cell]}
+    mtt_sets = {(kind, n) for kind, n in before if kind == "set" and "-mtt-" in n}
+    assert len(mtt_sets) == 10  # Table I (4), Table II sources (2), Fig. 5 features (4)
+    # so do the cells that read the MTT set (noise, round trip, Fig. 6); no other cell changes
+    assert changed == mtt_sets | {
+        (kind, "fsdd-mtt-cpc10") for kind in ("noise", "roundtrip", "fig6")}

@@ -64,7 +64,8 @@ SIZES: dict[str, Size] = {
         # two-epoch experts barely move: the MTT authors' absolute steps blow the clips up (SyntheticRangeError),
         # so the smoke matches them with the scale-free rule, as a continual-learning memory does
         method_overrides={"mtt": {"iterations": 2, "syn_steps": 2, "expert_epochs": 1, "max_start_epoch": 1,
-                                  "batch_syn": None, "checkpoint_every": 100, **SCALE_FREE_STEPS},
+                                  "batch_syn": None, "backprop_steps": None, "checkpoint_every": 100,
+                                  **SCALE_FREE_STEPS},
                           "dm": {"iterations": 2, "batch_real": 16}, "dc": {"iterations": 1},
                           "dsa": {"iterations": 1}},
         expert_overrides={"num_experts": 1, "epochs": 2, "batch_size": 128},
@@ -129,7 +130,7 @@ def set_cell(size: Size, dataset: str, method: str, cpc: int, source: str = "con
              targets: tuple[str, ...] = ("convnet",), set_seeds: int | None = None) -> Cell:
     """The ``set`` cell of (data set, feature, method, CPC, distilling network) evaluated on ``targets``, made
     with ``set_seeds`` seeds (default: the size's)."""
-    from ddfad_apps.distill.presets import CORESET_METHODS
+    from ddfad_apps.distill.presets import CORESET_METHODS, preset_digest
 
     synthetic = method not in CORESET_METHODS
     params = {"dataset": dataset, "feature": feature, "method": method, "cpc": cpc,
@@ -139,6 +140,8 @@ def set_cell(size: Size, dataset: str, method: str, cpc: int, source: str = "con
               "overrides": size.method_overrides.get(method, {}) if synthetic else {},
               "experts": size.expert_overrides if method == "mtt" else {},
               "source_kwargs": size.source_kwargs.get(source, {}) if synthetic else {}}
+    if synthetic:  # the preset's values, not only its name: a set made before a preset changed is another cell
+        params["preset_values"] = preset_digest(method, size.preset, cpc)
     name = f"{dataset}-{feature}-{method}-cpc{cpc}" + (f"-{source}" if synthetic else "")
     return Cell("set", name, _jsonable(params))
 
