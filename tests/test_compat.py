@@ -287,7 +287,7 @@ def test_a_knob_added_later_keeps_cache_keys_at_its_default() -> None:
     assert settings_digest(After(), {"k": After()}) == old
     assert settings_digest(After(extra=2), {"k": After()}) != old
     assert settings_digest(After(lr=0.2), {"k": After()}) != settings_digest(Before(lr=0.1), {"k": Before()})
-    plan = method_settings("mtt", "fast", 10, 1000)
+    plan = method_settings("mtt", "fast", 10, 1000, backprop_steps=None)  # every knob at its default
     assert isinstance(plan, MTTPlan) and set(MTTSettings.DIGEST_NEUTRAL) == {"segments", "segment_threads",
                                                                             "backprop_steps"}
     assert settings_digest(plan) != settings_digest(dataclasses.replace(plan, mtt=dataclasses.replace(plan.mtt,
