@@ -213,9 +213,13 @@ def test_a_set_cell_changes_key_when_its_presets_values_change(monkeypatch) -> N
 
     size = SIZES["default"]
     before = {(c.kind, c.name): c.key for c in declare(size)}
-    plan = presets.mtt_plan
-    monkeypatch.setattr(presets, "mtt_plan", lambda *a, **k: presets.MTTPlan(
-        plan(*a, **k).experts, replace(plan(*a, **k).mtt, iterations=plan(*a, **k).mtt.iterations + 1)))
+    original = presets.mtt_plan
+
+    def one_more_iteration(*args, **kwargs):
+        plan = original(*args, **kwargs)
+        return presets.MTTPlan(plan.experts, replace(plan.mtt, iterations=plan.mtt.iterations + 1))
+
+    monkeypatch.setattr(presets, "mtt_plan", one_more_iteration)
     after = {(c.kind, c.name): c.key for c in declare(size)}
     changed = {cell for cell in before if before[cell] != after[cell]}
     mtt_sets = {(kind, n) for kind, n in before if kind == "set" and "-mtt-" in n}
