@@ -29,10 +29,10 @@ from typing import Any
 import torch
 
 from ddfad_apps.distill import distill, method_settings
-from ddfad_apps.distill.coreset import CORESET_METHODS
+from ddfad_apps.distill.coreset import CORESET_METHODS, MODEL_HERDING
 from ddfad_apps.distill.mtt import SCALE_FREE_STEPS
 from ddfad_apps.distill.presets import with_network
-from strategies.class_memory import ClassMemoryBuffer
+from strategies.class_memory import ClassMemoryBuffer, model_embedding
 from ddfad_apps.features.dataset import FeatureSet
 from strategies.exemplar_storage import local_feature_set
 
@@ -82,6 +82,8 @@ class DistilledMemory(ClassMemoryBuffer):
         if self.settings is not None:
             return with_network(self.settings, self.model, self.model_kwargs)
         overrides = self.overrides
+        if overrides.get("init") == MODEL_HERDING:  # the engine's herding start, in the space select() passes
+            overrides = {**overrides, "init": "herding"}
         if self.method == "mtt":
             budget = {"iterations": MEMORY_MTT_ITERATIONS[self.preset]} if self.preset in MEMORY_MTT_ITERATIONS else {}
             # exact meta-gradients: the memory's settings were measured with them (docs/continual.md)
@@ -119,9 +121,16 @@ class DistilledMemory(ClassMemoryBuffer):
     def select(self, x: torch.Tensor, y: torch.Tensor, new_classes: list[int], k: int,
                agent: Any) -> dict[int, torch.Tensor]:
         data, context = self.distillation_data(x.float(), y, new_classes)
+        embed = None
+        if self.overrides.get("init") == MODEL_HERDING:
+            model = getattr(agent, "model", None)
+            if model is None:
+                raise ValueError(f"DistilledMemory(init={MODEL_HERDING!r}) starts from herding in the strategy's "
+                                 "model, and no strategy model was given; use init='herding' (raw inputs)")
+            embed = model_embedding(model)
         start = time.perf_counter()
         syn = distill(data, k, self.method, self.preset, settings=self.settings_for(k), device=self.device,
-                      seed=self.seed * 1000 + self.updates, progress=self.progress)
+                      seed=self.seed * 1000 + self.updates, embed=embed, progress=self.progress)
         self.results.append({"classes": new_classes, "context_classes": context, "method": syn.method,
                              "lr": syn.lr, "seconds": round(time.perf_counter() - start, 2)})
         dtype = x.dtype if self.method in CORESET_METHODS else torch.float32  # real rows keep theirs

@@ -146,3 +146,27 @@ def test_distilled_memory_refuses_shapes_its_network_cannot_take_before_training
     with pytest.raises(ValueError, match="cannot take inputs of shape"):
         distilled(8, 2).check_inputs(torch.zeros(3, 1, 1))  # too small for the ConvNet's pooling
     HerdingMemory(8, 2).check_stream(flat)  # real exemplars store any shape
+
+
+def test_model_herding_start_is_eeils_exemplars_in_the_trained_model_not_the_raw_inputs() -> None:
+    """init='model-herding' starts the distilled memory from the clips HerdingMemory keeps (herding in the
+    strategy model's embedding); 'herding' from herding in the raw inputs.  With lr_img 0 the start is the memory."""
+    from ddfad_apps.distill.coreset import MODEL_HERDING
+
+    torch.manual_seed(0)
+    agent = SimpleNamespace(model=torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Tanh(), torch.nn.Flatten()))
+    still = {"iterations": 1, "batch_real": 8, "lr_img": 0.0}
+    exp = experience([0, 1], 0)
+    kept = {}
+    for name, storage in {"eeil": HerdingMemory(20, 3),
+                          MODEL_HERDING: DistilledMemory(20, 3, method="dm", overrides={**still, "init": MODEL_HERDING},
+                                                          model_kwargs={"width": 8}),
+                          "herding": DistilledMemory(20, 3, method="dm", overrides={**still, "init": "herding"},
+                                                     model_kwargs={"width": 8})}.items():
+        storage.post_adapt(agent, exp)
+        kept[name] = {c: rows(storage.memory[c]) for c in (0, 1)}
+    assert kept[MODEL_HERDING] == kept["eeil"]
+    assert kept["herding"] != kept["eeil"]  # raw-input herding picks other clips here
+    with pytest.raises(ValueError, match="starts from herding in the strategy's model, and no strategy model"):
+        DistilledMemory(20, 3, method="dm", overrides={**still, "init": MODEL_HERDING},
+                        model_kwargs={"width": 8}).post_adapt(None, exp)

@@ -9,6 +9,7 @@ import click
 from ddfad_apps.cli.data_options import duration_option, feature_option
 from ddfad_apps.cli.job_runner import echo_for, run_job
 from ddfad_apps.data.registry import DATASETS
+from ddfad_apps.distill.coreset import MEMORY_INITS
 from ddfad_apps.distill.presets import METHODS
 from ddfad_apps.models.registry import MODEL_NAMES
 
@@ -36,8 +37,10 @@ from ddfad_apps.models.registry import MODEL_NAMES
               help="Engine method making the distilled memory (default: preset; fast dm, paper mtt).")
 @click.option("--distill-iterations", type=click.IntRange(min=1), default=None,
               help="Distillation iterations (default: the preset's).")
-@click.option("--distill-init", type=click.Choice(["random", "herding"]), default=None,
-              help="Real clips the distilled memory starts from (default: herding for the fast preset, random for paper).")
+@click.option("--distill-init", type=click.Choice(MEMORY_INITS), default=None,
+              help="Real clips the distilled memory starts from: random, herding (in the raw inputs) or "
+                   "model-herding (EEIL's exemplars: herding in the network just trained). Default: herding for "
+                   "the fast preset, random for paper.")
 @click.option("--distill-context/--no-distill-context", default=None,
               help="Distil each new class together with the memory's other classes (their kept clips repeated "
                    "as replay balances them), keeping only the new classes' clips (default: preset).")

@@ -56,7 +56,8 @@ def distill(
     method distils with is part of it (``method_settings(..., model="resnet18")``).  ``seed`` is the one source
     of randomness of every method (initial clips, networks, batches).  ``stats`` is stored with the result so
     its audio can be reconstructed; ``test`` only reports MTT's experts' accuracy; ``checkpoint`` makes MTT
-    resumable; ``embed`` is herding's/k-center's embedding network (default: raw features).
+    resumable; ``embed`` is herding's/k-center's embedding network (default: raw features), also the space a
+    synthetic method's ``herding`` start is chosen in.
     Raises :class:`~ddfad_apps.distill.NotEnoughClipsError` when a class has fewer than ``cpc`` clips,
     :class:`~ddfad_apps.distill.compat.NonFiniteInputError` when ``train`` holds NaN/inf features,
     ``TypeError`` for settings of another method and :class:`~ddfad_apps.training.loops.NonFiniteLossError`
@@ -80,7 +81,7 @@ def distill(
         bank = train_experts(train, settings.experts, test=test, device=device,
                              root=Path(expert_root) if expert_root else None, progress=progress)
         result = distill_mtt(train, cpc, bank, settings.mtt, settings.model, settings.model_kwargs, device, seed,
-                             Path(checkpoint) if checkpoint else None, progress, on_step)
+                             Path(checkpoint) if checkpoint else None, progress, on_step, embed)
         result.meta.update({"experts": {"folder": str(bank.folder), "test_accuracy": bank.test_accuracy,
                                         "num_experts": settings.experts.num_experts,
                                         "epochs": settings.experts.epochs}})
@@ -88,7 +89,7 @@ def distill(
         if method == "dsa" and isinstance(settings, DCSettings) and not settings.dsa:
             settings = replace(settings, dsa=True)  # asking for DSA means augmentation on
         fn = distill_dm if isinstance(settings, DMSettings) else distill_dc
-        result = fn(train, cpc, settings, device, generator, progress, on_step)
+        result = fn(train, cpc, settings, device, generator, progress, on_step, embed)
         # the label says what ran: DC settings with augmentation on are DSA, whatever name was asked for
         result.method = ("dsa" if settings.dsa else "dc") if isinstance(settings, DCSettings) else "dm"
     result.stats = stats

@@ -121,18 +121,26 @@ def select_kcenter(data: FeatureSet, cpc: int, embed: Embed | None = None,
 
 
 INITS: tuple[str, ...] = ("random", "herding")
+# A continual-learning memory's further start (strategies.DistilledMemory): EEIL's own exemplars, herding in the
+# embedding of the network just trained (as HerdingMemory keeps them), not in the raw inputs.  On RAVDESS at 20 per
+# class (cicl, seed 0) the raw-input herding clips replayed at 47.5 % against 52.1 % for EEIL's exemplars.
+MODEL_HERDING = "model-herding"
+MEMORY_INITS: tuple[str, ...] = (*INITS, MODEL_HERDING)
 
 
-def initial_clips(data: FeatureSet, cpc: int, init: str, generator: torch.Generator | None = None) -> torch.Tensor:
+def initial_clips(data: FeatureSet, cpc: int, init: str, generator: torch.Generator | None = None,
+                  embed: Embed | None = None) -> torch.Tensor:
     """Indices of the real clips a synthetic set starts from: ``random`` (MTT, DM, DC) or ``herding``.
 
     Starting from the herding clips (closest to the class mean) gives the optimiser a better set to refine,
     which matters most when few iterations are affordable (MTT at 1 clip per class, continual-learning memories).
+    ``embed`` is the space herding runs in (default: the raw features); a continual-learning memory passes the
+    network just trained, so its start is EEIL's own exemplars.
     """
     if init in ("random", "real"):
         return select_random(data, cpc, generator)
     if init == "herding":
-        return select_herding(data, cpc)
+        return select_herding(data, cpc, embed)
     raise ValueError(f"unknown init {init!r}; use one of {', '.join(INITS)}")
 
 

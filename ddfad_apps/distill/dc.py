@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ddfad_apps.distill.augment import AudioAugment
+from ddfad_apps.distill.coreset import Embed
 from ddfad_apps.distill.dm import (
     ClassBatches,
     StepCallback,
@@ -133,8 +134,10 @@ def train_on_synthetic(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tens
 def distill_dc(
     train: FeatureSet, cpc: int, settings: DCSettings | None = None, device: torch.device | str = "cpu",
     generator: torch.Generator | None = None, progress: bool = True, on_step: StepCallback | None = None,
+    embed: Embed | None = None,
 ) -> SyntheticSet:
-    """``cpc`` synthetic clips per class by gradient matching (DSA when ``settings.dsa``).
+    """``cpc`` synthetic clips per class by gradient matching (DSA when ``settings.dsa``; ``embed``: the space a
+    herding start is chosen in).
 
     Per iteration: a fresh network; ``outer`` times match every class's synthetic gradient to a real one
     (real gradients detached, ``create_graph`` on the synthetic side only) and step the clips (SGD, momentum
@@ -149,7 +152,7 @@ def distill_dc(
     C = train.num_classes
     outer, inner = settings.loops(cpc)
     method = "dsa" if settings.dsa else "dc"
-    syn, labels = init_synthetic(train, cpc, settings.init, generator, device)
+    syn, labels = init_synthetic(train, cpc, settings.init, generator, device, embed)
     real = ClassBatches(train, settings.batch_real, device)
     augment = AudioAugment() if settings.dsa else None
     opt_img = torch.optim.SGD([syn], lr=settings.lr_img, momentum=settings.momentum)

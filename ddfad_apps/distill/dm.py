@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ddfad_apps.distill.augment import AudioAugment, AugmentParams
-from ddfad_apps.distill.coreset import initial_clips
+from ddfad_apps.distill.coreset import Embed, initial_clips
 from ddfad_apps.distill.synthetic_set import SyntheticSet, check_clips_per_class
 from ddfad_apps.features.dataset import FeatureSet
 from ddfad_apps.models import build_model
@@ -68,13 +68,14 @@ class DMSettings:
 
 
 def init_synthetic(train: FeatureSet, cpc: int, init: str, generator: torch.Generator | None,
-                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Learnable ``(C * cpc, ...)`` features grouped by class (real clips or N(0, 1) noise) and their labels."""
+                   device: torch.device, embed: Embed | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Learnable ``(C * cpc, ...)`` features grouped by class (real clips or N(0, 1) noise) and their labels
+    (``embed``: the space a herding start is chosen in, :func:`~ddfad_apps.distill.coreset.initial_clips`)."""
     if init == "noise":
         labels = torch.arange(train.num_classes).repeat_interleave(cpc)
         x = torch.randn((len(labels), *train.input_shape), generator=generator)
     else:
-        idx = initial_clips(train, cpc, init, generator)
+        idx = initial_clips(train, cpc, init, generator, embed)
         x, labels = train.features[idx].clone(), train.labels[idx].clone()
     return x.to(device).requires_grad_(True), labels.to(device)
 
@@ -133,8 +134,10 @@ def class_mean_embeddings(net: nn.Module, x: torch.Tensor, num_classes: int) -> 
 def distill_dm(
     train: FeatureSet, cpc: int, settings: DMSettings | None = None, device: torch.device | str = "cpu",
     generator: torch.Generator | None = None, progress: bool = True, on_step: StepCallback | None = None,
+    embed: Embed | None = None,
 ) -> SyntheticSet:
-    """``cpc`` synthetic clips per class by distribution matching (``on_step``: see :data:`StepCallback`).
+    """``cpc`` synthetic clips per class by distribution matching (``on_step``: see :data:`StepCallback`;
+    ``embed``: the space a herding start is chosen in).
 
     The loss of an iteration is ``sum_c ||mean embed(aug(real_c)) - mean embed(aug(syn_c))||^2`` under a
     fresh random network whose weights get no gradient; the synthetic features are updated by SGD with
@@ -147,7 +150,7 @@ def distill_dm(
     device = torch.device(device)
     start = time.perf_counter()
     C = train.num_classes
-    syn, labels = init_synthetic(train, cpc, settings.init, generator, device)
+    syn, labels = init_synthetic(train, cpc, settings.init, generator, device, embed)
     real = ClassBatches(train, settings.batch_real, device)
     augment = AudioAugment() if settings.augment else None
     opt = torch.optim.SGD([syn], lr=settings.lr_img, momentum=settings.momentum)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ddfad_apps.distill.augment import AudioAugment
-from ddfad_apps.distill.coreset import initial_clips
+from ddfad_apps.distill.coreset import Embed, initial_clips
 from ddfad_apps.distill.experts import ExpertBank, InputScale, moving_starts
 from ddfad_apps.distill.synthetic_set import SyntheticSet, check_clips_per_class
 from ddfad_apps.distill.unroll import match_loss, plan_batches, unroll
@@ -131,7 +131,8 @@ class MTTDistiller:
     """One MTT run: holds the synthetic set and its optimisers so it can be checkpointed and resumed."""
 
     def __init__(self, train: FeatureSet, cpc: int, experts: ExpertBank, settings: MTTSettings, model: str,
-                 model_kwargs: dict, device: torch.device | str = "cpu", seed: int = 0) -> None:
+                 model_kwargs: dict, device: torch.device | str = "cpu", seed: int = 0,
+                 embed: Embed | None = None) -> None:
         check_clips_per_class(train, cpc)
         if settings.backprop_steps is not None and not 1 <= settings.backprop_steps <= settings.syn_steps:
             raise ValueError(f"backprop_steps ({settings.backprop_steps}) must be between 1 and syn_steps "
@@ -167,7 +168,7 @@ class MTTDistiller:
             raise ValueError("expert trajectories were made with another architecture than the MTT student")
         self.buffers = {k: v.to(self.device) for k, v in self.model.named_buffers()}
         self.meta = {"model": model, "model_kwargs": model_kwargs, "seed": seed, **asdict(settings)}
-        init = initial_clips(train, cpc, settings.init, self.generator)
+        init = initial_clips(train, cpc, settings.init, self.generator, embed)  # embed: herding's space
         self.syn = unit[init].clone().to(self.device).requires_grad_(True)
         self.labels = train.labels[init].clone().to(self.device)
         self._loss = _student_loss(self.model, self.spec, self.buffers)
@@ -395,7 +396,9 @@ class MTTDistiller:
 def distill_mtt(train: FeatureSet, cpc: int, experts: ExpertBank, settings: MTTSettings, model: str = "convnet",
                 model_kwargs: dict | None = None, device: torch.device | str = "cpu", seed: int = 0,
                 checkpoint: Path | None = None, progress: bool = True,
-                on_step: Callable[[dict[str, float]], None] | None = None) -> SyntheticSet:
-    """Distil ``train`` into ``cpc`` clips per class with MTT against ``experts``' trajectories."""
-    distiller = MTTDistiller(train, cpc, experts, settings, model, model_kwargs or {}, device, seed)
+                on_step: Callable[[dict[str, float]], None] | None = None,
+                embed: Embed | None = None) -> SyntheticSet:
+    """Distil ``train`` into ``cpc`` clips per class with MTT against ``experts``' trajectories (``embed``: the
+    space a herding start is chosen in)."""
+    distiller = MTTDistiller(train, cpc, experts, settings, model, model_kwargs or {}, device, seed, embed)
     return distiller.run(checkpoint, progress, on_step)
