@@ -122,8 +122,8 @@ def select_kcenter(data: FeatureSet, cpc: int, embed: Embed | None = None,
 
 INITS: tuple[str, ...] = ("random", "herding")
 # A continual-learning memory's further start (strategies.DistilledMemory): EEIL's own exemplars, herding in the
-# embedding of the network just trained (as HerdingMemory keeps them), not in the raw inputs.  On RAVDESS at 20 per
-# class (cicl, seed 0) the raw-input herding clips replayed at 47.5 % against 52.1 % for EEIL's exemplars.
+# embedding of the network just trained (as HerdingMemory keeps them), not in the raw inputs.  An option, not the
+# default: on FSDD at 1 per class the DM memory scored lower from it on each of 3 seeds (docs/continual.md).
 MODEL_HERDING = "model-herding"
 MEMORY_INITS: tuple[str, ...] = (*INITS, MODEL_HERDING)
 
