@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ddfad_apps.distill.mtt import SCALE_FREE_STEPS
 from ddfad_apps.distill.synthetic_set import InvalidSetError
 from ddfad_apps.paper.cells import SIZES, declare, find_set
 from ddfad_apps.paper.published import PAPER
@@ -227,3 +228,20 @@ def test_a_set_cell_changes_key_when_its_presets_values_change(monkeypatch) -> N
     # so do the cells that read the MTT set (noise, round trip, Fig. 6); no other cell changes
     assert changed == mtt_sets | {
         (kind, "fsdd-mtt-cpc10") for kind in ("noise", "roundtrip", "fig6")}
+
+
+def test_vgg11_source_matches_with_scale_free_steps_and_no_other_cell_changes() -> None:
+    """Table II's VGG11 source distils with the scale-free rule (absolute steps threw its clips out of range); the
+    per-source override reaches its settings and leaves every other cell's settings (and key) as they were."""
+    from ddfad_apps.paper.execute import method_settings_for
+
+    size = SIZES["default"]
+    plain = replace(size, source_overrides={})
+    before = {(c.kind, c.name): c for c in declare(plain)}
+    after = {(c.kind, c.name): c for c in declare(size)}
+    changed = {cell for cell in before if before[cell].key != after[cell].key}
+    assert changed == {("set", "fsdd-fd_mfcc-mtt-cpc10-vgg11")}
+    vgg11 = method_settings_for(after[("set", "fsdd-fd_mfcc-mtt-cpc10-vgg11")].params, 2430)
+    convnet = method_settings_for(after[("set", "fsdd-fd_mfcc-mtt-cpc10-convnet")].params, 2430)
+    assert (vgg11.model, vgg11.mtt.steps, vgg11.mtt.lr_img) == ("vgg11", "scale_free", SCALE_FREE_STEPS["lr_img"])
+    assert (convnet.mtt.steps, convnet.mtt.lr_img) == ("absolute", 1000.0)

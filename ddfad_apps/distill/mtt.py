@@ -311,7 +311,10 @@ class MTTDistiller:
                 f"MTT synthetic clips left the real inputs' range at iteration {self.iteration + 1}: they span "
                 f"[{s_lo:.4g}, {s_hi:.4g}] standardised units against the real [{lo:.4g}, {hi:.4g}] +- {k:g} "
                 f"spreads (in channel 0's units [{s_lo * sd + m:.4g}, {s_hi * sd + m:.4g}] against "
-                f"[{lo * sd + m:.4g}, {hi * sd + m:.4g}] +- {k * sd:.4g}); lower lr_img")
+                f"[{lo * sd + m:.4g}, {hi * sd + m:.4g}] +- {k * sd:.4g}); lower lr_img"
+                + (", or use the scale-free step rule (steps='scale_free', SCALE_FREE_STEPS), whose clip steps are "
+                   "measured in the inputs' spread whatever the network's input gradients"
+                   if self.s.steps == "absolute" else ""))
 
     # -- checkpointing ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
