@@ -58,6 +58,9 @@ class DistilledMemory(ClassMemoryBuffer):
     not those the engine picks for small training sets: an experience's few classes are learnt within a few
     epochs, and MTT matched to 25 such epochs collapsed (FSDD: final accuracy 26% against 92% for random
     clips, docs/continual.md).  ``device`` is where distillation runs.
+    ``overrides={"init": "model-herding"}`` starts a synthetic method from EEIL's own exemplars (herding in the
+    embedding of the strategy's model, :data:`~ddfad_apps.distill.coreset.MODEL_HERDING`) instead of herding in
+    the raw inputs.
     ``results`` keeps each distillation's metadata (method, learned lr, seconds) for logging.  Synthetic rows
     of a class are unordered, so a shrinking quota keeps the first.
     """
