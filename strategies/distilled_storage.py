@@ -80,12 +80,17 @@ class DistilledMemory(ClassMemoryBuffer):
         self.results: list[dict[str, Any]] = []
         self._warned = False
 
+    @property
+    def starts_from_model(self) -> bool:
+        """Whether a synthetic method starts from EEIL's exemplars (herding in the strategy model's embedding)."""
+        return self.overrides.get("init") == MODEL_HERDING
+
     def settings_for(self, k: int) -> Any:
         """The settings distilling ``k`` inputs per class of an experience (see the class docstring)."""
         if self.settings is not None:
             return with_network(self.settings, self.model, self.model_kwargs)
         overrides = self.overrides
-        if overrides.get("init") == MODEL_HERDING:  # the engine's herding start, in the space select() passes
+        if self.starts_from_model:  # the engine's herding start, in the space select() passes
             overrides = {**overrides, "init": "herding"}
         if self.method == "mtt":
             budget = {"iterations": MEMORY_MTT_ITERATIONS[self.preset]} if self.preset in MEMORY_MTT_ITERATIONS else {}
@@ -125,7 +130,7 @@ class DistilledMemory(ClassMemoryBuffer):
                agent: Any) -> dict[int, torch.Tensor]:
         data, context = self.distillation_data(x.float(), y, new_classes)
         embed = None
-        if self.overrides.get("init") == MODEL_HERDING:
+        if self.starts_from_model:
             model = getattr(agent, "model", None)
             if model is None:
                 raise ValueError(f"DistilledMemory(init={MODEL_HERDING!r}) starts from herding in the strategy's "
