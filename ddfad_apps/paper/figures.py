@@ -73,7 +73,7 @@ def fig7(levels: list[dict[str, Any]], title: str, path: Path) -> Path:
     for lv, s in zip(levels, sums):
         snrs = [v for v in lv["snr_db"].values() if v is not None]
         if snrs:
-            ax.annotate(f"{sum(snrs) / len(snrs):.0f} dB", (lv["std"], 100 * s.mean), textcoords="offset points",
+            ax.annotate(f"{round(sum(snrs) / len(snrs))} dB", (lv["std"], 100 * s.mean), textcoords="offset points",
                         xytext=(0, 8), ha="center", fontsize=8)
     ax.set_xlabel("noise std on the waveform (full scale); labels: SNR")
     ax.set_ylabel("test accuracy (%)")
