@@ -116,6 +116,37 @@ def test_nas_job_reuses_cached_ground_truths_in_a_new_run_folder(tiny: Path, tmp
     assert second.report["trials"]["full"].keys() == first.report["trials"]["full"].keys()
 
 
+def test_a_joined_worker_does_the_work_and_the_job_reuses_it(tiny: Path, tmp_path: Path,
+                                                             trainings: list[str]) -> None:
+    """``join_nas_job`` works on the job's studies like one of its workers but writes no report and logs no run;
+    the job started after it (here: on the same folder) trains nothing the joiner already trained."""
+    from mlflow.tracking import MlflowClient
+
+    from ddfad_apps.cli.main import cli
+    from ddfad_apps.jobs.nas import NASSearchJob, join_nas_job, run_nas_job
+
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    job = NASSearchJob(proxies=("early-stopping-short",), dataset=str(tiny), space=TINY_SPACE.name, sample=3,
+                       truth_epochs=1, out=tmp_path / "nas", tracking_uri=uri)
+    lines: list[str] = []
+    assert join_nas_job(job, progress=False, say=lines.append) == 3
+    assert trainings.count("early-stopping-short") == 3 and trainings.count("full") == 3
+    assert not (tmp_path / "nas" / "report.json").exists() and any("joining the nas job" in x for x in lines)
+    client = MlflowClient(uri)
+    assert client.get_experiment_by_name(job.experiment) is None  # the joiner logged nothing
+    result = run_nas_job(job, progress=False, say=lambda _: None)
+    assert len(trainings) == 6  # every trial and ground truth came from the joiner's work
+    assert result.report["truth_cached"] == 3 and len(result.report["trials"]["early-stopping-short"]) == 3
+    assert set(result.report["trials"]["full"]) == set(result.report["sample"])
+    args = ["nas", "--join", "--proxy", "early-stopping-short", "--dataset", str(tiny), "--space", TINY_SPACE.name,
+            "--sample", "3", "--truth-epochs", "1", "--out", str(tmp_path / "nas"), "--no-progress"]
+    joined = CliRunner().invoke(cli, args)  # the job is complete: a late joiner finds nothing left to train
+    assert joined.exit_code == 0, joined.output
+    assert "joined: every study of the job is complete (3 ground truths)" in joined.output and len(trainings) == 6
+    bad = CliRunner().invoke(cli, [*args, "--strategy", "proxy-grid"])
+    assert bad.exit_code == 2 and "drop --join" in bad.output
+
+
 def _results(values) -> dict[str, ArchResult]:
     return {f"a{i}": ArchResult(float(v), 1.0, "COMPLETE") for i, v in enumerate(values)}
 

@@ -168,6 +168,61 @@ def test_two_runs_into_one_folder_split_the_cells(data_root: Path, tmp_path: Pat
     assert len(readers) == 3 and sorted(again.ran) == sorted([source.key, *readers])
 
 
+@pytest.mark.slow
+def test_a_second_run_joins_the_nas_cell_instead_of_waiting(data_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """The run that finds Fig. 8's cell held works on it (``JOINERS``) while the holder computes it; a saved
+    cell is never joined, even while another run holds its lock (joining would train its studies again)."""
+    import threading
+
+    import ddfad_apps.paper.report as report_module
+    import ddfad_apps.paper.run as run_module
+    from ddfad_apps.paper.run import reproduce
+    from ddfad_apps.paper.store import CellStore
+    from ddfad_apps.storage.locks import FileLock, lock_path
+
+    joined: list[str] = []
+    helped = threading.Event()
+
+    def fake(cell, ctx):
+        if cell.kind == "nas":
+            helped.wait(timeout=20)  # the other run reaches this cell while we hold it
+        return {"by": threading.current_thread().name, "joined": helped.is_set()}, []
+
+    def join(cell, ctx):
+        joined.append(threading.current_thread().name)
+        helped.set()
+
+    monkeypatch.setattr(run_module, "RUNNERS", {kind: fake for kind in run_module.RUNNERS})
+    monkeypatch.setattr(run_module, "JOINERS", {"nas": join})
+    monkeypatch.setattr(report_module, "write_report", lambda *args: tmp_path / "REPORT.md")
+    done: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        done[name] = reproduce("smoke", tmp_path / "paper", data_root, device="cpu", progress=False,
+                               say=lambda line: None)
+
+    threads = [threading.Thread(target=run, args=(n,), name=n) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (nas,) = [c for c in declare(SIZES["smoke"]) if c.kind == "nas"]
+    record = done["a"].records[nas.key]
+    other = ({"a", "b"} - {record["result"]["by"]}).pop()
+    assert record["result"]["joined"] and joined == [other]
+
+    # the saved cell held by a run that only loads it: the other waits for the lock and joins nothing
+    lock = FileLock(lock_path(CellStore(tmp_path / "paper").path(nas)), remove_on_release=True)
+    assert lock.acquire(blocking=False)
+    later = threading.Thread(target=run, args=("c",), name="c")
+    later.start()
+    later.join(timeout=1.0)
+    assert later.is_alive()  # waiting for the held cell
+    lock.release()
+    later.join()
+    assert joined == [other] and done["c"].records[nas.key] == record
+
+
 def test_missing_data_is_refused_before_any_work(tmp_path: Path, monkeypatch, capsys) -> None:
     """A data root without the data sets is named in a clear error and nothing is written."""
     from ddfad_apps.paper.command import main

@@ -4,7 +4,8 @@ For each ``--proxy`` the architectures (whole space, a stratified ``--sample`` o
 on the proxy by ``--workers`` processes joined through ``--storage``; the same architectures' whole-data
 accuracy (the ground truth, a study of its own that every proxy and later run reuses) is computed the same
 way; the rank correlations, picks and times are printed and logged to MLflow with a scatter plot.  Running
-the same command with the same ``--storage`` on another machine joins the studies as more workers.
+the same command with the same ``--storage`` on another machine joins the studies as more workers; with
+``--join`` it only works on them (no report, no MLflow run: the run that started the job writes those).
 
 A storage URL's password is never written or shown (report, job files, MLflow, console): only its redacted form
 (:func:`ddfad_apps.tracking.redact.redact_url`); the workers get the real URL in their environment.  A worker
@@ -66,6 +67,9 @@ def _restriction(items: tuple[str, ...]) -> dict[str, list[str]]:
                    "(the password is never written or shown).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes on this machine.")
+@click.option("--join", is_flag=True,
+              help="Only add --workers to the same job running elsewhere (same --out or --storage); "
+                   "that run writes the report.")
 @click.option("--cpc", type=click.IntRange(min=1), default=None, help="Clips per class of the small proxies (default 20).")
 @click.option("--method", default=None, help="Distillation method of the distilled proxy (default mtt).")
 @click.option("--preset", type=click.Choice(["fast", "paper"]), default=None, help="Distillation preset (default fast).")
@@ -82,19 +86,22 @@ def _restriction(items: tuple[str, ...]) -> dict[str, list[str]]:
               show_default=True, help="Folder for the journal, job files, worker logs, report and plot.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (for logs and CI).")
 def nas(proxies: tuple[str, ...], restrict: tuple[str, ...], out_dir: Path, no_progress: bool,
-        strategies: tuple[str, ...], budget_seconds: float, seeds: int, target: float, **options) -> None:
+        strategies: tuple[str, ...], budget_seconds: float, seeds: int, target: float, join: bool,
+        **options) -> None:
     """Neural-architecture search on proxies; reports how well each proxy's ranking matches whole-data training."""
     from ddfad_apps.jobs.nas import (
         NASAnytimeJob,
         NASSearchJob,
+        join_nas_job,
         run_nas_anytime_job,
         run_nas_job,
     )
 
     if strategies:
         ignored = [k for k in ("sampler", "n_trials", "storage", "es_epochs") if options.get(k) not in (None, "grid")]
-        if ignored or options["workers"] != 1:
-            raise click.UsageError(f"--strategy runs in one process: drop {', '.join(ignored) or '--workers'}")
+        if ignored or options["workers"] != 1 or join:
+            dropped = ", ".join(ignored) or ("--join" if join else "--workers")
+            raise click.UsageError(f"--strategy runs in one process: drop {dropped}")
         kept = {k: options[k] for k in ("dataset", "space", "sample", "cpc", "method", "preset", "epochs",
                                         "truth_epochs", "seed", "data_root", "device", "threads", "feature", "duration",
                                         "tracking_uri", "experiment")}
@@ -105,6 +112,11 @@ def nas(proxies: tuple[str, ...], restrict: tuple[str, ...], out_dir: Path, no_p
         click.echo(f"anytime.json, anytime.png in {done.out}")
         return
     job = NASSearchJob(proxies=proxies, restriction=_restriction(restrict), out=out_dir, **options)
+    if join:
+        truths = run_job(join_nas_job, job, progress=not no_progress, say=click.echo)
+        click.echo(f"joined: every study of the job is complete ({truths} ground truths); its report is written "
+                   "by the run that started it")
+        return
     result = run_job(run_nas_job, job, progress=not no_progress, say=click.echo)
     click.echo(result.text)
     click.echo(f"report, scatter plot and trials in {result.out} ({result.seconds:.0f}s)")

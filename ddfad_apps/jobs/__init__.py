@@ -13,7 +13,7 @@ distillation              :class:`distill.DistillJob`                  :func:`di
 evaluation                :class:`evaluate.EvaluateJob`                :func:`evaluate.run_evaluate_job`
 reconstruction (audio)    :class:`reconstruct.ReconstructJob`          :func:`reconstruct.run_reconstruct_job`
 class-incremental (IV)    :class:`cicl.CICLJob`                        :func:`cicl.run_cicl_job`
-architecture search       :class:`nas.NASSearchJob`                    :func:`nas.run_nas_job`
+architecture search       :class:`nas.NASSearchJob`                    :func:`nas.run_nas_job` (:func:`nas.join_nas_job`)
 ========================  ===========================================  ==============================================
 
 Every name in that table is importable from here (``from ddfad_apps.jobs import DistillJob, run_distill_job``);
@@ -34,7 +34,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("EvaluateJob", "EvaluateJobResult", "run_evaluate_job"), "evaluate"),
     **dict.fromkeys(("ReconstructJob", "ReconstructJobResult", "run_reconstruct_job"), "reconstruct"),
     **dict.fromkeys(("CICLJob", "CICLResult", "run_cicl_job"), "cicl"),
-    **dict.fromkeys(("NASSearchJob", "NASSearchResult", "run_nas_job", "NASAnytimeJob", "NASAnytimeResult",
+    **dict.fromkeys(("NASSearchJob", "NASSearchResult", "run_nas_job", "join_nas_job", "NASAnytimeJob", "NASAnytimeResult",
                      "run_nas_anytime_job"), "nas"),
 }
 

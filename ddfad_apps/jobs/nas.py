@@ -61,22 +61,28 @@ class NASSearchResult:
     seconds: float
 
 
-def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> NASSearchResult:
-    """Run every proxy's study and the ground truth's, compare, write and log the report."""
+@dataclass
+class _Plan:
+    """What a nas job evaluates, worked out once for :func:`run_nas_job` and :func:`join_nas_job` alike."""
+
+    search: Any
+    archs: list[str] | None
+    storage: str
+    shown: str
+    short: str
+    features: Any
+    studies: dict[str, Any]
+    truth_job: Any
+
+
+def _plan(job: NASSearchJob) -> _Plan:
+    """Check ``job``'s settings and name its studies (one per proxy, and the ground truth's)."""
     from ddfad_apps.nas.ground_truth import ground_truth_job
     from ddfad_apps.nas.job import NASJob
     from ddfad_apps.nas.proxies import proxy_spec
-    from ddfad_apps.nas.report import (
-        compare,
-        differences,
-        format_reports,
-        scatter_figure,
-        top_distribution_figure,
-    )
-    from ddfad_apps.nas.runner import NASRunError, run_study
     from ddfad_apps.nas.space import resolve_space, stratified_sample
     from ddfad_apps.nas.study import default_storage, features_tag, study_name
-    from ddfad_apps.tracking.redact import redact_text, redact_url
+    from ddfad_apps.tracking.redact import redact_url
 
     features = feature_config(job.feature)  # refuses an unknown kind before any work
     if job.sampler != "grid" and job.n_trials is None:
@@ -96,7 +102,6 @@ def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> N
     archs = [search.key(c) for c in stratified_sample(search, job.sample, job.seed)] if job.sample else None
     job.out.mkdir(parents=True, exist_ok=True)
     storage = job.storage or default_storage(job.out)
-    shown = redact_url(storage)  # what is written and shown; workers get ``storage`` itself
     short = open_dataset(job.dataset, job.data_root)[0].name  # also refuses --data-root with a folder data set
 
     studies: dict[str, NASJob] = {}
@@ -118,19 +123,59 @@ def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> N
                                duration=job.duration)
     truth_job = ground_truth_job(next(iter(studies.values())),
                                  proxy_spec("full", epochs=job.truth_epochs, seed=job.seed))
+    # ``storage`` itself goes to the workers only; what is written and shown is the redacted form
+    return _Plan(search, archs, storage, redact_url(storage), short, features, studies, truth_job)
+
+
+def _evaluate(job: NASSearchJob, plan: _Plan, progress: bool, say: Say):
+    """Run every proxy's study, then the ground truth of the architectures they hold, with ``job.workers``
+    workers of this process; returns (results per proxy, proxy-set seconds, truth, truths trained now)."""
+    from ddfad_apps.nas.runner import NASRunError, run_study
+    from ddfad_apps.tracking.redact import redact_text
+
+    results, makes = {}, {}
+    try:
+        for name, study in plan.studies.items():
+            results[name], makes[name] = run_study(study, job.workers, job.out, progress=progress, echo=say)
+        configs = [plan.search.parse(a) for a in sorted({a for r in results.values() for a in r})]
+        truth, truth_trained = _ground_truth(job, plan.truth_job, plan.search, configs, progress, say)
+    except (NASRunError, OSError, ValueError) as exc:
+        raise JobError(redact_text(str(exc), plan.storage)) from None  # a driver may quote the URL
+    return results, makes, truth, truth_trained
+
+
+def join_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> int:
+    """Add ``job.workers`` worker(s) to the same job that another process is running (same ``out`` or
+    ``storage``): evaluate its studies' trials beside that process's workers, each architecture once between
+    them, and return when every study is complete.  Writes no report and logs nothing: the other process
+    does.  Returns how many architectures the ground truth holds (proxies' results are in the studies)."""
+    plan = _plan(job)
+    say(f"joining the nas job in {job.out} (storage {plan.shown}) with {job.workers} worker(s)")
+    *_, truth, _ = _evaluate(job, plan, progress, say)
+    return len(truth)
+
+
+def run_nas_job(job: NASSearchJob, progress: bool = True, say: Say = print) -> NASSearchResult:
+    """Run every proxy's study and the ground truth's, compare, write and log the report.
+
+    Another process may add workers to the same job with :func:`join_nas_job`."""
+    from ddfad_apps.nas.report import (
+        compare,
+        differences,
+        format_reports,
+        scatter_figure,
+        top_distribution_figure,
+    )
+
+    plan = _plan(job)
+    search, archs, studies, truth_job, features = plan.search, plan.archs, plan.studies, plan.truth_job, plan.features
+    shown, short = plan.shown, plan.short
     count = len(archs) if archs else (job.n_trials if job.sampler != "grid" else search.size)
     say(f"{search.name}: {search.size} architectures; evaluating {count} with {job.sampler} on {job.dataset}, "
         f"proxies {', '.join(job.proxies)}; storage {shown}; {job.workers} worker(s)")
 
     started = time.perf_counter()
-    results, makes = {}, {}
-    try:
-        for name, study in studies.items():
-            results[name], makes[name] = run_study(study, job.workers, job.out, progress=progress, echo=say)
-        configs = [search.parse(a) for a in sorted({a for r in results.values() for a in r})]
-        truth, truth_trained = _ground_truth(job, truth_job, search, configs, progress, say)
-    except (NASRunError, OSError, ValueError) as exc:
-        raise JobError(redact_text(str(exc), storage)) from None  # a driver may quote the URL
+    results, makes, truth, truth_trained = _evaluate(job, plan, progress, say)
     reports = [compare(name, results[name], truth, make_seconds=makes[name], seed=job.seed) for name in studies]
     diffs = differences({name: results[name] for name in studies}, truth, seed=job.seed)
     text = format_reports(reports, diffs)

@@ -295,23 +295,39 @@ def run_cicl(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
     return {"runs": runs, "summary": result.summary, "table": result.table, "run_id": result.run_id}, [figure]
 
 
-def run_nas(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
-    """Fig. 8 through the nas job (one worker in this process)."""
-    from ddfad_apps.jobs import NASSearchJob, run_nas_job
+def _nas_job(cell: Cell, ctx: Context):
+    """The nas job of a Fig. 8 cell (one worker in this process, its files under the cell's folder)."""
+    from ddfad_apps.jobs import NASSearchJob
 
     p = dict(cell.params)
     restriction = p.pop("restriction", {})
-    job = NASSearchJob(dataset=p.pop("dataset"), proxies=tuple(p.pop("proxies")), restriction=restriction,
-                       data_root=str(ctx.data_root) if ctx.data_root else None, device=str(ctx.device),
-                       threads=torch.get_num_threads(), tracking_uri=ctx.tracking_uri, out=ctx.files(cell),
-                       workers=1, **p)
-    result = run_nas_job(job, progress=False, say=lambda line: None)
+    return NASSearchJob(dataset=p.pop("dataset"), proxies=tuple(p.pop("proxies")), restriction=restriction,
+                        data_root=str(ctx.data_root) if ctx.data_root else None, device=str(ctx.device),
+                        threads=torch.get_num_threads(), tracking_uri=ctx.tracking_uri, out=ctx.files(cell),
+                        workers=1, **p)
+
+
+def run_nas(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
+    """Fig. 8 through the nas job (one worker in this process; another run of the report may join it)."""
+    from ddfad_apps.jobs import run_nas_job
+
+    result = run_nas_job(_nas_job(cell, ctx), progress=False, say=lambda line: None)
     report = result.report
     return ({"reports": report["reports"], "differences": report["differences"], "text": result.text,
              "wall_seconds": result.seconds, "architectures": len(report["sample"] or [])},
             [result.out / "fig8.png"])
 
 
+def join_nas(cell: Cell, ctx: Context) -> None:
+    """Work on the Fig. 8 cell another run of the report is computing: one more worker on its studies."""
+    from ddfad_apps.jobs.nas import join_nas_job
+
+    join_nas_job(_nas_job(cell, ctx), progress=False, say=lambda line: None)
+
+
 RUNNERS: dict[str, Callable[[Cell, Context], tuple[dict[str, Any], list[Path]]]] = {
     "set": run_set, "noise": run_noise, "roundtrip": run_roundtrip, "fig6": run_fig6, "cicl": run_cicl, "nas": run_nas}
+
+# Cell kinds whose work a second run of the report can share while the first holds the cell (instead of waiting).
+JOINERS: dict[str, Callable[[Cell, Context], None]] = {"nas": join_nas}
 

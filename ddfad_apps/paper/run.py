@@ -6,8 +6,9 @@
 
 Cells run in declared order (sets before the cells that read them); each is saved as soon as it is done, so an
 interrupted run resumes at the first missing cell (and inside a set cell, at its first missing set or evaluation).
-Two runs started into the same folder split the cells between them, each cell claimed by a lock.  Data sets are
-checked before any work starts.
+Two runs started into the same folder split the cells between them, each cell claimed by a lock; a cell whose
+work can be shared (Fig. 8's studies, ``JOINERS``) is joined by the run that finds it held, instead of waited
+for.  Data sets are checked before any work starts.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 
 from ddfad_apps.paper.cells import SIZES, Cell, declare
-from ddfad_apps.paper.execute import RUNNERS, Context, measure
+from ddfad_apps.paper.execute import JOINERS, RUNNERS, Context, measure
 from ddfad_apps.paper.store import CellStore, stale
 from ddfad_apps.storage.locks import FileLock, lock_path, locked
 
@@ -123,7 +124,13 @@ def reproduce(size: str, out: Path, data_root: Path | None = None, device: str =
     deferred: list[Cell] = []
     for cell in cells:
         lock = FileLock(lock_path(store.path(cell)), remove_on_release=True)
-        if any(need in {d.key for d in deferred} for need in cell.needs) or not lock.acquire(blocking=False):
+        if any(need in {d.key for d in deferred} for need in cell.needs):
+            deferred.append(cell)
+            continue
+        if not lock.acquire(blocking=False):
+            if cell.kind in JOINERS and store.load(cell) is None:  # being computed: share its work
+                say(f"{cell.key}: another run is computing it; joining its work")
+                JOINERS[cell.kind](cell, ctx)
             deferred.append(cell)
             continue
         try:
