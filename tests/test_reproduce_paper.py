@@ -122,12 +122,34 @@ def test_smoke_report_is_complete_resumes_and_repairs(data_root: Path, tmp_path:
     assert not dm_json.exists()
 
 
+def _runs_in_threads(names: tuple[str, ...], tmp_path: Path, data_root: Path, monkeypatch) -> dict[str, object]:
+    """``reproduce("smoke")`` into one folder from one thread per name at once (the report itself not written);
+    returns each run's :class:`Reproduction` by thread name."""
+    import threading
+
+    import ddfad_apps.paper.report as report_module
+    from ddfad_apps.paper.run import reproduce
+
+    monkeypatch.setattr(report_module, "write_report", lambda *args: tmp_path / "REPORT.md")
+    done: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        done[name] = reproduce("smoke", tmp_path / "paper", data_root, device="cpu", progress=False,
+                               say=lambda line: None)
+
+    threads = [threading.Thread(target=run, args=(n,), name=n) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return done
+
+
 def test_two_runs_into_one_folder_split_the_cells(data_root: Path, tmp_path: Path, monkeypatch) -> None:
     """Two runs of the report at once compute every cell once between them and both end with every record."""
     import threading
     import time
 
-    import ddfad_apps.paper.report as report_module
     import ddfad_apps.paper.run as run_module
     from ddfad_apps.paper.run import reproduce
 
@@ -139,18 +161,7 @@ def test_two_runs_into_one_folder_split_the_cells(data_root: Path, tmp_path: Pat
         return {"by": threading.current_thread().name}, []
 
     monkeypatch.setattr(run_module, "RUNNERS", {kind: fake for kind in run_module.RUNNERS})
-    monkeypatch.setattr(report_module, "write_report", lambda *args: tmp_path / "REPORT.md")
-    done: dict[str, object] = {}
-
-    def run(name: str) -> None:
-        done[name] = reproduce("smoke", tmp_path / "paper", data_root, device="cpu", progress=False,
-                               say=lambda line: None)
-
-    threads = [threading.Thread(target=run, args=(n,), name=n) for n in ("a", "b")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    done = _runs_in_threads(("a", "b"), tmp_path, data_root, monkeypatch)
     keys = sorted(c.key for c in declare(SIZES["smoke"]))
     assert sorted(computed) == keys  # each cell once
     a, b = done["a"], done["b"]
@@ -174,9 +185,7 @@ def test_a_second_run_joins_the_nas_cell_instead_of_waiting(data_root: Path, tmp
     cell is never joined, even while another run holds its lock (joining would train its studies again)."""
     import threading
 
-    import ddfad_apps.paper.report as report_module
     import ddfad_apps.paper.run as run_module
-    from ddfad_apps.paper.run import reproduce
     from ddfad_apps.paper.store import CellStore
     from ddfad_apps.storage.locks import FileLock, lock_path
 
@@ -194,18 +203,7 @@ def test_a_second_run_joins_the_nas_cell_instead_of_waiting(data_root: Path, tmp
 
     monkeypatch.setattr(run_module, "RUNNERS", {kind: fake for kind in run_module.RUNNERS})
     monkeypatch.setattr(run_module, "JOINERS", {"nas": join})
-    monkeypatch.setattr(report_module, "write_report", lambda *args: tmp_path / "REPORT.md")
-    done: dict[str, object] = {}
-
-    def run(name: str) -> None:
-        done[name] = reproduce("smoke", tmp_path / "paper", data_root, device="cpu", progress=False,
-                               say=lambda line: None)
-
-    threads = [threading.Thread(target=run, args=(n,), name=n) for n in ("a", "b")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    done = _runs_in_threads(("a", "b"), tmp_path, data_root, monkeypatch)
     (nas,) = [c for c in declare(SIZES["smoke"]) if c.kind == "nas"]
     record = done["a"].records[nas.key]
     other = ({"a", "b"} - {record["result"]["by"]}).pop()
@@ -214,7 +212,7 @@ def test_a_second_run_joins_the_nas_cell_instead_of_waiting(data_root: Path, tmp
     # the saved cell held by a run that only loads it: the other waits for the lock and joins nothing
     lock = FileLock(lock_path(CellStore(tmp_path / "paper").path(nas)), remove_on_release=True)
     assert lock.acquire(blocking=False)
-    later = threading.Thread(target=run, args=("c",), name="c")
+    later = threading.Thread(target=lambda: done.update(_runs_in_threads(("c",), tmp_path, data_root, monkeypatch)))
     later.start()
     later.join(timeout=1.0)
     assert later.is_alive()  # waiting for the held cell
