@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ddfad_apps.distill.mtt import SCALE_FREE_STEPS
@@ -161,6 +162,7 @@ def test_two_runs_into_one_folder_split_the_cells(data_root: Path, tmp_path: Pat
         return {"by": threading.current_thread().name}, []
 
     monkeypatch.setattr(run_module, "RUNNERS", {kind: fake for kind in run_module.RUNNERS})
+    monkeypatch.setattr(run_module, "JOINERS", {})  # a held cell is waited for (joining: the next tests)
     done = _runs_in_threads(("a", "b"), tmp_path, data_root, monkeypatch)
     keys = sorted(c.key for c in declare(SIZES["smoke"]))
     assert sorted(computed) == keys  # each cell once
@@ -219,6 +221,22 @@ def test_a_second_run_joins_the_nas_cell_instead_of_waiting(data_root: Path, tmp
     lock.release()
     later.join()
     assert joined == [other] and done["c"].records[nas.key] == record
+
+
+def test_a_set_cell_joiner_makes_the_sets_and_the_holder_reuses_them(data_root: Path, tmp_path: Path) -> None:
+    """``join_set`` makes every set seed nobody holds (real, smoke-sized MTT sets); the cell's own run then loads
+    them (``resumed``) and makes none again."""
+    from ddfad_apps.paper.execute import Context, join_set, run_set
+
+    cell = find_set(declare(SIZES["smoke"]), "fsdd", "mtt", 1)
+    ctx = Context(tmp_path / "raw", torch.device("cpu"), data_root, say=lambda line: None)
+    join_set(cell, ctx)
+    made = sorted(p.name for p in ctx.files(cell).iterdir() if (p / "DONE").is_file())
+    assert made == [f"s{seed}" for seed in range(cell.params["set_seeds"])]
+    stamps = {p.name: (p / "DONE").stat().st_mtime_ns for p in ctx.files(cell).iterdir()}
+    result, _ = run_set(cell, ctx)
+    assert result["resumed"]["sets"] == list(range(cell.params["set_seeds"]))
+    assert {p.name: (p / "DONE").stat().st_mtime_ns for p in ctx.files(cell).iterdir() if p.name in stamps} == stamps
 
 
 def test_missing_data_is_refused_before_any_work(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -72,3 +72,23 @@ def test_two_processes_with_the_same_job_split_the_units_and_both_get_every_resu
     assert sorted(i for i, _ in computed) == list(range(8))  # each unit once
     assert len({pid for _, pid in computed}) == 2  # and the work was shared
     assert not list((tmp_path / "w").rglob("*.lock"))  # no lock file is left beside the results
+
+
+def test_a_helper_does_only_the_units_nobody_holds_or_finished_and_never_waits(tmp_path):
+    from ddfad_apps.storage.locks import FileLock, lock_path
+    from ddfad_apps.storage.shared_work import help_with_units
+
+    log = tmp_path / "log"
+    units = _units(tmp_path / "w", log, n=4)
+    run_units(units[:1], say=None)  # unit 0 finished before
+    held = FileLock(lock_path(units[2].folder), remove_on_release=True)
+    assert held.acquire(blocking=False)  # unit 2 is another process's
+    try:
+        started = time.monotonic()
+        assert help_with_units(units) == 2
+        assert time.monotonic() - started < 5  # it did not wait for the held unit
+    finally:
+        held.release()
+    assert [i for i, _ in _computed(log)] == [0, 1, 3] and not is_done(units[2].folder)
+    assert run_units(units, say=None) == [0, 1, 4, 9]  # the holder's run loads the helper's results
+    assert [i for i, _ in _computed(log)] == [0, 1, 3, 2]

@@ -25,7 +25,7 @@ import torch
 
 from ddfad_apps.jobs.files import write_json_atomic
 from ddfad_apps.paper.cells import Cell
-from ddfad_apps.storage.shared_work import Unit, is_done, run_units
+from ddfad_apps.storage.shared_work import Unit, help_with_units, is_done, run_units
 
 Say = Callable[[str], None]
 
@@ -165,14 +165,9 @@ def _eval_unit(cell: Cell, ctx: Context, target: str, sets_digest: str, evaluate
                 lambda folder: json.loads((folder / "evaluation.json").read_text()), f"{cell.key} on {target}")
 
 
-def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
-    """Make the cell's sets (one per set seed) from the carved fit split, save them, evaluate on each target.
-
-    Each set and each target's evaluation is a :mod:`shared unit <ddfad_apps.storage.shared_work>`: an
-    interrupted cell resumes at the first unit not done, and two runs split the units; ``resumed`` names the
-    units an earlier run had finished."""
+def _set_units(cell: Cell, ctx: Context):
+    """The cell's data (splits and carve), its method's settings and one shared unit per set seed."""
     from ddfad_apps.distill import distill
-    from ddfad_apps.evidence import compare
 
     p = cell.params
     splits = ctx.splits(p["dataset"], p["feature"])
@@ -181,6 +176,25 @@ def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
     units = [_set_unit(cell, ctx, seed, lambda seed=seed: distill(
         carved.fit, p["cpc"], p["method"], p["preset"], settings=settings, seed=seed, device=ctx.device,
         stats=splits.stats, test=splits.test, progress=False)) for seed in range(p["set_seeds"])]
+    return splits, carved, settings, units
+
+
+def join_set(cell: Cell, ctx: Context) -> None:
+    """Work on the set cell another run of the report is computing: make the sets of seeds nobody has taken
+    (its holder loads them); the evaluation stays the holder's."""
+    help_with_units(_set_units(cell, ctx)[3])
+
+
+def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
+    """Make the cell's sets (one per set seed) from the carved fit split, save them, evaluate on each target.
+
+    Each set and each target's evaluation is a :mod:`shared unit <ddfad_apps.storage.shared_work>`: an
+    interrupted cell resumes at the first unit not done, and two runs split the units; ``resumed`` names the
+    units an earlier run had finished."""
+    from ddfad_apps.evidence import compare
+
+    p = cell.params
+    splits, carved, settings, units = _set_units(cell, ctx)
     resumed_sets = [seed for seed, unit in enumerate(units) if is_done(unit.folder)]
     made = run_units(units, ctx.say)
     sets = {seed: syn for seed, (syn, _) in enumerate(made)}
@@ -328,6 +342,7 @@ def join_nas(cell: Cell, ctx: Context) -> None:
 RUNNERS: dict[str, Callable[[Cell, Context], tuple[dict[str, Any], list[Path]]]] = {
     "set": run_set, "noise": run_noise, "roundtrip": run_roundtrip, "fig6": run_fig6, "cicl": run_cicl, "nas": run_nas}
 
-# Cell kinds whose work a second run of the report can share while the first holds the cell (instead of waiting).
-JOINERS: dict[str, Callable[[Cell, Context], None]] = {"nas": join_nas}
+# Cell kinds whose work a second run of the report can share while the first holds the cell (instead of only
+# waiting for it): the joiner returns once nothing is left that it can take, and the run moves on.
+JOINERS: dict[str, Callable[[Cell, Context], None]] = {"set": join_set, "nas": join_nas}
 

@@ -6,9 +6,9 @@
 
 Cells run in declared order (sets before the cells that read them); each is saved as soon as it is done, so an
 interrupted run resumes at the first missing cell (and inside a set cell, at its first missing set or evaluation).
-Two runs started into the same folder split the cells between them, each cell claimed by a lock; a cell whose
-work can be shared (Fig. 8's studies, ``JOINERS``) is joined by the run that finds it held, instead of waited
-for.  Data sets are checked before any work starts.
+Two runs started into the same folder split the cells between them, each cell claimed by a lock; the run that
+finds a cell held joins its work where it can be shared (``JOINERS``: a set cell's sets nobody has started, Fig.
+8's studies) before it goes on to the next cell.  Data sets are checked before any work starts.
 """
 
 from __future__ import annotations

@@ -59,6 +59,25 @@ def _do(unit: Unit[T]) -> T:
     return result
 
 
+def help_with_units(units: Sequence[Unit[T]]) -> int:
+    """Do the units of ``units`` that no process has finished or holds, and wait for none (the work another
+    process is running: it will load what was done here); returns how many this call computed."""
+    done = 0
+    for unit in units:
+        if is_done(unit.folder):
+            continue
+        lock = FileLock(lock_path(unit.folder), remove_on_release=True)
+        if not lock.acquire(blocking=False):
+            continue
+        try:
+            if not is_done(unit.folder):  # finished by another process between the check and the lock
+                _do(unit)
+                done += 1
+        finally:
+            lock.release()
+    return done
+
+
 def run_units(units: Sequence[Unit[T]], say: Callable[[str], None] | None = print) -> list[T]:
     """The results of ``units`` in order, each computed at most once across processes (see the module doc)."""
     results: dict[int, T] = {}
