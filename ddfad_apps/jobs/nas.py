@@ -5,6 +5,7 @@ the proxy by ``workers`` processes joined through ``storage``; the same architec
 ground truth, a study of its own that every proxy and later run reuses) is computed the same way; the rank
 correlations (with bootstrap intervals and paired proxy differences), picks and times go to ``out``
 (``report.json``, ``report.txt``, ``scatter.png``, ``fig8.png``: the top 5%'s accuracy distributions) and to MLflow.
+:func:`join_nas_job` only adds workers to a job that another process runs (no report, no MLflow run).
 A storage URL's password is never written or shown: only :func:`~ddfad_apps.tracking.redact.redact_url`'s form.
 """
 
