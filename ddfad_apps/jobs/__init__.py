@@ -34,8 +34,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("EvaluateJob", "EvaluateJobResult", "run_evaluate_job"), "evaluate"),
     **dict.fromkeys(("ReconstructJob", "ReconstructJobResult", "run_reconstruct_job"), "reconstruct"),
     **dict.fromkeys(("CICLJob", "CICLResult", "run_cicl_job"), "cicl"),
-    **dict.fromkeys(("NASSearchJob", "NASSearchResult", "run_nas_job", "join_nas_job", "NASAnytimeJob", "NASAnytimeResult",
-                     "run_nas_anytime_job"), "nas"),
+    **dict.fromkeys(("NASSearchJob", "NASSearchResult", "run_nas_job", "join_nas_job", "NASAnytimeJob",
+                     "NASAnytimeResult", "run_nas_anytime_job"), "nas"),
 }
 
 __all__ = ["JobError", "JobSettingsError", *_LAZY]  # noqa: PLE0604 (names are strings, listed once)

@@ -59,41 +59,37 @@ def _do(unit: Unit[T]) -> T:
     return result
 
 
-def help_with_units(units: Sequence[Unit[T]]) -> int:
-    """Do the units of ``units`` that no process has finished or holds, and wait for none (the work another
-    process is running: it will load what was done here); returns how many this call computed."""
-    done = 0
-    for unit in units:
-        if is_done(unit.folder):
-            continue
-        lock = FileLock(lock_path(unit.folder), remove_on_release=True)
-        if not lock.acquire(blocking=False):
-            continue
-        try:
-            if not is_done(unit.folder):  # finished by another process between the check and the lock
-                _do(unit)
-                done += 1
-        finally:
-            lock.release()
-    return done
-
-
-def run_units(units: Sequence[Unit[T]], say: Callable[[str], None] | None = print) -> list[T]:
-    """The results of ``units`` in order, each computed at most once across processes (see the module doc)."""
+def _free_units(units: Sequence[Unit[T]], load_done: bool) -> tuple[dict[int, T], list[int]]:
+    """One pass over ``units`` that never waits: each unit nobody holds is done here (or loaded, if another
+    process finished it meanwhile), a finished one is loaded when ``load_done``; returns those results by index
+    and the indices of the units another process holds."""
     results: dict[int, T] = {}
-    deferred: list[int] = []
+    held: list[int] = []
     for i, unit in enumerate(units):
         if is_done(unit.folder):
-            results[i] = unit.load(unit.folder)
+            if load_done:
+                results[i] = unit.load(unit.folder)
             continue
         lock = FileLock(lock_path(unit.folder), remove_on_release=True)  # no lock files left beside results
         if not lock.acquire(blocking=False):
-            deferred.append(i)  # another process is on it: do the rest first
+            held.append(i)  # another process is on it
             continue
         try:
             results[i] = _do(unit)
         finally:
             lock.release()
+    return results, held
+
+
+def help_with_units(units: Sequence[Unit[T]]) -> int:
+    """Do the units of ``units`` that no process has finished or holds, and wait for none (the work another
+    process is running: it will load what was done here); returns how many units this call took."""
+    return len(_free_units(units, load_done=False)[0])
+
+
+def run_units(units: Sequence[Unit[T]], say: Callable[[str], None] | None = print) -> list[T]:
+    """The results of ``units`` in order, each computed at most once across processes (see the module doc)."""
+    results, deferred = _free_units(units, load_done=True)  # the held ones come last: do the rest first
     for i in deferred:
         unit = units[i]
         with locked(unit.folder, on_wait=say, remove_on_release=True):
