@@ -28,7 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from ddfad_apps.distill.presets import parse_overrides  # noqa: E402
+from ddfad_apps.distill.presets import parse_variants  # noqa: E402
 from ddfad_apps.features.dataset import FeatureSet  # noqa: E402
 
 MEMORIES = ("mtt", "dm", "random", "herding", "none")
@@ -170,16 +170,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="every run gets an empty cache, so each distillation's seconds include its experts")
     args = p.parse_args(argv)
     print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]), flush=True)
-    variants = {}
-    for text in args.variant:
-        name, _, spec = text.partition("=")
-        method, _, fields = spec.partition(",")
-        if not name or not method or name in MEMORIES:
-            p.error(f"--variant {text!r}: use NAME=METHOD,FIELD:VALUE,... with a new NAME")
-        try:
-            variants[name] = (method, parse_overrides(fields) if fields else {})
-        except ValueError as exc:
-            p.error(f"--variant {text!r}: {exc}")
+    try:
+        variants = parse_variants(args.variant, MEMORIES)
+    except ValueError as exc:
+        p.error(f"--variant {exc}")
     memories = [m.strip() for m in args.memories.split(",") if m.strip()]
     for m in memories:
         if m not in MEMORIES and m not in variants:

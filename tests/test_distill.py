@@ -231,34 +231,39 @@ def test_mtt_raises_when_the_clips_leave_the_data_range_instead_of_returning_the
         d.run(progress=False)
 
 
-def test_mtt_is_scale_free_inputs_times_1000_give_the_set_times_1000(small, tmp_path):
+@pytest.mark.parametrize("lr_init", [None, "experts"])
+def test_mtt_is_scale_free_inputs_times_1000_give_the_set_times_1000(small, tmp_path, lr_init):
     scaled = FeatureSet(small.features * 1000.0 + 5.0, small.labels, small.classes, dict(small.meta))
-    a = distill(small, 1, "mtt", settings=MTTPlan(tiny_experts(), tiny_mtt()), seed=1, expert_root=tmp_path / "a",
-                progress=False)
-    b = distill(scaled, 1, "mtt", settings=MTTPlan(tiny_experts(), tiny_mtt()), seed=1, expert_root=tmp_path / "b",
-                progress=False)
-    torch.testing.assert_close(b.features, a.features * 1000.0 + 5.0, rtol=1e-3, atol=0.05)
+    plan = MTTPlan(tiny_experts(), tiny_mtt(lr_init=lr_init))
+    a = distill(small, 1, "mtt", settings=plan, seed=1, expert_root=tmp_path / "a", progress=False)
+    b = distill(scaled, 1, "mtt", settings=plan, seed=1, expert_root=tmp_path / "b", progress=False)
     assert b.lr == pytest.approx(a.lr, rel=1e-3)
+    if lr_init is None:  # the fitted rate: the same set to float precision
+        torch.testing.assert_close(b.features, a.features * 1000.0 + 5.0, rtol=1e-3, atol=0.05)
+        return
+    # at the experts' larger rate float rounding of the standardised inputs moves a few elements slightly
+    off = (b.features - (a.features * 1000.0 + 5.0)).abs() / 1000.0  # in the inputs' spreads (~1)
+    assert float(off.quantile(0.99)) < 1e-3 and float(off.max()) < 0.05
 
 
 def test_mtt_matches_only_start_epochs_where_the_experts_still_move(small, tmp_path):
     bank = train_experts(small, tiny_experts(epochs=3), root=tmp_path, progress=False)
     traj = bank.trajectories[0]
     still = torch.cat([traj, traj[-1:].repeat(3, 1)])  # 3 moving epochs, then 3 epochs without any movement
-    stopped = ExpertBank(bank.folder, [still], bank.test_accuracy)
+    stopped = ExpertBank(bank.folder, [still], bank.test_accuracy, bank.lr)
     d = MTTDistiller(small, 1, stopped, tiny_mtt(max_start_epoch=5, iterations=6), "convnet", TINY)
     assert d.starts == [[0, 1, 2]]
     d.run(progress=False)
     assert {h["start_epoch"] for h in d.history} <= {0, 1, 2}
     assert all(0 < h["loss"] < 10 for h in d.history)
-    converged = ExpertBank(bank.folder, [traj[-1:].repeat(7, 1)], bank.test_accuracy)
+    converged = ExpertBank(bank.folder, [traj[-1:].repeat(7, 1)], bank.test_accuracy, bank.lr)
     with pytest.raises(ValueError, match="converged before max_start_epoch"):
         MTTDistiller(small, 1, converged, tiny_mtt(max_start_epoch=5), "convnet", TINY)
 
 
 def test_mtt_fits_its_starting_lr_to_the_experts_move(small, tmp_path):
     bank = train_experts(small, tiny_experts(), root=tmp_path, progress=False)
-    fitted = MTTDistiller(small, 1, bank, tiny_mtt(), "convnet", TINY)
+    fitted = MTTDistiller(small, 1, bank, tiny_mtt(lr_init=None), "convnet", TINY)
     given = MTTDistiller(small, 1, bank, tiny_mtt(lr_init=0.05), "convnet", TINY)
     assert given.syn_lr.item() == pytest.approx(0.05)
     lr = fitted.syn_lr.item()
@@ -272,6 +277,21 @@ def test_mtt_fits_its_starting_lr_to_the_experts_move(small, tmp_path):
     assert err[1.0] < err[0.1] and err[1.0] < err[10.0]
 
 
+def test_mtt_starts_its_student_at_the_experts_rate_by_default(small, tmp_path):
+    """lr_init='experts' (the scale-free rule's) is the rate the experts trained at, from the bank; a bank that does
+    not know its rate, or an lr_init that is neither a rate, 'experts' nor None, is refused by name."""
+    bank = train_experts(small, replace(tiny_experts(), lr=0.07), root=tmp_path, progress=False)
+    assert bank.lr == pytest.approx(0.07)
+    d = MTTDistiller(small, 1, bank, tiny_mtt(lr_init="experts"), "convnet", TINY)
+    assert d.syn_lr.item() == pytest.approx(0.07) and d.meta["lr_init_used"] == pytest.approx(0.07)
+    assert MTTSettings().lr_init == "experts"
+    unknown = ExpertBank(bank.folder, bank.trajectories, bank.test_accuracy)  # built by hand: no rate recorded
+    with pytest.raises(ValueError, match="does not record one"):
+        MTTDistiller(small, 1, unknown, tiny_mtt(lr_init="experts"), "convnet", TINY)
+    with pytest.raises(ValueError, match="lr_init must be a positive rate"):
+        MTTDistiller(small, 1, bank, tiny_mtt(lr_init="expert"), "convnet", TINY)
+
+
 def test_presets_use_the_absolute_steps_and_memories_the_scale_free_ones() -> None:
     """Whole audio data sets distil with the MTT authors' absolute steps (measured better on FSDD), a
     continual-learning memory with the scale-free rule; an unknown rule is refused by name."""
@@ -282,8 +302,12 @@ def test_presets_use_the_absolute_steps_and_memories_the_scale_free_ones() -> No
         mtt = method_settings("mtt", preset, cpc).mtt
         assert {k: getattr(mtt, k) for k in ABSOLUTE_STEPS} == ABSOLUTE_STEPS
     memory = DistilledMemory(40, mem_per_class=2, method="mtt", overrides={"lr_img": 0.05})
-    mtt = memory.settings_for(2).mtt
-    assert mtt.steps == "scale_free" and mtt.lr_img == 0.05 and mtt.lr_init is None  # the user's override wins
+    plan = memory.settings_for(2)
+    assert plan.mtt.steps == "scale_free" and plan.mtt.lr_img == 0.05  # the user's override wins
+    # a memory's student starts at its experts' own rate, not at the rate fitted to their first-order move
+    assert plan.mtt.lr_init == "experts"
+    assert DistilledMemory(40, 2, method="mtt", overrides={"lr_init": None}).settings_for(2).mtt.lr_init is None
+    assert DistilledMemory(40, 2, method="mtt", overrides={"lr_init": 0.02}).settings_for(2).mtt.lr_init == 0.02
     assert DistilledMemory(40, mem_per_class=2, method="dm").settings_for(2).__class__.__name__ == "DMSettings"
 
 
@@ -303,3 +327,16 @@ def test_absolute_steps_are_plain_sgd_on_the_meta_gradients(small, tmp_path) -> 
     assert float(d.syn_lr) == pytest.approx(max(lr_before - 1e-3 * float(grads["lr"]), 1e-6), rel=1e-5)
     with pytest.raises(ValueError, match="unknown MTT step rule 'adam'"):
         MTTDistiller(small, 1, bank, tiny_mtt(steps="adam"), "convnet", TINY)
+
+
+def test_benchmark_variants_parse_to_a_method_and_its_settings_fields() -> None:
+    """``--variant NAME=METHOD,FIELD:VALUE`` of the memory benchmarks: values read as JSON (``null`` is None), words
+    kept; a missing method or a name the benchmark already uses is refused, naming the text."""
+    from ddfad_apps.distill.presets import parse_variants
+
+    got = parse_variants(["fit=mtt,lr_init:null,iterations:2", "full=mtt,unroll:full", "plain=dm"], ("mtt", "dm"))
+    assert got == {"fit": ("mtt", {"lr_init": None, "iterations": 2}), "full": ("mtt", {"unroll": "full"}),
+                   "plain": ("dm", {})}
+    for bad in ("nomethod=", "mtt=mtt,iterations:2", "x=mtt,iterations"):
+        with pytest.raises(ValueError, match=bad.split(",")[0]):
+            parse_variants([bad], ("mtt", "dm"))

@@ -125,7 +125,7 @@ def test_lean_unroll_keeps_only_parameters_for_the_backward():
 def _bank(spec_total: int, epochs: int, gen: torch.Generator) -> ExpertBank:
     steps = 0.01 * torch.randn(epochs, spec_total, generator=gen)
     start = 0.1 * torch.randn(1, spec_total, generator=gen)
-    return ExpertBank(Path("unused"), [torch.cat([start, start + steps.cumsum(0)])], [0.0])
+    return ExpertBank(Path("unused"), [torch.cat([start, start + steps.cumsum(0)])], [0.0], lr=0.01)
 
 
 @pytest.mark.parametrize("batch_syn,augment", [(None, False), (5, True)])

@@ -55,6 +55,7 @@ class ExpertBank:
     folder: Path
     trajectories: list[torch.Tensor]
     test_accuracy: list[float]
+    lr: float | None = None  # the rate the experts trained at (ExpertSettings.lr); None: not known
 
     def __len__(self) -> int:
         return len(self.trajectories)
@@ -249,4 +250,4 @@ def train_experts(
             bar.update(1)
         bar.close()
     return ExpertBank(folder, [found[k][0] for k in range(settings.num_experts)],
-                      [found[k][1] for k in range(settings.num_experts)])
+                      [found[k][1] for k in range(settings.num_experts)], settings.lr)

@@ -11,10 +11,13 @@ grows with ``syn_steps x batch_syn``); both give the same loss and gradients.
 Every setting follows the data, so one rule serves whole data sets and a continual-learning experience of two
 classes alike: the inputs are standardised per channel (experts and student alike, mapped back at the end), the
 clips move by a normalised gradient step measured in the inputs' spread (``lr_img``), the learned lr moves by a
-relative step (``lr_lr``) from a starting rate fitted to the experts' moves (``lr_init=None``), start epochs where
+relative step (``lr_lr``) from the experts' own rate (``lr_init="experts"``), start epochs where
 an expert has stopped moving are not matched (``min_move``), and clips that leave the real inputs' range by
 ``max_range`` spreads stop the run with :class:`SyntheticRangeError`.  Why: with fixed absolute steps, near-still
-2-class trajectories (a tiny normalising distance) made the clips explode to +-1e5 for inputs in [0, 1].
+2-class trajectories (a tiny normalising distance) made the clips explode to +-1e5 for inputs in [0, 1]; and a
+starting rate fitted to the experts' first-order move (``lr_init=None``, :meth:`MTTDistiller.fit_lr`) came out 10-20x
+below the experts' on 2-class experiences, and clips made to cover the experts' move at that rate learnt the
+training speakers (``strategies.distilled_storage``).
 """
 
 from __future__ import annotations
@@ -59,8 +62,9 @@ class MTTSettings:
     lr_img: float = 0.02
     # relative step of the learned lr per iteration: lr *= exp(-lr_lr * sign(dL/dlr))
     lr_lr: float = 0.01
-    # the student's starting lr; None: fitted so that syn_steps steps cover the experts' move (see ``fit_lr``)
-    lr_init: float | None = None
+    # the student's starting lr: a rate; "experts": the rate the experts trained at (the MTT authors' start);
+    # None: fitted so that syn_steps steps cover the experts' first-order move (see ``fit_lr``)
+    lr_init: float | str | None = "experts"
     batch_syn: int | None = None
     iterations: int = 200
     augment: bool = True
@@ -93,7 +97,7 @@ STEP_RULES: tuple[str, ...] = ("scale_free", "absolute")
 # experience in range instead (README, "Continual learning"; strategies.DistilledMemory asks for SCALE_FREE_STEPS).
 ABSOLUTE_STEPS: dict[str, object] = {"steps": "absolute", "lr_img": 1000.0, "lr_lr": 1e-5, "lr_init": 0.01,
                                      "min_move": 0.0}
-SCALE_FREE_STEPS: dict[str, object] = {"steps": "scale_free", "lr_img": 0.02, "lr_lr": 0.01, "lr_init": None,
+SCALE_FREE_STEPS: dict[str, object] = {"steps": "scale_free", "lr_img": 0.02, "lr_lr": 0.01, "lr_init": "experts",
                                        "min_move": 0.25}
 
 
@@ -173,7 +177,7 @@ class MTTDistiller:
         self.labels = train.labels[init].clone().to(self.device)
         self._loss = _student_loss(self.model, self.spec, self.buffers)
         self._students: list[Callable] = [self._loss]  # one per segment thread (see ``students``)
-        lr0 = settings.lr_init if settings.lr_init is not None else self.fit_lr()
+        lr0 = self.starting_lr()
         self.meta.update(lr_init_used=lr0, start_epochs=self.starts, input_scale_identity=self.scale.identity)
         self.syn_lr = torch.tensor(lr0, device=self.device).requires_grad_(True)
         self.opt_img = torch.optim.SGD([self.syn], lr=settings.lr_img, momentum=settings.momentum_img)
@@ -182,6 +186,19 @@ class MTTDistiller:
         self.iteration = 0
         self.history: list[dict[str, float]] = []
         self.augment = AudioAugment() if settings.augment else None
+
+    def starting_lr(self) -> float:
+        """The student's first rate (``MTTSettings.lr_init``): given, the experts' own, or fitted (``fit_lr``)."""
+        if self.s.lr_init is None:
+            return self.fit_lr()
+        if self.s.lr_init == "experts":
+            if self.experts.lr is None:
+                raise ValueError("lr_init='experts' needs the experts' learning rate, and this expert bank does not "
+                                 "record one; give lr_init as a number, or None to fit it")
+            return float(self.experts.lr)
+        if isinstance(self.s.lr_init, str) or not self.s.lr_init > 0:
+            raise ValueError(f"lr_init must be a positive rate, 'experts' or None, got {self.s.lr_init!r}")
+        return float(self.s.lr_init)
 
     def fit_lr(self) -> float:
         """The student's starting lr: ``syn_steps`` steps along the initial clips' gradient best reach the expert.

@@ -102,8 +102,8 @@ def mtt_plan(preset: str, cpc: int | None = None, num_train: int | None = None) 
     wall time, memory and accuracy.  ``paper`` follows MTT/DDFAD: ConvNet-3 width 128, 50 expert epochs,
     syn_steps 30, expert_epochs 2, max_start_epoch 20, 5000 iterations.  Both use the MTT authors' absolute steps
     (``ABSOLUTE_STEPS``: lr_img 1000, lr_lr 1e-5, lr_init 0.01), which measured best on whole audio data sets;
-    ``SCALE_FREE_STEPS`` (clip steps in the inputs' spread, a relative lr step, a starting lr fitted to the
-    experts' moves) is what a continual-learning memory uses (``strategies.DistilledMemory``).
+    ``SCALE_FREE_STEPS`` (clip steps in the inputs' spread, a relative lr step from the experts' own rate) is
+    what a continual-learning memory uses (``strategies.DistilledMemory``).
     Both use the lean unroll: autograd's gradients at a fraction of its memory (``scripts/bench_mtt.py``).
     """
     if preset == "fast":
@@ -172,6 +172,22 @@ def _preset_settings(method: str, preset: str, cpc: int | None, num_train: int |
     if method in CORESET_METHODS:
         return None
     raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+
+
+def parse_variants(texts: list[str], reserved: tuple[str, ...] = ()) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``["NAME=METHOD,FIELD:VALUE,...", ...]`` (a memory benchmark's ``--variant``) as ``{name: (method,
+    overrides)}``; a malformed text, or a NAME in ``reserved`` (the benchmark's own memories), is a ValueError."""
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for text in texts:
+        name, _, spec = text.partition("=")
+        method, _, fields = spec.partition(",")
+        if not name.strip() or not method.strip() or name.strip() in reserved:
+            raise ValueError(f"{text!r}: use NAME=METHOD,FIELD:VALUE,... with a NAME not among {', '.join(reserved)}")
+        try:
+            out[name.strip()] = (method.strip(), parse_overrides(fields) if fields else {})
+        except ValueError as exc:
+            raise ValueError(f"{text!r}: {exc}") from exc
+    return out
 
 
 def parse_overrides(text: str) -> dict[str, Any]:
