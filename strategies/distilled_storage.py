@@ -47,8 +47,8 @@ MEMORY_MTT_ITERATIONS: dict[str, int] = {"fast": 10}
 # The scale-free rule starts the student at its experts' own rate (lr_init="experts", the MTT authors' start), not
 # at the rate fitted to the experts' first-order move (lr_init=None, MTTDistiller.fit_lr): on a 2-class RAVDESS
 # experience that fit gave 0.002-0.004 against the experts' 0.05, and clips made so that 12 steps at such a rate
-# cover the experts' move learnt the training actors: validation on them rose, accuracy on the test actors fell
-# 12-14 points below the herding start (scripts/bench_memory_experience.py).  In cicl (RAVDESS, 20 per class,
+# cover the experts' move did not carry to new actors: up to 17 points below their herding start on the test
+# actors, 3 on the training actors (scripts/bench_memory_experience.py).  In cicl (RAVDESS, 20 per class,
 # 3 seeds) the memory went from 39.44 % to 48.19 %, level with herding (49.17 %); FSDD 96.44 -> 96.56 %; the
 # digits stream 82.59 -> 84.37 % (docs/continual.md).
 
@@ -61,7 +61,7 @@ class DistilledMemory(ClassMemoryBuffer):
     MTT distils with the scale-free step rule (``SCALE_FREE_STEPS``), its student starting at the experts' lr and,
     on the fast preset, 10 iterations (``MEMORY_MTT_ITERATIONS``), all under the user's ``overrides``: an
     experience's experts barely move, the MTT authors' absolute steps blew its clips up to +-30,000, a student rate
-    fitted to the experts' move made clips that learnt the training speakers, and longer matching replayed worse.
+    fitted to the experts' move made clips that did not carry to new speakers, and longer matching replayed worse.
     Without ``settings``, the preset's settings with the fields in ``overrides`` replaced - the standard ones,
     not those the engine picks for small training sets: an experience's few classes are learnt within a few
     epochs, and MTT matched to 25 such epochs collapsed (FSDD: final accuracy 26% against 92% for random

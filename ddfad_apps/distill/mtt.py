@@ -16,8 +16,8 @@ an expert has stopped moving are not matched (``min_move``), and clips that leav
 ``max_range`` spreads stop the run with :class:`SyntheticRangeError`.  Why: with fixed absolute steps, near-still
 2-class trajectories (a tiny normalising distance) made the clips explode to +-1e5 for inputs in [0, 1]; and a
 starting rate fitted to the experts' first-order move (``lr_init=None``, :meth:`MTTDistiller.fit_lr`) came out 10-20x
-below the experts' on 2-class experiences, and clips made to cover the experts' move at that rate learnt the
-training speakers (``strategies.distilled_storage``).
+below the experts' on 2-class experiences, and clips made to cover the experts' move at that rate did not carry to
+new speakers (``strategies.distilled_storage``).
 """
 
 from __future__ import annotations
@@ -204,9 +204,11 @@ class MTTDistiller:
         """The student's starting lr: ``syn_steps`` steps along the initial clips' gradient best reach the expert.
 
         Per matched (trajectory, start) pair, the least-squares rate along ``G = syn_steps * grad`` at the start
-        towards the target, ``D cos / |G|`` (``cos`` floored at 0.1), then the median over pairs.  Why: the experts'
-        rate per epoch depends on the data's size (a 2-class experience takes a few SGD steps an epoch, a whole data
-        set dozens), so a fixed lr_init left the student far short of, or far past, the experts' move.
+        towards the target, ``D cos / |G|`` (``cos`` floored at 0.1), then the median over pairs (``lr_init=None``).
+        The idea: the experts' move per epoch depends on the data's size, so no fixed rate suits every set.  As a
+        continual-learning memory's start it measured worse than the experts' own rate: the fitted rate came out
+        10-20x lower, and the clips pushed to cover the experts' move at it did not carry to new speakers
+        (``strategies.distilled_storage``), so ``"experts"`` is the default and this stays an option.
         """
         rates = []
         x, y = self.syn.detach(), self.labels
