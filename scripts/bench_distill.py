@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--select-epochs", type=int, default=None, help="epochs of the lr-selection networks "
                     "(default: --eval-epochs)")
     ap.add_argument("--lr-grid", type=floats, default=(0.003, 0.01, 0.03), help="candidate learning rates")
+    ap.add_argument("--extend-edges", type=int, default=0,
+                    help="grid steps a winning rate at the grid's edge may add beyond it, per side (EvalProtocol)")
     ap.add_argument("--val-fraction", type=float, default=0.1, help="share of each class carved for validation")
     ap.add_argument("--baseline", default="random,herding",
                     help="comma-separated coreset methods evaluated in the same run ('' for none)")
@@ -152,7 +154,7 @@ def main() -> None:
     device = resolve_device(args.device)
     protocol = EvalProtocol.for_preset(args.preset, args.eval_model, args.eval_width, args.eval_epochs,
                                        lr_grid=args.lr_grid, val_fraction=args.val_fraction,
-                                       select_epochs=args.select_epochs)
+                                       select_epochs=args.select_epochs, extend_edges=args.extend_edges)
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
     framing = {k: v for k, v in (("hop_ms", args.hop_ms), ("window", args.window)) if v is not None}

@@ -140,6 +140,35 @@ def test_learned_lr_set_and_real_clip_set_go_through_the_same_selection(small):
     assert d["carve"]["val_clips"] == len(carved.val) and d["set"]["kind"] == "synthetic"
 
 
+@pytest.mark.parametrize("peak, learned, extend, chosen, source, tried", [
+    (0.1, None, 0, 0.03, "grid", 3),          # no extension: the grid's edge wins, nothing else is tried
+    (0.1, None, 2, 0.0949, "extended", 5),    # 0.03 wins at the edge -> 0.095 wins -> 0.3 loses: the peak is inside
+    (0.0005, None, 2, 0.0003, "extended", 5), # the low side the same way (0.001, then 0.0003)
+    (0.01, None, 2, 0.01, "grid", 3),         # an inside winner adds nothing
+    (0.1, 0.0315, 1, 0.0949, "extended", 5),  # a learned rate just past the grid does not hide the edge
+    (0.04, 0.04, 1, 0.04, "learned", 5),      # a learned winner beyond the grid is an edge winner too
+])
+def test_a_winner_at_the_grids_edge_extends_the_grid(monkeypatch, peak, learned, extend, chosen, source, tried):
+    """Validation accuracy that peaks at ``peak`` (log scale): the search follows it past the grid's edge, one grid
+    step at a time, up to ``extend_edges`` steps a side (no network is trained: the curve is given)."""
+    import ddfad_apps.evidence.protocol as protocol_module
+
+    monkeypatch.setattr(protocol_module, "train_on_set", lambda data, nc, shape, model, settings, lr, *a: lr)
+    monkeypatch.setattr(protocol_module, "accuracy", lambda lr, val: 1.0 - abs(math.log10(lr / peak)))
+    data = FeatureSet(torch.zeros(2, 1, 2, 2), torch.tensor([0, 1]), ["a", "b"], {})
+    proto = TINY.with_changes(extend_edges=extend)
+    lr, src, scores = protocol_module.select_lr(data, data, proto, learned)
+    assert lr == pytest.approx(chosen, rel=2e-3) and src == source and len(scores) == tried
+    assert list(scores) == sorted(scores)  # recorded in increasing rate, the extensions included
+
+
+def test_extend_edges_is_recorded_only_when_used():
+    assert "extend_edges" not in TINY.as_dict()  # results recorded before the option keep matching
+    assert TINY.with_changes(extend_edges=1).as_dict()["extend_edges"] == 1
+    with pytest.raises(ValueError, match="extend_edges"):
+        EvalProtocol(lr_grid=(0.01,), extend_edges=1)
+
+
 def test_test_split_is_not_used_to_choose_the_lr(small):
     _, carved, test = small
     real = coreset(carved.fit, 2, "random", generator=torch.Generator().manual_seed(1)).as_feature_set()

@@ -250,6 +250,9 @@ def test_settings_that_cannot_be_honoured_are_refused_before_any_work(digits: Pa
         (lambda: run_train_job(TrainJob(dataset=str(digits), n_mfcc=500, tracking_uri=uri)),
          "500 cepstral coefficients requested"),
         (lambda: run_evaluate_job(EvaluateJob(tmp_path, models=("convnet", "alexnet"))), r"unknown model\(s\)"),
+        (lambda: run_distill_job(DistillJob(method="random", eval_protocol="fixed-lr", extend_edges=1,
+                                            out=tmp_path / "x", tracking_uri=uri)),
+         "--extend-edges applies to --protocol lr-grid only"),
     ]
     for call, message in cases:
         with pytest.raises(JobSettingsError, match=message):
@@ -258,7 +261,7 @@ def test_settings_that_cannot_be_honoured_are_refused_before_any_work(digits: Pa
     with pytest.raises(JobError, match="unknown data set 'no-such-set'") as info:
         run_train_job(TrainJob(dataset="no-such-set", tracking_uri=uri))
     assert not isinstance(info.value, JobSettingsError)
-    assert not any((tmp_path / name).exists() for name in ("r", "e", "d", "s", "mlflow.db"))
+    assert not any((tmp_path / name).exists() for name in ("r", "e", "d", "s", "x", "mlflow.db"))
 
 
 def test_cicl_job_summarises_what_it_saved_and_resumes(fsdd_folder, uri: str, tmp_path: Path) -> None:

@@ -69,7 +69,10 @@ def duration_option(f: Callable) -> Callable:
 
 
 def protocol_options(f: Callable) -> Callable:
-    """``--protocol`` and ``--lr-grid``: how the networks trained on a set get their learning rate."""
+    """``--protocol``, ``--lr-grid`` and ``--extend-edges``: how the networks trained on a set get their rate."""
+    f = click.option("--extend-edges", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="A winning rate at the grid's edge adds the next one beyond it (one grid step), up to this "
+                          "many times a side.")(f)
     f = click.option("--lr-grid", default=None, metavar="LR,LR,...", callback=float_list,
                      help="Learning rates the protocol chooses from (default 0.003,0.01,0.03; plus the set's learned "
                           "one).")(f)

@@ -10,7 +10,9 @@ through the same steps:
    split has seen the validation clips: :func:`evaluate_set` refuses a set holding any of them).
 2. For each learning rate of ``lr_grid`` (plus the set's learned rate, if it has one, as one extra candidate)
    ``select_seeds`` networks train on the set for ``select_epochs`` epochs and are scored on the validation
-   part.  The best rate wins (ties: the lower rate).  The test split is not used.
+   part.  The best rate wins (ties: the lower rate).  With ``extend_edges`` > 0, a winner at either end of the
+   candidates (a sign that the grid is too narrow for that set) adds the next rate beyond it, one grid step
+   further (the grid's geometric step), up to ``extend_edges`` times a side.  The test split is not used.
 3. ``seeds`` fresh networks train at that rate for ``epochs`` epochs and are tested on the test split.
 
 The result carries every seed's accuracy, mean, std, 95% t-interval, the chosen rate, the grid's validation
@@ -83,6 +85,7 @@ class EvalProtocol:
     weight_decay: float = 5e-4
     augment: bool = True
     noise_std: float = 0.0
+    extend_edges: int = 0  # grid steps a winner at the candidates' edge may add beyond it, per side
 
     def __post_init__(self) -> None:
         if not self.lr_grid or any(not (lr > 0 and math.isfinite(lr)) for lr in self.lr_grid):
@@ -91,6 +94,10 @@ class EvalProtocol:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.select_seeds < 1 or self.epochs < 1 or (self.select_epochs is not None and self.select_epochs < 1):
             raise ValueError("select_seeds, epochs and select_epochs must be at least 1")
+        if self.extend_edges < 0:
+            raise ValueError(f"extend_edges must be 0 or more, got {self.extend_edges}")
+        if self.extend_edges and len(set(self.lr_grid)) < 2:
+            raise ValueError("extend_edges needs a grid of at least two rates (its step is the grid's)")
 
     @classmethod
     def for_preset(cls, preset: str = "fast", model: str = "convnet", width: int | None = None,
@@ -118,6 +125,12 @@ class EvalProtocol:
             out.setdefault(float(learned_lr), "learned")
         return sorted(out.items())
 
+    @property
+    def grid_step(self) -> float:
+        """The grid's geometric step (its span's ratio per interval), by which an edge winner is extended."""
+        grid = sorted(set(float(lr) for lr in self.lr_grid))
+        return (grid[-1] / grid[0]) ** (1.0 / (len(grid) - 1))
+
     def carve(self, train: FeatureSet) -> Carved:
         """Stratified, seeded split of ``train`` into ``fit`` and ``val`` (disjoint, every class on both sides).
 
@@ -140,8 +153,10 @@ class EvalProtocol:
                       self.carve_seed, sizes)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": PROTOCOL_NAME, "version": PROTOCOL_VERSION, **asdict(self),
-                "lr_grid": list(self.lr_grid)}
+        fields = asdict(self)
+        if not self.extend_edges:  # so results recorded before the option still match a protocol without it
+            del fields["extend_edges"]
+        return {"name": PROTOCOL_NAME, "version": PROTOCOL_VERSION, **fields, "lr_grid": list(self.lr_grid)}
 
 
 @dataclass
@@ -224,12 +239,15 @@ def select_lr(data: FeatureSet, val: FeatureSet, protocol: EvalProtocol, learned
               device: torch.device | str = "cpu", progress: bool = False) -> tuple[float, str, dict[float, float]]:
     """Choose the learning rate on ``val``: ``(lr, source, {lr: mean validation accuracy})``.
 
-    A candidate whose loss diverges scores NaN and cannot win; all diverging is an error.
+    A candidate whose loss diverges scores NaN and cannot win; all diverging is an error.  With
+    ``protocol.extend_edges``, a winner at the low or high end of the candidates tried adds the next rate beyond
+    that end (source ``"extended"``), until the winner is inside or the extensions of that side are used up.
     """
     settings = protocol.settings(protocol.select_epochs or protocol.epochs)
     scores: dict[float, float] = {}
     sources: dict[float, str] = {}
-    for lr, source in protocol.candidates(learned_lr):
+
+    def score(lr: float, source: str) -> None:
         accs = []
         for i in range(protocol.select_seeds):
             try:
@@ -241,11 +259,31 @@ def select_lr(data: FeatureSet, val: FeatureSet, protocol: EvalProtocol, learned
             accs.append(accuracy(net, val))
         scores[lr] = sum(accs) / len(accs)
         sources[lr] = source
-    finite = [lr for lr, s in scores.items() if not math.isnan(s)]
-    if not finite:
+
+    def best() -> float | None:
+        finite = [lr for lr, s in scores.items() if not math.isnan(s)]
+        return max(finite, key=lambda lr: (scores[lr], -lr)) if finite else None  # ties: the lower rate
+
+    for lr, source in protocol.candidates(learned_lr):
+        score(lr, source)
+    # the edges are the grid's (and its extensions'): a learned rate just past the grid does not hide an edge winner
+    low, high = min(map(float, protocol.lr_grid)), max(map(float, protocol.lr_grid))
+    left = {"low": protocol.extend_edges, "high": protocol.extend_edges}
+    while (winner := best()) is not None:
+        side = "low" if winner <= low else "high" if winner >= high else None
+        if side is None or not left[side]:
+            break
+        left[side] -= 1
+        if side == "low":
+            low /= protocol.grid_step
+            score(low, "extended")
+        else:
+            high *= protocol.grid_step
+            score(high, "extended")
+    winner = best()
+    if winner is None:
         raise NonFiniteLossError(f"training diverged at every candidate learning rate {sorted(scores)}")
-    best = max(finite, key=lambda lr: (scores[lr], -lr))  # ties: the lower rate
-    return best, sources[best], scores
+    return winner, sources[winner], dict(sorted(scores.items()))
 
 
 def _seed_list(seeds: int | Sequence[int]) -> list[int]:

@@ -57,8 +57,10 @@ def invertible(config: FeatureConfig) -> bool:
     return config.kind in AUDIO_KINDS
 
 
-def check_protocol_settings(eval_protocol: str, lr_grid: tuple[float, ...] | None, val_fraction: float) -> None:
-    """Refuse an unknown protocol, a grid without it, non-positive rates or a validation share outside (0, 1)."""
+def check_protocol_settings(eval_protocol: str, lr_grid: tuple[float, ...] | None, val_fraction: float,
+                            extend_edges: int = 0) -> None:
+    """Refuse an unknown protocol, a grid without it, non-positive rates, a validation share outside (0, 1) or a
+    negative ``extend_edges``."""
     if eval_protocol not in EVAL_PROTOCOLS:
         raise JobSettingsError(f"unknown evaluation protocol {eval_protocol!r}; choose from {', '.join(EVAL_PROTOCOLS)}")
     if lr_grid is not None:
@@ -68,14 +70,20 @@ def check_protocol_settings(eval_protocol: str, lr_grid: tuple[float, ...] | Non
             raise JobSettingsError(f"--lr-grid must list positive learning rates, got {list(lr_grid)}")
     if not 0.0 < val_fraction < 1.0:
         raise JobSettingsError(f"--val-fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    if extend_edges:
+        if eval_protocol != "lr-grid":
+            raise JobSettingsError("--extend-edges applies to --protocol lr-grid only")
+        if extend_edges < 0:
+            raise JobSettingsError(f"--extend-edges must be 0 or more, got {extend_edges}")
 
 
 def make_protocol(preset: str, model: str, width: int | None, epochs: int | None, lr_grid: tuple[float, ...] | None,
-                  val_fraction: float, carve_seed: int, noise_std: float = 0.0) -> EvalProtocol:
+                  val_fraction: float, carve_seed: int, noise_std: float = 0.0, extend_edges: int = 0) -> EvalProtocol:
     """The evaluation protocol of a preset's recipe for ``model``, with the job's grid and carve."""
     from ddfad_apps.evidence.protocol import EvalProtocol
 
-    changes: dict[str, Any] = {"val_fraction": val_fraction, "carve_seed": carve_seed, "noise_std": noise_std}
+    changes: dict[str, Any] = {"val_fraction": val_fraction, "carve_seed": carve_seed, "noise_std": noise_std,
+                               "extend_edges": extend_edges}
     if lr_grid is not None:
         changes["lr_grid"] = tuple(float(lr) for lr in lr_grid)
     return EvalProtocol.for_preset(preset, model, width, epochs, **changes)
@@ -112,6 +120,7 @@ class DistillJob:
     eval_epochs: int | None = None
     eval_protocol: str = "lr-grid"
     lr_grid: tuple[float, ...] | None = None
+    extend_edges: int = 0
     val_fraction: float = 0.1
     carve_seed: int = 0
     feature: str = "fd_mfcc"
@@ -142,7 +151,7 @@ class DistillJob:
                                        f"{steps} student steps per iteration")
         if self.eval_epochs is not None and not self.eval_seeds:
             raise JobSettingsError("--eval-epochs has no effect with --eval-seeds 0 (no evaluation)")
-        check_protocol_settings(self.eval_protocol, self.lr_grid, self.val_fraction)
+        check_protocol_settings(self.eval_protocol, self.lr_grid, self.val_fraction, self.extend_edges)
         if self.audio and not invertible(self.feature_config()):
             raise JobSettingsError(f"--feature {self.feature} cannot be turned back into audio (only MFCC-based "
                                    "features can); pass --no-audio")
@@ -154,7 +163,7 @@ class DistillJob:
     def protocol(self) -> EvalProtocol:
         """The evaluation protocol of the set's networks (also the carve made before distilling)."""
         return make_protocol(self.preset, self.model, None, self.eval_epochs, self.lr_grid, self.val_fraction,
-                             self.carve_seed)
+                             self.carve_seed, extend_edges=self.extend_edges)
 
     def out_dir(self, short: str) -> Path:
         """The run folder: ``out``, else a name made of everything that makes the run."""

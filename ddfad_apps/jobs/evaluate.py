@@ -51,6 +51,7 @@ class EvaluateJob:
     roundtrip: bool = False
     eval_protocol: str = "lr-grid"
     lr_grid: tuple[float, ...] | None = None
+    extend_edges: int = 0
     feature: str | None = None
     duration: float | None = None
     dataset: str | None = None
@@ -73,7 +74,7 @@ class EvaluateJob:
         """Refuse settings that cannot be honoured together (before reading anything)."""
         from ddfad_apps.features.transforms import FEATURE_MODULES
 
-        check_protocol_settings(self.eval_protocol, self.lr_grid, 0.5)
+        check_protocol_settings(self.eval_protocol, self.lr_grid, 0.5, self.extend_edges)
         if self.feature is not None and self.feature not in FEATURE_MODULES:
             raise JobSettingsError(f"unknown feature kind {self.feature!r}; choose from {', '.join(FEATURE_MODULES)}")
         bad = [s for s in self.waveform_noise if not (s >= 0 and math.isfinite(s))]
@@ -130,7 +131,7 @@ def run_evaluate_job(job: EvaluateJob, progress: bool = True, say: Say = print) 
     except IncompatibleSetError as exc:
         raise JobError(str(exc)) from exc
     protocols = {m: make_protocol(run.request["preset"], m, job.width, job.epochs, job.lr_grid, *run.carve_settings(),
-                                  job.noise_std) for m in names}
+                                  job.noise_std, job.extend_edges) for m in names}
     carved = run.carve(protocols[names[0]], splits.train) if job.eval_protocol == "lr-grid" else None
     say(f"{len(syn)} {syn.method} clips from {job.folder}, tested on data set {ref.name!r} ({ref.argument}): "
         f"{len(splits.test)} test clips, {splits.test.num_classes} classes"
