@@ -330,3 +330,34 @@ def test_sets_with_other_set_seeds_are_described_not_paired() -> None:
     assert "not compared (set seeds 0, 1, 2 vs 0" in described
     (paired,) = _verdicts({"fd_mfcc": three, "lpcc": other}, [("fd_mfcc", "lpcc")])
     assert "not compared" not in paired and "fd_mfcc" in paired
+
+
+def test_a_set_cell_evaluated_another_way_reuses_the_sets_made_the_same_way(data_root: Path, tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    """A protocol change (here the lr grid) re-keys a set cell but not its sets: they are copied from the cell that
+    made them, with their making time and origin; a change to how sets are made (the carve) makes them again."""
+    import ddfad_apps.distill as distill_module
+    from ddfad_apps.paper.cells import set_cell
+    from ddfad_apps.paper.execute import Context, run_set
+
+    ctx = Context(tmp_path / "raw", torch.device("cpu"), data_root, say=lambda line: None)
+    smoke = SIZES["smoke"]
+    first = set_cell(smoke, "fsdd", "herding", 1)
+    made, _ = run_set(first, ctx)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a set made the same way was made again")
+
+    monkeypatch.setattr(distill_module, "distill", refuse)
+    wider = set_cell(replace(smoke, protocol={**smoke.protocol, "lr_grid": (0.003, 0.01, 0.03)}), "fsdd", "herding", 1)
+    assert wider.key != first.key
+    again, _ = run_set(wider, ctx)
+    assert again["make_seconds"] == made["make_seconds"]
+    assert again["sets_reused_from"] == {str(s): first.key for s in range(smoke.set_seeds)}
+    assert sorted(again["evaluations"]["convnet"]["runs"]["0"]["val_scores"]) == ["0.003", "0.01", "0.03"]
+    for seed in range(smoke.set_seeds):
+        assert (ctx.raw / wider.key / f"s{seed}" / "distilled.safetensors").read_bytes() == \
+            (ctx.raw / first.key / f"s{seed}" / "distilled.safetensors").read_bytes()
+    recarved = set_cell(replace(smoke, protocol={**smoke.protocol, "carve_seed": 1}), "fsdd", "herding", 1)
+    with pytest.raises(AssertionError, match="made again"):
+        run_set(recarved, ctx)

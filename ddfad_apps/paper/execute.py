@@ -122,24 +122,62 @@ def set_folder(ctx: Context, key: str, seed: int) -> Path:
     return ctx.files(key) / f"s{seed}"
 
 
-MADE_FILE = "made.json"  # in a set's folder: the seconds it took to make
+MADE_FILE = "made.json"  # in a set's folder: the seconds it took to make and what made it (making_digest)
+MAKING_KEYS = ("dataset", "feature", "method", "cpc", "source", "preset", "overrides", "experts", "source_kwargs",
+               "preset_values")
+
+
+def making_digest(params: dict[str, Any]) -> str:
+    """A digest of what makes a set cell's sets, leaving out how they are evaluated (targets, evaluation seeds, the
+    protocol's lr selection): a set made for one evaluation protocol serves a cell that evaluates it another way.
+    The carve is part of it (sets are made from the carved fit split)."""
+    from ddfad_apps.distill.fingerprint import settings_digest
+
+    carve = protocol_for(params, "convnet")
+    return settings_digest({**{k: params.get(k) for k in MAKING_KEYS},
+                            "carve": {"val_fraction": carve.val_fraction, "carve_seed": carve.carve_seed}})[:16]
+
+
+def made_elsewhere(ctx: Context, making: str, seed: int, key: str) -> Path | None:
+    """A finished set folder of another cell made the same way with ``seed`` (see :func:`making_digest`)."""
+    for made in sorted(ctx.raw.glob(f"*/s{seed}/{MADE_FILE}")):
+        folder = made.parent
+        if folder.parent.name == key or not is_done(folder):
+            continue
+        try:
+            if json.loads(made.read_text()).get("making") == making:
+                return folder
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+    return None
 
 
 def _set_unit(cell: Cell, ctx: Context, seed: int, make: Callable[[], Any]) -> Unit:
-    """The set of ``seed`` as a shared unit of work: made once, kept in ``raw/<key>/s<seed>`` with its time."""
+    """The set of ``seed`` as a shared unit of work: made once, kept in ``raw/<key>/s<seed>`` with its time.
+
+    A set another cell made the same way (another evaluation protocol, other targets) is copied, not made again;
+    its making time is kept and its origin recorded (``reused_from`` in ``made.json``)."""
     from ddfad_apps.distill import SyntheticSet
 
-    def compute() -> tuple[Any, float]:
+    making = making_digest(cell.params)
+
+    def compute() -> tuple[Any, float, str | None]:
+        found = made_elsewhere(ctx, making, seed, cell.key)
+        if found is not None:
+            ctx.say(f"{cell.key} set seed {seed}: made the same way in {found.parent.name}; reused")
+            return (*load(found)[:2], found.parent.name)
         t0 = time.perf_counter()
         syn = make()
-        return syn, time.perf_counter() - t0
+        return syn, time.perf_counter() - t0, None
 
-    def save(made: tuple[Any, float], folder: Path) -> None:
+    def save(made: tuple[Any, float, str | None], folder: Path) -> None:
         made[0].save(folder)
-        write_json_atomic(folder / MADE_FILE, {"seconds": made[1]})
+        write_json_atomic(folder / MADE_FILE, {"seconds": made[1], "making": making,
+                                               **({"reused_from": made[2]} if made[2] else {})})
 
-    def load(folder: Path) -> tuple[Any, float]:
-        return SyntheticSet.load(folder), json.loads((folder / MADE_FILE).read_text())["seconds"]
+    def load(folder: Path) -> tuple[Any, float, str | None]:
+        info = json.loads((folder / MADE_FILE).read_text())
+        return SyntheticSet.load(folder), info["seconds"], info.get("reused_from")
 
     return Unit(set_folder(ctx, cell.key, seed), compute, save, load, f"{cell.key} set seed {seed}")
 
@@ -197,7 +235,7 @@ def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
     splits, carved, settings, units = _set_units(cell, ctx)
     resumed_sets = [seed for seed, unit in enumerate(units) if is_done(unit.folder)]
     made = run_units(units, ctx.say)
-    sets = {seed: syn for seed, (syn, _) in enumerate(made)}
+    sets = {seed: syn for seed, (syn, _, _) in enumerate(made)}
     experts = [syn.meta["experts"]["test_accuracy"] for syn in sets.values() if "experts" in syn.meta]
 
     def evaluate(target: str) -> dict[str, Any]:
@@ -210,7 +248,9 @@ def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
     resumed_targets = [t for t, unit in zip(p["targets"], units) if is_done(unit.folder)]
     scored = dict(zip(p["targets"], run_units(units, ctx.say)))
     out = {"evaluations": {t: r["evaluation"] for t, r in scored.items()},
-           "make_seconds": [seconds for _, seconds in made],
+           "make_seconds": [seconds for _, seconds, _ in made],
+           **({"sets_reused_from": {str(seed): origin for seed, (_, _, origin) in enumerate(made) if origin}}
+              if any(origin for _, _, origin in made) else {}),
            "eval_seconds": {t: r["seconds"] for t, r in scored.items()},
            "learned_lr": [syn.lr for syn in sets.values()], "experts_test_accuracy": experts,
            "carve": carved.as_dict(), "test_clips": len(splits.test), "input_shape": list(splits.train.input_shape),
