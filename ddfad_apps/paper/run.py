@@ -45,9 +45,22 @@ class Reproduction:
     report: Path
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux), recorded because the same seeds give other floats on another CPU: a set
+    evaluated again on another machine moved by up to ~2 points (scripts/recheck_report.py)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def machine(device: torch.device) -> dict[str, Any]:
     """The machine a cell ran on, recorded with its result."""
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+    return {"platform": platform.platform(), "cpu": cpu_model(), "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
 
