@@ -56,8 +56,10 @@ def experience_rows(dataset: str, data_root: str | None, seed: int, experience: 
     return train.subset(fit), train.subset(val), rows(splits.test), classes
 
 
-def make_memory(name: str, variants: dict, data, k: int, seed: int, experience: int):
-    """The memory ``name`` of ``k`` clips per class of ``data`` (a SyntheticSet) and its seconds."""
+def make_memory(name: str, variants: dict, data, k: int, seed: int, experience: int, model: str = "convnet",
+                model_kwargs: dict | None = None):
+    """The memory ``name`` of ``k`` clips per class of ``data`` (a SyntheticSet) and its seconds; distilled memories
+    are made with ``model`` (as cicl makes them with its network)."""
     from ddfad_apps.distill import distill
     from strategies import DistilledMemory
 
@@ -67,7 +69,7 @@ def make_memory(name: str, variants: dict, data, k: int, seed: int, experience: 
     else:
         method, overrides = variants.get(name, (name, {}))
         memory = DistilledMemory(10 ** 9, k, method, "fast", overrides={"init": "herding", **overrides},
-                                 model="convnet", model_kwargs={"width": 32}, seed=seed)
+                                 model=model, model_kwargs=model_kwargs or {"width": 32}, seed=seed)
         syn = distill(data, k, method, "fast", settings=memory.settings_for(k), seed=seed * 1000 + experience,
                       progress=False)
     return syn, time.perf_counter() - started
@@ -87,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=150)
     p.add_argument("--lr", type=float, default=0.01, help="the rate networks train on a memory at (cicl: 0.01)")
     p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--model", default="convnet", help="network distilling the memory and trained on it (as cicl's "
+                   "--model; width 32 for convnet, else cicl's fast width 16)")
     args = p.parse_args(argv)
     print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]), flush=True)
     try:
@@ -106,13 +110,15 @@ def main(argv: list[str] | None = None) -> None:
                                                args.classes_per_experience, args.val_fraction)
     print(f"{args.dataset}, seed {args.seed}, experience {args.experience}: classes {classes}, {len(data)} rows "
           f"distilled, {len(val)} validation, {len(test)} test; {args.per_class} per class", flush=True)
-    recipe = eval_settings_for("fast", width=32, epochs=args.epochs)
+    kwargs = {"width": 32 if args.model == "convnet" else 16}
+    recipe = eval_settings_for("fast", width=kwargs["width"], epochs=args.epochs)
     spread = float(data.features.std())
     start = None
     for name in memories:
-        syn, seconds = make_memory(name, variants, data, args.per_class, args.seed, args.experience)
+        syn, seconds = make_memory(name, variants, data, args.per_class, args.seed, args.experience, args.model,
+                                   kwargs)
         feats = FeatureSet(syn.features, syn.labels, data.classes, {})
-        nets = [train_on_set(feats, len(classes), data.input_shape, "convnet", recipe, args.lr, s)
+        nets = [train_on_set(feats, len(classes), data.input_shape, args.model, recipe, args.lr, s)
                 for s in range(args.nets)]
         on_test = [100 * accuracy(n, test) for n in nets]
         on_val = [100 * accuracy(n, val) for n in nets]

@@ -231,6 +231,31 @@ def test_mtt_raises_when_the_clips_leave_the_data_range_instead_of_returning_the
         d.run(progress=False)
 
 
+def test_dm_raises_when_the_clips_leave_the_data_range_and_scale_free_steps_follow_the_inputs(small):
+    """DM's absolute steps depend on the network's gradients (the fast lr_img 10 threw VGG11's memory clips to 4x
+    the data's spread): far outside the range is an error naming the way out; scale-free steps are measured in the
+    inputs' spread, so inputs x1000 give the same set x1000 (instance norm makes the network scale-free; DM works in
+    the inputs' own units, so an offset would meet the zero padding and is left out)."""
+    from ddfad_apps.distill.dm import SCALE_FREE_DM_STEPS, DMSettings
+
+    tiny = DMSettings(iterations=3, batch_real=8, model_kwargs={"width": 8, "depth": 2})
+    with pytest.raises(SyntheticRangeError, match="DM synthetic clips left the real inputs' range at iteration 1.*"
+                                                  "scale-free step rule"):
+        distill(small, 1, "dm", settings=replace(tiny, lr_img=1e7), seed=0, progress=False)
+    sf = replace(tiny, **SCALE_FREE_DM_STEPS, iterations=5)
+    scaled = FeatureSet(small.features * 1000.0, small.labels, small.classes, dict(small.meta))
+    a = distill(small, 1, "dm", settings=sf, seed=1, progress=False)
+    b = distill(scaled, 1, "dm", settings=sf, seed=1, progress=False)
+    start = distill(small, 1, "dm", settings=replace(sf, iterations=0), seed=1, progress=False)
+    assert float((a.features - start.features).abs().max()) > 1e-3  # the clips did move
+    off = (b.features - a.features * 1000.0).abs() / 1000.0  # in the inputs' spreads (~1)
+    assert float(off.max()) < 5e-3
+    absolute = replace(tiny, iterations=5, lr_img=1.0)  # the same rate on raw gradients: not scale-free
+    c = distill(small, 1, "dm", settings=absolute, seed=1, progress=False)
+    d = distill(scaled, 1, "dm", settings=absolute, seed=1, progress=False)
+    assert float(((d.features - c.features * 1000.0).abs() / 1000.0).max()) > 0.1
+
+
 @pytest.mark.parametrize("lr_init", [None, "experts"])
 def test_mtt_is_scale_free_inputs_times_1000_give_the_set_times_1000(small, tmp_path, lr_init):
     scaled = FeatureSet(small.features * 1000.0 + 5.0, small.labels, small.classes, dict(small.meta))

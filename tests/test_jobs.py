@@ -13,8 +13,8 @@ pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from ddfad_apps.jobs import (  # noqa: E402
-    DistillJob, EvaluateJob, JobError, JobSettingsError, ReconstructJob, TrainJob, run_distill_job,
-    run_evaluate_job, run_reconstruct_job, run_train_job,
+    CICLJob, DistillJob, EvaluateJob, JobError, JobSettingsError, ReconstructJob, TrainJob, run_cicl_job,
+    run_distill_job, run_evaluate_job, run_reconstruct_job, run_train_job,
 )
 
 
@@ -253,6 +253,9 @@ def test_settings_that_cannot_be_honoured_are_refused_before_any_work(digits: Pa
         (lambda: run_distill_job(DistillJob(method="random", eval_protocol="fixed-lr", extend_edges=1,
                                             out=tmp_path / "x", tracking_uri=uri)),
          "--extend-edges applies to --protocol lr-grid only"),
+        (lambda: run_cicl_job(CICLJob(dataset=str(digits), distill_method="herding", distill_steps="scale_free",
+                                      out=tmp_path / "c", tracking_uri=uri), progress=False),
+         "--distill-steps: step rule 'scale_free' is not known for method 'herding'"),
     ]
     for call, message in cases:
         with pytest.raises(JobSettingsError, match=message):
@@ -261,7 +264,7 @@ def test_settings_that_cannot_be_honoured_are_refused_before_any_work(digits: Pa
     with pytest.raises(JobError, match="unknown data set 'no-such-set'") as info:
         run_train_job(TrainJob(dataset="no-such-set", tracking_uri=uri))
     assert not isinstance(info.value, JobSettingsError)
-    assert not any((tmp_path / name).exists() for name in ("r", "e", "d", "s", "x", "mlflow.db"))
+    assert not any((tmp_path / name).exists() for name in ("r", "e", "d", "s", "x", "c", "mlflow.db"))
 
 
 def test_cicl_job_summarises_what_it_saved_and_resumes(fsdd_folder, uri: str, tmp_path: Path) -> None:

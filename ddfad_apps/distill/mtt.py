@@ -38,6 +38,9 @@ from ddfad_apps.distill.augment import AudioAugment
 from ddfad_apps.distill.coreset import Embed, initial_clips
 from ddfad_apps.distill.experts import ExpertBank, InputScale, moving_starts
 from ddfad_apps.distill.synthetic_set import SyntheticSet, check_clips_per_class
+from ddfad_apps.distill.range_guard import (  # noqa: F401  (SyntheticRangeError, STEP_RULES: re-exported)
+    SCALE_FREE_HINT, STEP_RULES, InputRange, SyntheticRangeError, scale_free_step,
+)
 from ddfad_apps.distill.unroll import match_loss, plan_batches, unroll
 from ddfad_apps.features.dataset import FeatureSet
 from ddfad_apps.models import ParamSpec, build_model
@@ -91,7 +94,6 @@ class MTTSettings:
     backprop_steps: int | None = None
 
 
-STEP_RULES: tuple[str, ...] = ("scale_free", "absolute")
 # The MTT authors' step sizes, which the presets use on whole audio data sets: on FSDD CPC 1 (seed 0, the evidence
 # protocol) they gave 78.3% against 67.8% for the scale-free rule, which keeps a 2-class continual-learning
 # experience in range instead (README, "Continual learning"; strategies.DistilledMemory asks for SCALE_FREE_STEPS).
@@ -99,10 +101,6 @@ ABSOLUTE_STEPS: dict[str, object] = {"steps": "absolute", "lr_img": 1000.0, "lr_
                                      "min_move": 0.0}
 SCALE_FREE_STEPS: dict[str, object] = {"steps": "scale_free", "lr_img": 0.02, "lr_lr": 0.01, "lr_init": "experts",
                                        "min_move": 0.25}
-
-
-class SyntheticRangeError(NonFiniteLossError):
-    """The synthetic clips left the real inputs' range by far: the distillation diverged (never a silent result)."""
 
 
 def concurrently(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R]:
@@ -305,9 +303,7 @@ class MTTDistiller:
             else:
                 # scale-free steps: the clips' gradient normalised to unit RMS (lr_img is then in spreads), the lr
                 # multiplied by exp(+-lr_lr); both independent of the normalising distance and of the inputs' units
-                rms = self.syn.grad.square().mean().sqrt()
-                if rms > 0:
-                    self.syn.grad.div_(rms)
+                scale_free_step(self.syn.grad)
                 self.opt_img.step()
                 if self.syn_lr.grad is not None:
                     self.syn_lr.mul_(torch.exp(-s.lr_lr * torch.sign(self.syn_lr.grad)))
@@ -321,19 +317,14 @@ class MTTDistiller:
 
     def check_range(self) -> None:
         """Raise :class:`SyntheticRangeError` when a clip left the real inputs' range by more than ``max_range``."""
+        m, sd = float(self.scale.mean[0]), float(self.scale.std[0])
         lo, hi = self.range
-        k = self.s.max_range
         s_lo, s_hi = float(self.syn.detach().min()), float(self.syn.detach().max())
-        if s_lo < lo - k or s_hi > hi + k:
-            m, sd = float(self.scale.mean[0]), float(self.scale.std[0])
-            raise SyntheticRangeError(
-                f"MTT synthetic clips left the real inputs' range at iteration {self.iteration + 1}: they span "
-                f"[{s_lo:.4g}, {s_hi:.4g}] standardised units against the real [{lo:.4g}, {hi:.4g}] +- {k:g} "
-                f"spreads (in channel 0's units [{s_lo * sd + m:.4g}, {s_hi * sd + m:.4g}] against "
-                f"[{lo * sd + m:.4g}, {hi * sd + m:.4g}] +- {k * sd:.4g}); lower lr_img"
-                + (", or use the scale-free step rule (steps='scale_free', SCALE_FREE_STEPS), whose clip steps are "
-                   "measured in the inputs' spread whatever the network's input gradients"
-                   if self.s.steps == "absolute" else ""))
+        InputRange(lo, hi, 1.0).check(  # spreads are 1 in unit space
+            self.syn, self.s.max_range, "MTT", self.iteration + 1,
+            SCALE_FREE_HINT if self.s.steps == "absolute" else "",
+            f" (in channel 0's units [{s_lo * sd + m:.4g}, {s_hi * sd + m:.4g}] against [{lo * sd + m:.4g}, "
+            f"{hi * sd + m:.4g}] +- {self.s.max_range * sd:.4g})")
 
     # -- checkpointing ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -13,10 +13,10 @@ from typing import Any
 
 from ddfad_apps.distill.coreset import CORESET_METHODS
 from ddfad_apps.distill.dc import DCSettings
-from ddfad_apps.distill.dm import DMSettings
+from ddfad_apps.distill.dm import SCALE_FREE_DM_STEPS, DMSettings
 from ddfad_apps.distill.experts import ExpertSettings
 from ddfad_apps.distill.fingerprint import settings_digest
-from ddfad_apps.distill.mtt import ABSOLUTE_STEPS, MTTSettings
+from ddfad_apps.distill.mtt import ABSOLUTE_STEPS, SCALE_FREE_STEPS, MTTSettings
 
 PRESETS: tuple[str, ...] = ("fast", "paper")
 SYNTHETIC_METHODS: tuple[str, ...] = ("mtt", "dc", "dsa", "dm")
@@ -203,3 +203,19 @@ def parse_overrides(text: str) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key.strip()] = value.strip()
     return out
+
+
+# Each synthetic method's settings for a step rule (distill/range_guard.STEP_RULES), for --distill-steps
+STEP_RULE_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "mtt": {"scale_free": dict(SCALE_FREE_STEPS), "absolute": dict(ABSOLUTE_STEPS)},
+    "dm": {"scale_free": dict(SCALE_FREE_DM_STEPS), "absolute": {"steps": "absolute"}},
+}
+
+
+def step_rule_settings(method: str, rule: str) -> dict[str, Any]:
+    """The settings fields that make ``method`` move its clips by ``rule``; a ValueError for a method without
+    step rules (the coresets, DC/DSA) or an unknown rule."""
+    if method not in STEP_RULE_SETTINGS or rule not in STEP_RULE_SETTINGS[method]:
+        raise ValueError(f"step rule {rule!r} is not known for method {method!r}; methods with step rules: "
+                         f"{', '.join(STEP_RULE_SETTINGS)}, rules {', '.join(STEP_RULE_SETTINGS['dm'])}")
+    return dict(STEP_RULE_SETTINGS[method][rule])

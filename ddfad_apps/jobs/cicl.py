@@ -48,6 +48,7 @@ class CICLJob:
     preset: str = "fast"
     distill_method: str | None = None
     distill_iterations: int | None = None
+    distill_steps: str | None = None
     distill_init: str | None = None
     distill_context: bool | None = None
     epochs: int | None = None
@@ -102,8 +103,19 @@ class CICLJob:
             changes["finetune_min_steps"] = self.finetune_min_steps
         if self.augment is not None:
             changes["augment"] = self.augment
+        overrides: dict[str, Any] = {}
+        if self.distill_steps is not None:
+            from ddfad_apps.distill.presets import step_rule_settings
+
+            method = self.distill_method or CICLConfig.preset(self.preset).distill_method
+            try:
+                overrides.update(step_rule_settings(method, self.distill_steps))
+            except ValueError as exc:
+                raise JobSettingsError(f"--distill-steps: {exc}") from exc
         if self.distill_iterations is not None:
-            changes["distill_overrides"] = {"iterations": self.distill_iterations}
+            overrides["iterations"] = self.distill_iterations
+        if overrides:
+            changes["distill_overrides"] = overrides
         if self.distill_init is not None:
             changes["distill_init"] = self.distill_init
         if self.distill_context is not None:
