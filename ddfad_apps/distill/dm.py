@@ -160,7 +160,10 @@ def distill_dm(
     fresh random network whose weights get no gradient; the synthetic features are updated by SGD with
     momentum 0.5 as in the paper.  All classes go through the network in one forward (real, no grad) and one
     (synthetic), except for BatchNorm models, which see one class at a time as in the paper's code.
-    Raises :class:`NonFiniteLossError` when the loss is NaN/inf.
+    Raises :class:`NonFiniteLossError` when the loss is NaN/inf, and its subclass
+    :class:`~ddfad_apps.distill.range_guard.SyntheticRangeError` when the clips leave the real inputs' range by more
+    than ``settings.max_range`` spreads.  ``settings.steps="scale_free"`` normalises each gradient first (see
+    :class:`DMSettings`).
     """
     settings = settings or DMSettings()
     if settings.steps not in STEP_RULES:
