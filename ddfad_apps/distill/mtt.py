@@ -319,12 +319,14 @@ class MTTDistiller:
         """Raise :class:`SyntheticRangeError` when a clip left the real inputs' range by more than ``max_range``."""
         m, sd = float(self.scale.mean[0]), float(self.scale.std[0])
         lo, hi = self.range
-        s_lo, s_hi = float(self.syn.detach().min()), float(self.syn.detach().max())
+
+        def in_channel_0(s_lo: float, s_hi: float) -> str:
+            return (f" (in channel 0's units [{s_lo * sd + m:.4g}, {s_hi * sd + m:.4g}] against [{lo * sd + m:.4g}, "
+                    f"{hi * sd + m:.4g}] +- {self.s.max_range * sd:.4g})")
+
         InputRange(lo, hi, 1.0).check(  # spreads are 1 in unit space
             self.syn, self.s.max_range, "MTT", self.iteration + 1,
-            SCALE_FREE_HINT if self.s.steps == "absolute" else "",
-            f" (in channel 0's units [{s_lo * sd + m:.4g}, {s_hi * sd + m:.4g}] against [{lo * sd + m:.4g}, "
-            f"{hi * sd + m:.4g}] +- {self.s.max_range * sd:.4g})")
+            SCALE_FREE_HINT if self.s.steps == "absolute" else "", in_channel_0)
 
     # -- checkpointing ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

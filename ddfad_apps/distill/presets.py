@@ -17,6 +17,7 @@ from ddfad_apps.distill.dm import SCALE_FREE_DM_STEPS, DMSettings
 from ddfad_apps.distill.experts import ExpertSettings
 from ddfad_apps.distill.fingerprint import settings_digest
 from ddfad_apps.distill.mtt import ABSOLUTE_STEPS, SCALE_FREE_STEPS, MTTSettings
+from ddfad_apps.distill.range_guard import STEP_RULES
 
 PRESETS: tuple[str, ...] = ("fast", "paper")
 SYNTHETIC_METHODS: tuple[str, ...] = ("mtt", "dc", "dsa", "dm")
@@ -217,5 +218,5 @@ def step_rule_settings(method: str, rule: str) -> dict[str, Any]:
     step rules (the coresets, DC/DSA) or an unknown rule."""
     if method not in STEP_RULE_SETTINGS or rule not in STEP_RULE_SETTINGS[method]:
         raise ValueError(f"step rule {rule!r} is not known for method {method!r}; methods with step rules: "
-                         f"{', '.join(STEP_RULE_SETTINGS)}, rules {', '.join(STEP_RULE_SETTINGS['dm'])}")
+                         f"{', '.join(STEP_RULE_SETTINGS)}, rules {', '.join(STEP_RULES)}")
     return dict(STEP_RULE_SETTINGS[method][rule])

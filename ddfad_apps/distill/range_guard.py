@@ -7,6 +7,7 @@ word.  MTT and DM check their clips after every update against the real inputs' 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -35,15 +36,16 @@ class InputRange:
         return cls(float(features.min()), float(features.max()), float(features.std()) or 1.0)
 
     def check(self, syn: torch.Tensor, max_range: float, method: str, iteration: int, hint: str = "",
-              detail: str = "") -> None:
-        """Raise :class:`SyntheticRangeError` when ``syn`` spans beyond ``[lo, hi] +- max_range`` spreads."""
+              detail: Callable[[float, float], str] | None = None) -> None:
+        """Raise :class:`SyntheticRangeError` when ``syn`` spans beyond ``[lo, hi] +- max_range`` spreads
+        (``detail(s_lo, s_hi)``, called only then, adds to the message, e.g. the span in the data's own units)."""
         s_lo, s_hi = float(syn.detach().min()), float(syn.detach().max())
         k = max_range * self.spread
         if s_lo < self.lo - k or s_hi > self.hi + k:
             raise SyntheticRangeError(
                 f"{method} synthetic clips left the real inputs' range at iteration {iteration}: they span "
                 f"[{s_lo:.4g}, {s_hi:.4g}] against the real [{self.lo:.4g}, {self.hi:.4g}] +- {max_range:g} spreads "
-                f"({self.spread:.4g} each){detail}; lower lr_img{hint}")
+                f"({self.spread:.4g} each){detail(s_lo, s_hi) if detail else ''}; lower lr_img{hint}")
 
 
 def scale_free_step(grad: torch.Tensor, spread: float = 1.0) -> None:

@@ -10,8 +10,8 @@ through the same steps:
    split has seen the validation clips: :func:`evaluate_set` refuses a set holding any of them).
 2. For each learning rate of ``lr_grid`` (plus the set's learned rate, if it has one, as one extra candidate)
    ``select_seeds`` networks train on the set for ``select_epochs`` epochs and are scored on the validation
-   part.  The best rate wins (ties: the lower rate).  With ``extend_edges`` > 0, a winner at either end of the
-   candidates (a sign that the grid is too narrow for that set) adds the next rate beyond it, one grid step
+   part.  The best rate wins (ties: the lower rate).  With ``extend_edges`` > 0, a winner at or beyond either end
+   of the grid (a sign that the grid is too narrow for that set) adds the next rate past that end, one grid step
    further (the grid's geometric step), up to ``extend_edges`` times a side.  The test split is not used.
 3. ``seeds`` fresh networks train at that rate for ``epochs`` epochs and are tested on the test split.
 
@@ -85,7 +85,7 @@ class EvalProtocol:
     weight_decay: float = 5e-4
     augment: bool = True
     noise_std: float = 0.0
-    extend_edges: int = 0  # grid steps a winner at the candidates' edge may add beyond it, per side
+    extend_edges: int = 0  # grid steps a winner at or past the grid's edge may add beyond it, per side
 
     def __post_init__(self) -> None:
         if not self.lr_grid or any(not (lr > 0 and math.isfinite(lr)) for lr in self.lr_grid):
@@ -240,8 +240,9 @@ def select_lr(data: FeatureSet, val: FeatureSet, protocol: EvalProtocol, learned
     """Choose the learning rate on ``val``: ``(lr, source, {lr: mean validation accuracy})``.
 
     A candidate whose loss diverges scores NaN and cannot win; all diverging is an error.  With
-    ``protocol.extend_edges``, a winner at the low or high end of the candidates tried adds the next rate beyond
-    that end (source ``"extended"``), until the winner is inside or the extensions of that side are used up.
+    ``protocol.extend_edges``, a winner at or past the low or high end of the grid (and of its extensions so far)
+    adds the next rate beyond that end (source ``"extended"``), until the winner is inside or the extensions of that
+    side are used up.
     """
     settings = protocol.settings(protocol.select_epochs or protocol.epochs)
     scores: dict[float, float] = {}

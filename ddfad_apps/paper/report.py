@@ -71,7 +71,8 @@ def write_report(size: Size, cells: list[Cell], records: dict[str, dict[str, Any
         *[f"- {line}" for line in describe(size, cells)],
         "",
         "Machine(s) the cells ran on: " + "; ".join(
-            f"{m['platform']}, " + (f"{m['cpu']}, " if m.get("cpu") else "") + f"{m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), device "
+            f"{m['platform']}, " + (f"{m['cpu']}, " if m.get("cpu") else "")
+            + f"{m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), device "
             f"{m['device']}" + (f" ({m['gpu']})" if m.get("gpu") else "") for m in machines.values()) + ".",
         "",
         ("Every accuracy: test accuracy in %, **mean +- std [95% t-interval] over set seeds** (each set seed's value "
