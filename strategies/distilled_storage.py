@@ -30,8 +30,8 @@ import torch
 
 from ddfad_apps.distill import distill, method_settings
 from ddfad_apps.distill.coreset import CORESET_METHODS, MODEL_HERDING
-from ddfad_apps.distill.mtt import SCALE_FREE_STEPS
-from ddfad_apps.distill.presets import with_network
+from ddfad_apps.distill.presets import STEP_RULE_SETTINGS, step_rule_settings, with_network
+from ddfad_apps.distill.range_guard import STEP_RULES
 from strategies.class_memory import ClassMemoryBuffer, model_embedding
 from ddfad_apps.features.dataset import FeatureSet
 from strategies.exemplar_storage import local_feature_set
@@ -44,6 +44,11 @@ from strategies.exemplar_storage import local_feature_set
 # of a growing class set does not need.  10 iterations cost 10.2 s an experience there, 1.15x DM's 8.9 s.
 # Measured with the fast preset only; the paper preset (GPU) keeps its own iterations.
 MEMORY_MTT_ITERATIONS: dict[str, int] = {"fast": 10}
+# Every method with step rules (DM, MTT) moves a memory's clips by the scale-free rule (steps in the inputs' spread,
+# distill/range_guard.py): the absolute steps were set on ConvNet and audio features, and DM's fast lr_img 10 threw
+# VGG11's FSDD memory to 4x the data's spread (final accuracy 13.22 % against 85.44 % for herding); with the
+# scale-free rule 80.22 %.  On ConvNet the two rules were compared paired by seed (docs/continual.md, "One step rule").
+MEMORY_STEP_RULE = "scale_free"
 # The scale-free rule starts the student at its experts' own rate (lr_init="experts", the MTT authors' start), not
 # at the rate fitted to the experts' first-order move (lr_init=None, MTTDistiller.fit_lr): on a 2-class RAVDESS
 # experience that fit gave 0.002-0.004 against the experts' 0.05, and clips made so that 12 steps at such a rate
@@ -58,6 +63,8 @@ class DistilledMemory(ClassMemoryBuffer):
 
     ``method``/``preset``/``settings`` go to :func:`ddfad_apps.distill.distill`, distilling with ``model`` /
     ``model_kwargs`` (put into the settings by :func:`~ddfad_apps.distill.presets.with_network`).
+    ``steps`` is the step rule of a method that has them (DM, MTT; ``presets.STEP_RULE_SETTINGS``): scale-free by
+    default (``MEMORY_STEP_RULE``), ``"absolute"`` for the paper's steps.
     MTT distils with the scale-free step rule (``SCALE_FREE_STEPS``), its student starting at the experts' lr and,
     on the fast preset, 10 iterations (``MEMORY_MTT_ITERATIONS``), all under the user's ``overrides``: an
     experience's experts barely move, the MTT authors' absolute steps blew its clips up to +-30,000, a student rate
@@ -78,10 +85,14 @@ class DistilledMemory(ClassMemoryBuffer):
     def __init__(self, max_size: int, mem_per_class: int | None = None, method: str = "dm", preset: str = "fast",
                  *, settings: Any = None, overrides: dict[str, Any] | None = None, model: str = "convnet",
                  model_kwargs: dict | None = None, device: torch.device | str = "cpu", seed: int = 0,
-                 progress: bool = False, num_classes: int | None = None, context: bool = False) -> None:
+                 progress: bool = False, num_classes: int | None = None, context: bool = False,
+                 steps: str = MEMORY_STEP_RULE) -> None:
         super().__init__(max_size, mem_per_class, seed, num_classes=num_classes)
         if settings is not None and overrides:
             raise ValueError("pass either settings or overrides, not both")
+        if steps not in STEP_RULES:  # here, before any training
+            raise ValueError(f"unknown step rule {steps!r}; use one of {', '.join(STEP_RULES)}")
+        self.steps = steps
         self.method, self.preset, self.settings, self.overrides = method, preset, settings, dict(overrides or {})
         self.model, self.model_kwargs, self.device, self.progress = model, model_kwargs, device, progress
         self.context = context
@@ -100,10 +111,12 @@ class DistilledMemory(ClassMemoryBuffer):
         overrides = self.overrides
         if self.starts_from_model:  # the engine's herding start, in the space select() passes
             overrides = {**overrides, "init": "herding"}
+        if self.method in STEP_RULE_SETTINGS:
+            overrides = {**step_rule_settings(self.method, self.steps), **overrides}
         if self.method == "mtt":
             budget = {"iterations": MEMORY_MTT_ITERATIONS[self.preset]} if self.preset in MEMORY_MTT_ITERATIONS else {}
             # exact meta-gradients: the memory's settings were measured with them (docs/continual.md)
-            overrides = {**SCALE_FREE_STEPS, "backprop_steps": None, **budget, **self.overrides}
+            overrides = {"backprop_steps": None, **budget, **overrides}
         return method_settings(self.method, self.preset, k, model=self.model, model_kwargs=self.model_kwargs,
                                **overrides)
 

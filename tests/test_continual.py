@@ -18,6 +18,8 @@ from strategies.avalanche_data import dataset_tensors, tensor_dataset
 from ddfad_apps.continual.benchmarks import class_order, feature_benchmark
 from ddfad_apps.continual.runner import CICLConfig, forgetting, make_memory, run_cicl
 from ddfad_apps.distill import NotEnoughClipsError, method_settings
+from ddfad_apps.distill.dm import SCALE_FREE_DM_STEPS
+from ddfad_apps.jobs import CICLJob
 from ddfad_apps.features.dataset import FeatureSet, FeatureSplits
 from strategies import (
     BalancedFinetunePlugin,
@@ -445,6 +447,24 @@ def test_fast_memory_starts_from_herding_clips_and_paper_from_random_ones() -> N
     assert paper.method == "mtt" and paper.settings_for(20).mtt.init == "random"
     kcenter = make_memory("distilled", CICLConfig.preset("fast", distill_method="kcenter"), 4, 0, "cpu")
     assert kcenter.settings_for(20) is None
+
+
+def test_memory_moves_its_clips_by_the_scale_free_rule_unless_told_otherwise() -> None:
+    """DM's absolute steps, set on ConvNet, threw VGG11's memory out of the data's range (MEMORY_STEP_RULE): the
+    memory's DM and MTT use the scale-free rule by default, in the plugin and in cicl; 'absolute' stays a choice,
+    and an unknown rule fails when the memory is built, not after an experience has trained."""
+    dm = DistilledMemory(200, 20).settings_for(20)
+    assert (dm.steps, dm.lr_img) == ("scale_free", SCALE_FREE_DM_STEPS["lr_img"])
+    assert DistilledMemory(200, 20, steps="absolute").settings_for(20).steps == "absolute"
+    assert DistilledMemory(200, 20, method="mtt", steps="absolute").settings_for(20).mtt.steps == "absolute"
+    user = DistilledMemory(200, 20, overrides={"lr_img": 0.5}).settings_for(20)
+    assert (user.steps, user.lr_img) == ("scale_free", 0.5)  # the user's override wins over the rule's rate
+    assert make_memory("distilled", CICLConfig.preset("fast"), 4, 0, "cpu").settings_for(20).steps == "scale_free"
+    cicl = CICLJob(dataset="fsdd", distill_steps="absolute").config()
+    assert make_memory("distilled", cicl, 4, 0, "cpu").settings_for(20).steps == "absolute"
+    assert CICLJob(dataset="fsdd").config().distill_steps != cicl.distill_steps  # so a saved run is not reused
+    with pytest.raises(ValueError, match="unknown step rule 'sideways'"):
+        DistilledMemory(200, 20, steps="sideways")
 
 
 def test_mtt_memory_keeps_the_standard_experts_on_small_experiences() -> None:

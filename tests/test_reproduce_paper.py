@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -223,20 +224,28 @@ def test_a_second_run_joins_the_nas_cell_instead_of_waiting(data_root: Path, tmp
     assert joined == [other] and done["c"].records[nas.key] == record
 
 
-def test_a_set_cell_joiner_makes_the_sets_and_the_holder_reuses_them(data_root: Path, tmp_path: Path) -> None:
-    """``join_set`` makes every set seed nobody holds (real, smoke-sized MTT sets); the cell's own run then loads
-    them (``resumed``) and makes none again."""
+def test_a_set_cell_joiner_makes_and_evaluates_the_sets_and_the_holder_reuses_them(data_root: Path,
+                                                                                    tmp_path: Path) -> None:
+    """``join_set`` makes every set seed nobody holds (real, smoke-sized MTT sets), then evaluates each one (one
+    unit per set seed, so two runs split a cell's evaluations too); the cell's own run then loads them all
+    (``resumed``) and neither makes nor evaluates any again."""
     from ddfad_apps.paper.execute import Context, join_set, run_set
 
     cell = find_set(declare(SIZES["smoke"]), "fsdd", "mtt", 1)
     ctx = Context(tmp_path / "raw", torch.device("cpu"), data_root, say=lambda line: None)
     join_set(cell, ctx)
-    made = sorted(p.name for p in ctx.files(cell).iterdir() if (p / "DONE").is_file())
-    assert made == [f"s{seed}" for seed in range(cell.params["set_seeds"])]
+    done = sorted(p.name for p in ctx.files(cell).iterdir() if (p / "DONE").is_file())
+    seeds = range(cell.params["set_seeds"])
+    assert [name for name in done if not name.startswith("eval-")] == [f"s{seed}" for seed in seeds]
+    targets = cell.params["targets"]
+    for target in targets:
+        assert sorted(name.split("-")[2] for name in done if name.startswith(f"eval-{target}-")) == \
+            [f"s{s}" for s in seeds]
     stamps = {p.name: (p / "DONE").stat().st_mtime_ns for p in ctx.files(cell).iterdir()}
     result, _ = run_set(cell, ctx)
-    assert result["resumed"]["sets"] == list(range(cell.params["set_seeds"]))
+    assert result["resumed"] == {"sets": list(seeds), "targets": targets}
     assert {p.name: (p / "DONE").stat().st_mtime_ns for p in ctx.files(cell).iterdir() if p.name in stamps} == stamps
+    assert sorted(result["evaluations"]["convnet"]["runs"]) == [str(s) for s in seeds]
 
 
 def test_missing_data_is_refused_before_any_work(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -361,3 +370,39 @@ def test_a_set_cell_evaluated_another_way_reuses_the_sets_made_the_same_way(data
     recarved = set_cell(replace(smoke, protocol={**smoke.protocol, "carve_seed": 1}), "fsdd", "herding", 1)
     with pytest.raises(AssertionError, match="made again"):
         run_set(recarved, ctx)
+
+
+def test_more_set_seeds_reuse_the_sets_and_evaluations_of_the_seeds_done(data_root: Path, tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    """A set cell given more set seeds (RAVDESS went from 3 to 5) is another cell, but its first seeds' sets and
+    their evaluations are the same work: both are copied (an evaluation also from a finished cell's record, the
+    form cells evaluated before one unit per set seed), and only the new seed is made and evaluated."""
+    import ddfad_apps.distill as distill_module
+    import ddfad_apps.evidence as evidence_module
+    from ddfad_apps.paper.cells import set_cell
+    from ddfad_apps.paper.execute import Context, run_set
+
+    ctx = Context(tmp_path / "raw", torch.device("cpu"), data_root, say=lambda line: None)
+    smoke = SIZES["smoke"]
+    first = set_cell(smoke, "fsdd", "random", 1)
+    before, _ = run_set(first, ctx)
+    # the finished cell as the report keeps it, its per-seed evaluation folders gone (an older report's layout)
+    (ctx.raw / f"{first.key}.json").write_text(json.dumps({"result": before}))
+    for folder in (ctx.raw / first.key).glob("eval-*"):
+        shutil.rmtree(folder)
+    calls = {"distill": [], "evaluate": []}
+    real_distill, real_evaluate = distill_module.distill, evidence_module.evaluate_set
+    monkeypatch.setattr(distill_module, "distill",
+                        lambda *a, **k: calls["distill"].append(k["seed"]) or real_distill(*a, **k))
+    monkeypatch.setattr(evidence_module, "evaluate_set",
+                        lambda syn, *a, **k: calls["evaluate"].append(syn) or real_evaluate(syn, *a, **k))
+    more = set_cell(smoke, "fsdd", "random", 1, set_seeds=smoke.set_seeds + 1)
+    assert more.key != first.key
+    after, _ = run_set(more, ctx)
+    new = smoke.set_seeds
+    assert calls["distill"] == [new] and len(calls["evaluate"]) == 1  # only the new seed: made, evaluated
+    old_runs, new_runs = before["evaluations"]["convnet"]["runs"], after["evaluations"]["convnet"]["runs"]
+    assert sorted(new_runs) == [str(s) for s in range(new + 1)]
+    assert all(new_runs[str(s)] == old_runs[str(s)] for s in range(new))
+    assert after["evaluations_reused_from"] == {f"convnet/{s}": first.key for s in range(new)}
+    assert after["evaluations"]["convnet"]["n"] == new + 1

@@ -11,6 +11,7 @@ from ddfad_apps.cli.job_runner import echo_for, run_job
 from ddfad_apps.data.registry import DATASETS
 from ddfad_apps.distill.coreset import MEMORY_INITS
 from ddfad_apps.distill.presets import METHODS
+from ddfad_apps.distill.range_guard import STEP_RULES
 from ddfad_apps.models.registry import MODEL_NAMES
 
 
@@ -37,10 +38,9 @@ from ddfad_apps.models.registry import MODEL_NAMES
               help="Engine method making the distilled memory (default: preset; fast dm, paper mtt).")
 @click.option("--distill-iterations", type=click.IntRange(min=1), default=None,
               help="Distillation iterations (default: the preset's).")
-@click.option("--distill-steps", type=click.Choice(["absolute", "scale_free"]), default=None,
-              help="How the memory's distillation moves its clips: absolute (the paper's SGD steps, set on ConvNet) "
-                   "or scale_free (steps in the inputs' spread, whatever the network; DM and MTT). Default: the "
-                   "method's (DM absolute, the MTT memory scale-free).")
+@click.option("--distill-steps", type=click.Choice(STEP_RULES), default=None,
+              help="How the memory's distillation (DM, MTT) moves its clips: scale_free (steps in the inputs' "
+                   "spread, whatever the network; the default) or absolute (the paper's SGD steps, set on ConvNet).")
 @click.option("--distill-init", type=click.Choice(MEMORY_INITS), default=None,
               help="Real clips the distilled memory starts from: random, herding (in the raw inputs) or "
                    "model-herding (EEIL's exemplars: herding in the network just trained). Default: herding for "

@@ -47,6 +47,7 @@ class CICLConfig:
     distill_preset: str = "fast"
     distill_init: str = "herding"
     distill_context: bool = False  # distil a new class against the memory's other classes (DistilledMemory)
+    distill_steps: str = "scale_free"  # how DM and MTT move the memory's clips (DistilledMemory's ``steps``)
     distill_overrides: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -92,7 +93,7 @@ def make_memory(kind: str, cfg: CICLConfig, num_classes: int, seed: int, device:
         # the distillation network is the CL network (MTT's student must match its experts, which it trains)
         return memory(size, cfg.mem_per_class, cfg.distill_method, cfg.distill_preset, overrides=overrides,
                       model=cfg.model, model_kwargs=cfg.model_kwargs, device=device, seed=seed,
-                      num_classes=num_classes, context=cfg.distill_context)
+                      num_classes=num_classes, context=cfg.distill_context, steps=cfg.distill_steps)
     return memory(size, cfg.mem_per_class, seed, num_classes=num_classes)
 
 

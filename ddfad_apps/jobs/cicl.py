@@ -109,9 +109,10 @@ class CICLJob:
 
             method = self.distill_method or CICLConfig.preset(self.preset).distill_method
             try:
-                overrides.update(step_rule_settings(method, self.distill_steps))
+                step_rule_settings(method, self.distill_steps)
             except ValueError as exc:
                 raise JobSettingsError(f"--distill-steps: {exc}") from exc
+            changes["distill_steps"] = self.distill_steps
         if self.distill_iterations is not None:
             overrides["iterations"] = self.distill_iterations
         if overrides:
@@ -121,6 +122,21 @@ class CICLJob:
         if self.distill_context is not None:
             changes["distill_context"] = self.distill_context
         return CICLConfig.preset(self.preset, **changes)
+
+    def settings_digest(self) -> str:
+        """A digest of what this job's runs are made with: each cell's config and, for a distilled memory, the
+        distillation settings its storage policy derives (step rule, preset values): a result kept under the job's
+        options alone (the report's Table IV) would outlive a change of those defaults."""
+        from ddfad_apps.continual.runner import make_memory
+        from ddfad_apps.distill.fingerprint import settings_digest
+
+        parts: list[Any] = []
+        for model in self.networks():
+            for per_class in self.sizes():
+                cfg = self.config(model, per_class)
+                memory = make_memory("distilled", cfg, 2, 0, "cpu") if "distilled" in self.memories else None
+                parts += [cfg.as_dict(), memory.settings_for(per_class or 1) if memory is not None else None]
+        return settings_digest(*parts)[:12]
 
 
 DEFAULT_PER_CLASS = 20

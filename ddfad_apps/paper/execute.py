@@ -182,25 +182,79 @@ def _set_unit(cell: Cell, ctx: Context, seed: int, make: Callable[[], Any]) -> U
     return Unit(set_folder(ctx, cell.key, seed), compute, save, load, f"{cell.key} set seed {seed}")
 
 
-def _sets_digest(sets: dict[int, Any]) -> str:
-    """A digest of the sets' contents: an evaluation kept on disk is reused only for the very sets it scored."""
+def _set_digest(syn: Any) -> str:
+    """A digest of one set's contents: an evaluation is reused only for the very set it scored."""
     digest = hashlib.sha256()
-    for seed in sorted(sets):
-        digest.update(sets[seed].features.detach().cpu().contiguous().numpy().tobytes())
-        digest.update(sets[seed].labels.cpu().numpy().tobytes())
-    return digest.hexdigest()[:12]
+    digest.update(syn.features.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(syn.labels.cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
-def _eval_unit(cell: Cell, ctx: Context, target: str, sets_digest: str, evaluate: Callable[[], dict]) -> Unit:
-    """The evaluation of the cell's sets on ``target``, kept as ``raw/<key>/eval-<target>-<sets digest>``."""
-    def compute() -> dict[str, Any]:
-        t0 = time.perf_counter()
-        evaluation = evaluate()
-        return {"evaluation": evaluation, "seconds": time.perf_counter() - t0}
+def evaluation_name(target: str, seed: int, syn: Any, protocol: Any, eval_seeds: list[int]) -> str:
+    """The folder name of one set's evaluation: the target, the set seed and a digest of what decides the result
+    (the set's contents, the protocol, the evaluation seeds), so the same name in any cell is the same evaluation."""
+    from ddfad_apps.distill.fingerprint import settings_digest
 
-    return Unit(ctx.files(cell) / f"eval-{target}-{sets_digest}", compute,
-                lambda result, folder: write_json_atomic(folder / "evaluation.json", result),
-                lambda folder: json.loads((folder / "evaluation.json").read_text()), f"{cell.key} on {target}")
+    return f"eval-{target}-s{seed}-{settings_digest(_set_digest(syn), protocol.as_dict(), list(eval_seeds))[:12]}"
+
+
+def evaluated_elsewhere(ctx: Context, own_key: str, name: str, syn: Any, seed: int, target: str,
+                        protocol: Any, eval_seeds: list[int]) -> tuple[dict[str, Any], str] | None:
+    """The evaluation ``name`` (see :func:`evaluation_name`) another cell already has, and that cell's key: as its
+    own unit folder, or inside a finished cell's record, whose set of ``seed`` has the same contents and whose
+    evaluation of it used the same protocol and seeds (cells evaluated all their sets in one unit before)."""
+    from ddfad_apps.distill import SyntheticSet
+    from ddfad_apps.distill.fingerprint import settings_digest
+
+    for folder in sorted(ctx.raw.glob(f"*/{name}")):
+        if folder.parent.name != own_key and is_done(folder):
+            return json.loads((folder / "evaluation.json").read_text()), folder.parent.name
+    wanted, digest = settings_digest(protocol.as_dict(), list(eval_seeds)), _set_digest(syn)
+    for record in sorted(ctx.raw.glob("set-*.json")):
+        key = record.stem
+        set_dir = set_folder(ctx, key, seed)
+        if key == own_key or not (set_dir / MADE_FILE).is_file():
+            continue
+        try:
+            evaluation = json.loads(record.read_text())["result"]["evaluations"][target]
+            run = evaluation["runs"][str(seed)]
+        except (KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if settings_digest(run["protocol"], list(run["seeds"])) != wanted:
+            continue
+        if _set_digest(SyntheticSet.load(set_dir)) == digest:
+            seconds = sum(run.get("seconds", {}).values())
+            return {"evaluation": run, "seconds": seconds}, key
+    return None
+
+
+def _eval_units(cell: Cell, ctx: Context, sets: dict[int, Any], carved: Any, test: Any, target: str) -> list[Unit]:
+    """One unit per set seed: the set's evaluation on ``target`` through the protocol, kept as
+    ``raw/<key>/<evaluation_name>``; two runs of the report split a cell's evaluations, and an evaluation another
+    cell made of the same set the same way is copied (``reused_from``), not run again."""
+    from ddfad_apps.evidence import eval_seeds_for, evaluate_set
+
+    p = cell.params
+    protocol = protocol_for(p, target)
+    units = []
+    for seed, syn in sets.items():
+        seeds = eval_seeds_for(seed, p["eval_seeds"])
+        name = evaluation_name(target, seed, syn, protocol, seeds)
+
+        def compute(syn=syn, seeds=seeds, name=name, seed=seed) -> dict[str, Any]:
+            found = evaluated_elsewhere(ctx, cell.key, name, syn, seed, target, protocol, seeds)
+            if found is not None:
+                ctx.say(f"{cell.key} on {target}, set seed {seed}: evaluated the same way in {found[1]}; reused")
+                return {**found[0], "reused_from": found[1]}
+            t0 = time.perf_counter()
+            evaluation = evaluate_set(syn, carved, test, protocol, seeds, ctx.device, p["method"])
+            return {"evaluation": evaluation.as_dict(), "seconds": time.perf_counter() - t0}
+
+        units.append(Unit(ctx.files(cell) / name, compute,
+                          lambda result, folder: write_json_atomic(folder / "evaluation.json", result),
+                          lambda folder: json.loads((folder / "evaluation.json").read_text()),
+                          f"{cell.key} on {target}, set seed {seed}"))
+    return units
 
 
 def _set_units(cell: Cell, ctx: Context):
@@ -218,18 +272,24 @@ def _set_units(cell: Cell, ctx: Context):
 
 
 def join_set(cell: Cell, ctx: Context) -> None:
-    """Work on the set cell another run of the report is computing: make the sets of seeds nobody has taken
-    (its holder loads them); the evaluation stays the holder's."""
-    help_with_units(_set_units(cell, ctx)[3])
+    """Work on the set cell another run of the report is computing: make the sets of seeds nobody has taken, then,
+    once every set is made, evaluate the sets nobody is evaluating (its holder loads all of them)."""
+    splits, carved, _, units = _set_units(cell, ctx)
+    help_with_units(units)
+    if all(is_done(unit.folder) for unit in units):
+        sets = {seed: unit.load(unit.folder)[0] for seed, unit in enumerate(units)}
+        for target in cell.params["targets"]:
+            help_with_units(_eval_units(cell, ctx, sets, carved, splits.test, target))
 
 
 def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
     """Make the cell's sets (one per set seed) from the carved fit split, save them, evaluate on each target.
 
-    Each set and each target's evaluation is a :mod:`shared unit <ddfad_apps.storage.shared_work>`: an
+    Each set and each (target, set seed) evaluation is a :mod:`shared unit <ddfad_apps.storage.shared_work>`: an
     interrupted cell resumes at the first unit not done, and two runs split the units; ``resumed`` names the
     units an earlier run had finished."""
     from ddfad_apps.evidence import compare
+    from ddfad_apps.evidence.protocol import SetEvaluation
 
     p = cell.params
     splits, carved, settings, units = _set_units(cell, ctx)
@@ -237,21 +297,26 @@ def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
     made = run_units(units, ctx.say)
     sets = {seed: syn for seed, (syn, _, _) in enumerate(made)}
     experts = [syn.meta["experts"]["test_accuracy"] for syn in sets.values() if "experts" in syn.meta]
-
-    def evaluate(target: str) -> dict[str, Any]:
+    evaluations: dict[str, dict[str, Any]] = {}
+    eval_seconds: dict[str, float] = {}
+    resumed_targets, reused = [], {}
+    for target in p["targets"]:
+        eval_units = _eval_units(cell, ctx, sets, carved, splits.test, target)
+        if all(is_done(unit.folder) for unit in eval_units):
+            resumed_targets.append(target)
+        scored = dict(zip(sets, run_units(eval_units, ctx.say)))
         result = compare({p["method"]: sets}, carved, splits.test, protocol_for(p, target), p["eval_seeds"],
-                         ctx.device)
-        return result.methods[p["method"]].as_dict()
-
-    digest = _sets_digest(sets)
-    units = [_eval_unit(cell, ctx, t, digest, lambda t=t: evaluate(t)) for t in p["targets"]]
-    resumed_targets = [t for t, unit in zip(p["targets"], units) if is_done(unit.folder)]
-    scored = dict(zip(p["targets"], run_units(units, ctx.say)))
-    out = {"evaluations": {t: r["evaluation"] for t, r in scored.items()},
+                         ctx.device, evaluations={(p["method"], seed): SetEvaluation.from_dict(r["evaluation"])
+                                                  for seed, r in scored.items()})
+        evaluations[target] = result.methods[p["method"]].as_dict()
+        eval_seconds[target] = sum(r["seconds"] for r in scored.values())
+        reused.update({f"{target}/{seed}": r["reused_from"] for seed, r in scored.items() if r.get("reused_from")})
+    out = {"evaluations": evaluations,
            "make_seconds": [seconds for _, seconds, _ in made],
            **({"sets_reused_from": {str(seed): origin for seed, (_, _, origin) in enumerate(made) if origin}}
               if any(origin for _, _, origin in made) else {}),
-           "eval_seconds": {t: r["seconds"] for t, r in scored.items()},
+           **({"evaluations_reused_from": reused} if reused else {}),
+           "eval_seconds": eval_seconds,
            "learned_lr": [syn.lr for syn in sets.values()], "experts_test_accuracy": experts,
            "carve": carved.as_dict(), "test_clips": len(splits.test), "input_shape": list(splits.train.input_shape),
            "resumed": {"sets": resumed_sets, "targets": resumed_targets},
@@ -339,6 +404,7 @@ def run_cicl(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
     from ddfad_apps.jobs import CICLJob, run_cicl_job
 
     p = dict(cell.params)
+    p.pop("config_values", None)  # the digest keying the cell (cells.cicl_digest), not a job option
     job = CICLJob(dataset=p.pop("dataset"), memories=tuple(p.pop("memories")), data_root=ctx.data_root,
                   device=str(ctx.device), tracking_uri=ctx.tracking_uri, out=ctx.files(cell), **p)
     result = run_cicl_job(job, progress=False, say=lambda line: None)
