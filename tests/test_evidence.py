@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from ddfad_apps.distill.synthetic_set import SyntheticSet
 from ddfad_apps.evidence import (
     EvalProtocol, compare, eval_seeds_for, evaluate_set, paired_difference, summarize, t_interval, verdict,
 )
+from ddfad_apps.evidence.protocol import check_not_from_validation
 from ddfad_apps.features.dataset import FeatureSet
 
 PER_CLASS = 30
@@ -193,6 +195,22 @@ def test_a_set_made_from_the_whole_training_split_is_refused(small):
     leaky = coreset(sub, 3, "herding")  # selected from fit AND val: it has seen validation clips
     with pytest.raises(ValueError, match="validation split"):
         evaluate_set(leaky, carved, test, TINY, seeds=1)
+
+
+def test_a_clip_with_an_identical_copy_on_both_sides_of_the_carve_is_not_a_leak(small):
+    """RAVDESS holds two byte-identical files; the carve put one in fit and one in val, and a random set that drew
+    the fit copy was refused.  A clip also in fit may come from fit; a clip only in val may not."""
+    _, carved, test = small
+    fit_clip, val_clip = carved.fit.features[:1], carved.val.features[:1]
+    twin_val = FeatureSet(torch.cat([fit_clip, carved.val.features[1:]]), carved.val.labels.clone(), carved.val.classes)
+    twin_val.labels[0] = carved.fit.labels[0]
+    twinned = replace(carved, val=twin_val)
+    drawn = FeatureSet(fit_clip.clone(), carved.fit.labels[:1].clone(), carved.fit.classes)
+    check_not_from_validation(drawn, twinned)  # its copy is in fit: no error
+    leaked = FeatureSet(torch.cat([fit_clip, val_clip]), torch.cat([carved.fit.labels[:1], carved.val.labels[:1]]),
+                        carved.fit.classes)
+    with pytest.raises(ValueError, match="holds 1 clip"):
+        check_not_from_validation(leaked, carved)
 
 
 def test_compare_pairs_methods_by_set_seed_over_disjoint_evaluation_seeds(small):
