@@ -605,3 +605,30 @@ def test_eeil_augments_training_replay_and_finetuning_batches_but_not_evaluation
     assert seen.count(8) == 2  # the two fine-tuning epochs over the 8-row balanced memory, one batch each
     assert run(lambda x, g: torch.zeros_like(x)) <= 0.5  # what the network trains on is the augmented batch
     assert isinstance(eeil_plugins(HerdingMemory(8, 2), augment=record)[-1], BalancedFinetunePlugin)
+
+
+def test_compare_cicl_runs_pairs_two_result_folders_by_cell_and_seed(tmp_path: Path, capsys) -> None:
+    """scripts/compare_cicl_runs.py pairs runs of two cicl folders by (cell, seed): only the seeds both ran, only
+    the cells both ran, and a verdict only where the paired interval excludes zero."""
+    import importlib.util
+
+    def write(folder: Path, memory: str, cell: str, accuracies: dict[int, float]) -> None:
+        for seed, acc in accuracies.items():
+            path = folder / cell / memory / f"seed{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"seed": seed, "final_accuracy": acc}))
+
+    a, b = tmp_path / "a" / "fsdd", tmp_path / "b" / "fsdd"
+    write(a, "distilled", "convnet-mpc1", {0: 0.80, 1: 0.82, 2: 0.81, 3: 0.5})
+    write(b, "herding", "convnet-mpc1", {0: 0.70, 1: 0.71, 2: 0.70})
+    write(a, "distilled", "convnet-mpc2", {0: 0.9})  # herding never ran this size: not compared
+    spec = importlib.util.spec_from_file_location(
+        "compare_cicl_runs", Path(__file__).resolve().parents[1] / "scripts" / "compare_cicl_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main([f"new={a}:distilled", f"herding={b}:herding"])
+    out = capsys.readouterr().out
+    assert "convnet-mpc1, seeds 0, 1, 2" in out and "mpc2" not in out
+    assert "new beats herding by 10.67 points" in out
+    with pytest.raises(SystemExit, match="no random runs"):
+        module.main([f"new={a}:distilled", f"random={b}:random"])
