@@ -111,8 +111,8 @@ class DistilledMemory(ClassMemoryBuffer):
         overrides = self.overrides
         if self.starts_from_model:  # the engine's herding start, in the space select() passes
             overrides = {**overrides, "init": "herding"}
-        if self.method in STEP_RULE_SETTINGS:
-            overrides = {**step_rule_settings(self.method, self.steps), **overrides}
+        if self.method in STEP_RULE_SETTINGS:  # a "steps" override picks its rule's settings, as ``steps`` does
+            overrides = {**step_rule_settings(self.method, overrides.get("steps", self.steps)), **overrides}
         if self.method == "mtt":
             budget = {"iterations": MEMORY_MTT_ITERATIONS[self.preset]} if self.preset in MEMORY_MTT_ITERATIONS else {}
             # exact meta-gradients: the memory's settings were measured with them (docs/continual.md)

@@ -457,6 +457,8 @@ def test_memory_moves_its_clips_by_the_scale_free_rule_unless_told_otherwise() -
     assert (dm.steps, dm.lr_img) == ("scale_free", SCALE_FREE_DM_STEPS["lr_img"])
     assert DistilledMemory(200, 20, steps="absolute").settings_for(20).steps == "absolute"
     assert DistilledMemory(200, 20, method="mtt", steps="absolute").settings_for(20).mtt.steps == "absolute"
+    chosen = DistilledMemory(200, 20, overrides={"steps": "absolute"}).settings_for(20)  # as a --variant gives it
+    assert (chosen.steps, chosen.lr_img) == ("absolute", method_settings("dm", "fast", 20).lr_img)
     user = DistilledMemory(200, 20, overrides={"lr_img": 0.5}).settings_for(20)
     assert (user.steps, user.lr_img) == ("scale_free", 0.5)  # the user's override wins over the rule's rate
     assert make_memory("distilled", CICLConfig.preset("fast"), 4, 0, "cpu").settings_for(20).steps == "scale_free"
