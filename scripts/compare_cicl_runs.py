@@ -20,13 +20,16 @@ from ddfad_apps.evidence import paired_difference, summarize, verdict
 
 
 def load_runs(folder: Path, memory: str) -> dict[str, dict[int, float]]:
-    """``{cell: {seed: final accuracy}}`` of ``memory`` in a cicl result folder (cells: ``convnet-mpc20``...)."""
+    """``{cell: {seed: final accuracy}}`` of ``memory`` in a cicl result folder, cells named as cicl names them
+    (``convnet-mpc20``) from each run's own record: a job of one network and size keeps its runs in
+    ``<memory>/``, a grid in ``<cell>/<memory>/``."""
     runs: dict[str, dict[int, float]] = {}
-    for path in sorted(folder.glob(f"*/{memory}/seed*.json")):
+    for path in sorted({*folder.glob(f"{memory}/seed*.json"), *folder.glob(f"*/{memory}/seed*.json")}):
         result = json.loads(path.read_text())
-        runs.setdefault(path.parent.parent.name, {})[int(result["seed"])] = float(result["final_accuracy"])
+        cell = f"{result.get('model', 'convnet')}-mpc{result.get('mem_per_class')}"
+        runs.setdefault(cell, {})[int(result["seed"])] = float(result["final_accuracy"])
     if not runs:
-        raise SystemExit(f"no {memory} runs under {folder} (expected {folder}/<cell>/{memory}/seed<N>.json)")
+        raise SystemExit(f"no {memory} runs under {folder} (expected {folder}/[<cell>/]{memory}/seed<N>.json)")
     return runs
 
 

@@ -614,15 +614,16 @@ def test_compare_cicl_runs_pairs_two_result_folders_by_cell_and_seed(tmp_path: P
     the cells both ran, and a verdict only where the paired interval excludes zero."""
     import importlib.util
 
-    def write(folder: Path, memory: str, cell: str, accuracies: dict[int, float]) -> None:
+    def write(folder: Path, memory: str, cell: str, accuracies: dict[int, float], grid: bool = True) -> None:
         for seed, acc in accuracies.items():
-            path = folder / cell / memory / f"seed{seed}.json"
+            path = (folder / cell if grid else folder) / memory / f"seed{seed}.json"  # one size: no cell folder
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"seed": seed, "final_accuracy": acc}))
+            path.write_text(json.dumps({"seed": seed, "final_accuracy": acc, "model": "convnet",
+                                        "mem_per_class": int(cell.rsplit("mpc", 1)[1])}))
 
     a, b = tmp_path / "a" / "fsdd", tmp_path / "b" / "fsdd"
     write(a, "distilled", "convnet-mpc1", {0: 0.80, 1: 0.82, 2: 0.81, 3: 0.5})
-    write(b, "herding", "convnet-mpc1", {0: 0.70, 1: 0.71, 2: 0.70})
+    write(b, "herding", "convnet-mpc1", {0: 0.70, 1: 0.71, 2: 0.70}, grid=False)
     write(a, "distilled", "convnet-mpc2", {0: 0.9})  # herding never ran this size: not compared
     spec = importlib.util.spec_from_file_location(
         "compare_cicl_runs", Path(__file__).resolve().parents[1] / "scripts" / "compare_cicl_runs.py")
