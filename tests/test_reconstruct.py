@@ -369,7 +369,7 @@ def test_export_is_logged_only_into_an_active_run(tmp_path, monkeypatch) -> None
 
 def test_overlapped_synthesis_removes_the_frame_rate_buzz(clips, features) -> None:
     """Synthesising on the features' own grid (20 ms frames, no overlap) buzzes at 50 Hz; the default 4x
-    overlapped synthesis does not, and is closer to the original clips (the README's framing table)."""
+    overlapped synthesis does not, and is closer to the original clips (the framing table in docs/reconstruction.md)."""
     waves = clips[0]
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     on_grid = fd_mfcc_to_audio(features, SR, CONFIG, generator=gen(), length=SR, overlap=1)

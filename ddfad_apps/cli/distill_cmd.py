@@ -28,7 +28,7 @@ from ddfad_apps.models.registry import MODEL_NAMES
 @click.option("--iterations", type=click.IntRange(min=1), default=None, help="Override the preset's iterations.")
 @click.option("--backprop-steps", type=click.IntRange(min=1), default=None, metavar="W",
               help="MTT: back-propagate through the last W student steps only (about 2x the iterations per second "
-                   "at W=4 of 12; README, MTT).  Default: the preset's (fast: 4; paper: all, exact); "
+                   "at W=4 of 12; docs/distillation.md).  Default: the preset's (fast: 4; paper: all, exact); "
                    "W = the preset's student steps (fast: 12, or 20 at CPC 1) gives exact gradients.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None,

@@ -96,7 +96,7 @@ class MTTSettings:
 
 # The MTT authors' step sizes, which the presets use on whole audio data sets: on FSDD CPC 1 (seed 0, the evidence
 # protocol) they gave 78.3% against 67.8% for the scale-free rule, which keeps a 2-class continual-learning
-# experience in range instead (README, "Continual learning"; strategies.DistilledMemory asks for SCALE_FREE_STEPS).
+# experience in range instead (docs/continual.md; strategies.DistilledMemory asks for SCALE_FREE_STEPS).
 ABSOLUTE_STEPS: dict[str, object] = {"steps": "absolute", "lr_img": 1000.0, "lr_lr": 1e-5, "lr_init": 0.01,
                                      "min_move": 0.0}
 SCALE_FREE_STEPS: dict[str, object] = {"steps": "scale_free", "lr_img": 0.02, "lr_lr": 0.01, "lr_init": "experts",

@@ -79,9 +79,9 @@ def fast_experts(num_train: int | None = None) -> ExpertSettings:
     Why: MTT can only distil what its experts learned.  FSDD (2,700 clips) gets 42 steps an epoch at batch 64;
     RAVDESS (1,200 clips) only 19, and after 8 such epochs its experts reached 24-51% test accuracy and the MTT
     set fell below random clips (40.6% against 41.3%).  Batch 32 for 25 epochs (experts 49-57%), matched from
-    start epochs up to 10, gave 53.5% (README).  The rule knows only the clip count: a small set of few, easy
-    classes converges in a few epochs, and matching 25 such epochs made a 2-class continual-learning memory
-    collapse, so ``strategies.DistilledMemory`` keeps the standard values (docs/continual.md).
+    start epochs up to 10, gave 53.5% (docs/distillation.md).  The rule knows only the clip count: a small set of
+    few, easy classes converges in a few epochs, and matching 25 such epochs made a 2-class continual-learning
+    memory collapse, so ``strategies.DistilledMemory`` keeps the standard values (docs/continual.md).
     """
     epochs, batch_size = (25, 32) if is_small(num_train) else (8, 64)
     return ExpertSettings(model_kwargs={"width": 32}, num_experts=4, epochs=epochs, lr=0.05, batch_size=batch_size)
@@ -90,7 +90,7 @@ def fast_experts(num_train: int | None = None) -> ExpertSettings:
 # ``fast`` back-propagates through the last 4 student steps only (``distill/unroll.truncated``) and spends the
 # saved time on twice the iterations: in the paper report (FSDD, evidence protocol, 3 set seeds) CPC 1 rose from
 # 76.17 to 80.00 % and CPC 10 from 94.94 to 96.22 %, the first MTT sets there to beat their herding start with the
-# paired interval excluding zero (README, "The paper reproduced").
+# paired interval excluding zero (README, "The paper reproduced"; docs/distillation.md).
 FAST_BACKPROP_STEPS = 4
 
 
@@ -99,7 +99,7 @@ def mtt_plan(preset: str, cpc: int | None = None, num_train: int | None = None) 
     short, mini-batched unroll from the herding clips, back-propagated through its last ``FAST_BACKPROP_STEPS``
     steps; ``paper``: MTT's own values (random real clips to start).
 
-    ``fast`` is what ``scripts/bench_distill.py`` measures (FSDD, CPC 10, 2 cores): see the README for its
+    ``fast`` is what ``scripts/bench_distill.py`` measures (FSDD, CPC 10, 2 cores): see docs/distillation.md for its
     wall time, memory and accuracy.  ``paper`` follows MTT/DDFAD: ConvNet-3 width 128, 50 expert epochs,
     syn_steps 30, expert_epochs 2, max_start_epoch 20, 5000 iterations.  Both use the MTT authors' absolute steps
     (``ABSOLUTE_STEPS``: lr_img 1000, lr_lr 1e-5, lr_init 0.01), which measured best on whole audio data sets;
@@ -112,14 +112,15 @@ def mtt_plan(preset: str, cpc: int | None = None, num_train: int | None = None) 
         if cpc is not None and cpc <= 1:
             # One clip per class can only imitate the early, fast part of training (MTT uses max_start_epoch 2
             # at 1 image per class too), and starting from the herding clip beats a random one: on FSDD 71.4%
-            # against 38.8% for 150 iterations of the general settings (README).
+            # against 38.8% for 150 iterations of the general settings (docs/distillation.md).
             return MTTPlan(experts, MTTSettings(syn_steps=20, expert_epochs=2, max_start_epoch=2, batch_syn=None,
                                                 iterations=400, backprop_steps=FAST_BACKPROP_STEPS,
                                                 checkpoint_every=25, init="herding", unroll="lean",
                                                 **ABSOLUTE_STEPS))
         # 150 iterations cannot carry random clips far: on FSDD cpc 10 the herding start reached 94.3% against
-        # 91.0% from random clips (herding alone 93.3%), so fast starts from the herding clips (README).  Small
-        # sets' longer expert runs are matched from later start epochs too (``fast_experts``).
+        # 91.0% from random clips (herding alone 93.3%), so fast starts from the herding clips
+        # (docs/distillation.md).  Small sets' longer expert runs are matched from later start epochs too
+        # (``fast_experts``).
         max_start = 10 if is_small(num_train) else 5
         return MTTPlan(
             experts,

@@ -14,8 +14,9 @@ from ddfad_apps.features import functional as AF
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Feature settings.  Defaults: 20 ms frames, 20 ms hop (see README: halves the ConvNet's cost against a
-    10 ms hop at no measurable accuracy loss), 40 mel bands, 20 coefficients, pre-emphasis 0.97, 9-frame deltas."""
+    """Feature settings.  Defaults: 20 ms frames, 20 ms hop (see docs/reconstruction.md: halves the ConvNet's cost
+    against a 10 ms hop at no measurable accuracy loss), 40 mel bands, 20 coefficients, pre-emphasis 0.97, 9-frame
+    deltas."""
 
     kind: str = "fd_mfcc"
     n_coeffs: int = 20
@@ -27,7 +28,7 @@ class FeatureConfig:
     top_db: float | None = 80.0
     lpc_order: int = 12
     # Analysis window (periodic): Hann as librosa; 'hamming' keeps the frame edges (0.08 instead of 0), which
-    # matters when frames do not overlap (README, "Framing").
+    # matters when frames do not overlap (docs/reconstruction.md, "Fidelity").
     window: str = "hann"
 
     def __post_init__(self) -> None:
