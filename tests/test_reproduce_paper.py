@@ -248,6 +248,29 @@ def test_a_set_cell_joiner_makes_and_evaluates_the_sets_and_the_holder_reuses_th
     assert sorted(result["evaluations"]["convnet"]["runs"]) == [str(s) for s in seeds]
 
 
+def test_a_set_cell_joiner_evaluates_the_sets_made_while_another_is_still_being_made(data_root: Path,
+                                                                                      tmp_path: Path) -> None:
+    """A joiner that finishes its set while another run still makes the cell's other set evaluates the finished
+    one at once (it used to leave every evaluation to the cell's holder until all sets were made)."""
+    from ddfad_apps.paper.execute import Context, join_set, set_folder
+    from ddfad_apps.storage.locks import FileLock, lock_path
+
+    cell = find_set(declare(SIZES["smoke"]), "fsdd", "mtt", 1)
+    ctx = Context(tmp_path / "raw", torch.device("cpu"), data_root, say=lambda line: None)
+    busy = set_folder(ctx, cell.key, 1)
+    busy.parent.mkdir(parents=True)
+    other_run = FileLock(lock_path(busy))  # another run is making set seed 1
+    assert other_run.acquire(blocking=False)
+    try:
+        join_set(cell, ctx)
+    finally:
+        other_run.release()
+    done = sorted(p.name for p in ctx.files(cell).iterdir() if (p / "DONE").is_file())
+    assert "s0" in done and "s1" not in done
+    for target in cell.params["targets"]:
+        assert [name.split("-")[2] for name in done if name.startswith(f"eval-{target}-")] == ["s0"]
+
+
 def test_missing_data_is_refused_before_any_work(tmp_path: Path, monkeypatch, capsys) -> None:
     """A data root without the data sets is named in a clear error and nothing is written."""
     from ddfad_apps.paper.command import main

@@ -272,14 +272,17 @@ def _set_units(cell: Cell, ctx: Context):
 
 
 def join_set(cell: Cell, ctx: Context) -> None:
-    """Work on the set cell another run of the report is computing: make the sets of seeds nobody has taken, then,
-    once every set is made, evaluate the sets nobody is evaluating (its holder loads all of them)."""
+    """Work on the set cell another run of the report is computing: make the sets of seeds nobody has taken, then
+    evaluate every finished set nobody is evaluating (its holder loads all of them).
+
+    A set still being made elsewhere is left to its maker; the sets already made are evaluated at once rather than
+    after the last one, so a joiner that finishes its set first does not leave that set's evaluation to the holder
+    while it idles."""
     splits, carved, _, units = _set_units(cell, ctx)
     help_with_units(units)
-    if all(is_done(unit.folder) for unit in units):
-        sets = {seed: unit.load(unit.folder)[0] for seed, unit in enumerate(units)}
-        for target in cell.params["targets"]:
-            help_with_units(_eval_units(cell, ctx, sets, carved, splits.test, target))
+    sets = {seed: unit.load(unit.folder)[0] for seed, unit in enumerate(units) if is_done(unit.folder)}
+    for target in cell.params["targets"]:
+        help_with_units(_eval_units(cell, ctx, sets, carved, splits.test, target))
 
 
 def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
