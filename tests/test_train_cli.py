@@ -121,3 +121,36 @@ def test_nan_features_are_named_not_blamed_on_the_learning_rate(tiny_folder: Pat
     assert re.search(r"the training features contain NaN/inf in 2 of \d+ clip\(s\), e\.g\. index 1, 4",
                      result.output), result.output
     assert "lower the lr" not in result.output
+
+
+def test_the_whole_training_split_goes_through_the_evaluation_protocol(fsdd_folder, tmp_path: Path) -> None:
+    # the reference row of every comparison: carved as the sets' sources are, rate chosen on the validation part
+    import json
+
+    folder = fsdd_folder(("0", "1", "2"), 10)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["train", "--dataset", str(folder), "--under-protocol", "--seeds", "2", "--epochs", "3",
+            "--select-epochs", "2", "--width", "8", "--lr-grid", "0.01,0.03", "--tracking-uri", uri,
+            "--experiment", "whole", "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("whole").experiment_id])
+    ev = json.loads((Path(client.download_artifacts(run.info.run_id, "evaluation.json", str(tmp_path)))).read_text())
+    fit, val = ev["carve"]["fit_clips"], ev["carve"]["val_clips"]
+    assert val >= 3 and ev["set"] == {"kind": "real", "method": "whole", "clips": fit, "cpc": ev["set"]["cpc"]}
+    assert run.data.params["set.clips"] == str(fit) and run.data.params["set.kind"] == "whole"
+    # the same selection as any set: the grid's best validation score wins (ties: the lower rate), no learned rate
+    scores = {float(lr): s for lr, s in ev["val_scores"].items()}
+    assert sorted(scores) == [0.01, 0.03] and ev["lr_source"] == "grid"
+    assert ev["lr"] == min(scores, key=lambda lr: (-scores[lr], lr))
+    assert ev["protocol"]["select_epochs"] == 2 and ev["protocol"]["epochs"] == 3
+    assert ev["protocol"]["model_kwargs"] == {"width": 8} and ev["seeds"] == [0, 1]
+    assert run.data.metrics["test_accuracy"] == pytest.approx(sum(ev["accuracies"]) / 2)
+    assert f"whole training split ({fit} clips) under the protocol" in result.output
+
+    # settings the protocol owns are refused with it, and its own settings without it
+    refused = CliRunner().invoke(cli, [*args, "--lr", "0.1"])
+    assert refused.exit_code == 2 and "--lr: the evaluation protocol sets these" in refused.output
+    alone = CliRunner().invoke(cli, ["train", "--dataset", str(folder), "--seeds", "3", "--tracking-uri", uri])
+    assert alone.exit_code == 2 and "--seeds apply to --under-protocol only" in alone.output

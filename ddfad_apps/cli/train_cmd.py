@@ -1,11 +1,13 @@
 """``ddfad-apps train``: option parsing for :func:`ddfad_apps.jobs.train.run_train_job`, the whole-data baseline
-(train one network on a data set's features, test it, log the run to MLflow)."""
+(train one network on a data set's features, test it, log the run to MLflow), and with ``--under-protocol`` for
+:func:`~ddfad_apps.jobs.train.run_whole_data_protocol_job` (the whole training split evaluated as every set is)."""
 
 from __future__ import annotations
 
 import click
 
-from ddfad_apps.cli.data_options import data_options, duration_option, feature_option, group_pattern_option
+from ddfad_apps.cli.data_options import (data_options, duration_option, feature_option, float_list,
+                                         group_pattern_option)
 from ddfad_apps.cli.job_runner import echo_for, run_job
 from ddfad_apps.models.layers import NORMS
 from ddfad_apps.models.registry import MODEL_NAMES
@@ -37,11 +39,27 @@ from ddfad_apps.models.registry import MODEL_NAMES
 @click.option("--run-name", default=None, help="MLflow run name (default: <dataset>[-<split mode>]-<model>).")
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
               help="Unreadable clip: stop, or leave it out with a warning.")
+@click.option("--under-protocol", is_flag=True,
+              help="Evaluate the whole training split as every distilled or coreset set is: carve the validation "
+                   "part, choose the rate on it from the grid, test --seeds networks of the protocol's recipe.")
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help="--under-protocol: evaluation networks (default 2).")
+@click.option("--lr-grid", default=None, metavar="LR,LR,...", callback=float_list,
+              help="--under-protocol: rates the protocol chooses from (default 0.003,0.01,0.03).")
+@click.option("--select-epochs", type=click.IntRange(min=1), default=None,
+              help="--under-protocol: epochs of the rate-selection networks (default: the evaluation's; the "
+                   "report uses 100).")
 @click.option("--no-progress", is_flag=True, help="No progress bars (for logs and CI).")
 def train(no_progress: bool, **options) -> None:
     """Train a network on a data set's FD-MFCC features, report test accuracy and log the run to MLflow."""
-    from ddfad_apps.jobs.train import TrainJob, run_train_job
+    from ddfad_apps.jobs.train import TrainJob, run_train_job, run_whole_data_protocol_job
 
-    r = run_job(run_train_job, TrainJob(**options), progress=not no_progress, say=echo_for(not no_progress))
+    say = echo_for(not no_progress)
+    if options["under_protocol"]:
+        w = run_job(run_whole_data_protocol_job, TrainJob(**options), progress=not no_progress, say=say)
+        click.echo(f"whole training split ({w.num_fit} clips) under the protocol: {w.evaluation}; MLflow run "
+                   f"{w.run_id} in {w.tracking_uri}")
+        return
+    r = run_job(run_train_job, TrainJob(**options), progress=not no_progress, say=say)
     click.echo(f"test accuracy {r.test_accuracy:.4f} ({r.correct}/{r.num_test}) after {r.epochs} epochs in "
                f"{r.train_seconds:.0f}s; MLflow run {r.run_id} in {r.tracking_uri}")

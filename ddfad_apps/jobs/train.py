@@ -8,16 +8,19 @@ per-epoch metrics, the model (safetensors + JSON), a confusion matrix and traini
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ddfad_apps.jobs.data import Say, feature_config, load_splits, open_dataset, open_device
+from ddfad_apps.jobs.distill import carve_training, check_protocol_settings, evaluate_with_protocol, make_protocol
 from ddfad_apps.jobs.errors import JobError, JobSettingsError
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from ddfad_apps.evidence import SetEvaluation
 
     from ddfad_apps.features import FeatureConfig, FeatureSplits
     from ddfad_apps.tracking import RunLogger
@@ -65,6 +68,11 @@ class TrainJob:
     experiment: str = "ddfad-train"
     run_name: str | None = None
     on_error: str = "raise"
+    # The whole training split under the evaluation protocol (see :func:`run_whole_data_protocol_job`).
+    under_protocol: bool = False
+    seeds: int | None = None
+    lr_grid: tuple[float, ...] | None = None
+    select_epochs: int | None = None
 
     def check(self) -> None:
         """Refuse settings that cannot be honoured (before any data is read)."""
@@ -74,6 +82,18 @@ class TrainJob:
             raise JobSettingsError(f"unknown model {self.model!r}; choose from {', '.join(MODEL_NAMES)}")
         if self.depth is not None and self.model.lower() != "convnet":
             raise JobSettingsError("--depth applies to --model convnet only")
+        if self.under_protocol:
+            set_by_protocol = [f"--{name.replace('_', '-')}" for name in ("lr", "batch_size", "optimizer", "depth",
+                                                                           "norm") if getattr(self, name) is not None]
+            if set_by_protocol:
+                raise JobSettingsError(f"{', '.join(set_by_protocol)}: the evaluation protocol sets these under "
+                                       "--under-protocol (it chooses the rate on the carved validation part)")
+            check_protocol_settings("lr-grid", self.lr_grid, 0.1)
+        else:
+            alone = [f"--{name.replace('_', '-')}" for name in ("seeds", "lr_grid", "select_epochs")
+                     if getattr(self, name) is not None]
+            if alone:
+                raise JobSettingsError(f"{', '.join(alone)} apply to --under-protocol only")
 
     def defaults(self, dataset: str) -> dict[str, float | int | str]:
         """The measured defaults for this model on ``dataset`` (a registered name; folders have none)."""
@@ -143,6 +163,9 @@ def run_train_job(job: TrainJob, progress: bool = True, say: Say = print) -> Tra
     from ddfad_apps.training import seed_everything
 
     job.check()
+    if job.under_protocol:
+        raise JobSettingsError("under_protocol: run it with run_whole_data_protocol_job (it returns an evaluation, "
+                               "not one trained network)")
     model_name = job.model.lower()
     ref, options = open_dataset(job.dataset, job.data_root, job.split_mode, job.group_pattern)
     cfg, model_kwargs = job.train_config(ref.argument), job.model_kwargs(ref.argument)
@@ -221,3 +244,64 @@ def _train_and_log(run: RunLogger, model: nn.Module, model_name: str, splits: Fe
     run.dict({"classes": test_set.classes, "feature_config": splits.config.as_dict(),
               "feature_stats": splits.stats.state_dict(), "history": trained.history}, "training.json")
     return trained.history, test_acc, int((y_pred == test_set.labels).sum()), train_s
+
+
+# Evaluation networks the whole training split is tested with when --seeds is not given (as every set of the report).
+WHOLE_DATA_SEEDS = 2
+
+
+@dataclass
+class WholeDataEvaluation:
+    """The whole training split (its carved fit part) through the evaluation protocol, and where the run went."""
+
+    evaluation: SetEvaluation
+    num_fit: int
+    run_id: str
+    tracking_uri: str
+
+
+def run_whole_data_protocol_job(job: TrainJob, progress: bool = True, say: Say = print) -> WholeDataEvaluation:
+    """The whole-data reference row of a comparison, made the way every distilled or coreset set is evaluated.
+
+    Why: a whole-data figure from the ``train`` recipe (one network, its own epochs and rate) is not comparable
+    with sets evaluated under the protocol.  Here the training split is carved exactly as the sets' sources are
+    (same validation fraction and carve seed), the rate is chosen on the validation part from the same grid, and
+    ``seeds`` networks of the protocol's recipe train on the fit part and are tested.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from ddfad_apps.tracking import tracking_run
+
+    job = replace(job, under_protocol=True)
+    job.check()
+    ref, options = open_dataset(job.dataset, job.data_root, job.split_mode, job.group_pattern)
+    features_cfg = job.feature_config()
+    protocol = make_protocol("fast", job.model.lower(), job.width, job.epochs, job.lr_grid, 0.1, 0)
+    if job.select_epochs is not None:
+        protocol = protocol.with_changes(select_epochs=job.select_epochs)
+    dev = open_device(job.device)
+    splits = load_splits(ref, job.data_root, progress, config=features_cfg, duration=job.duration,
+                         on_error=job.on_error, **options)
+    if len(splits.test) == 0:
+        raise JobError(f"data set {job.dataset!r} has no test clips; a test split is needed to report accuracy")
+    carved = carve_training(protocol, splits.train)
+    seeds = job.seeds or WHOLE_DATA_SEEDS
+    say(f"{job.dataset}: the whole training split under the evaluation protocol: {len(carved.fit)} fit / "
+        f"{len(carved.val)} validation / {len(splits.test)} test clips; {protocol.model} {protocol.model_kwargs}, "
+        f"lr from {list(protocol.lr_grid)} at {protocol.select_epochs or protocol.epochs} epochs, then {seeds} "
+        f"networks x {protocol.epochs} epochs on {dev}")
+    params = {"dataset": ref.record(), "set": {"kind": "whole", "clips": len(carved.fit)},
+              "protocol": protocol.as_dict(), "carve": carved.as_dict(), "features": features_cfg.as_dict(),
+              "seeds": seeds, "device": str(dev)}
+    name = job.run_name or "-".join(filter(None, (ref.name, job.split_mode, job.model.lower(), "whole-protocol")))
+    try:
+        with tracking_run(job.experiment, name, params, job.tracking_uri,
+                          tags={"command": "train", "set": "whole"}) as run:
+            whole = replace(carved.fit, meta={**carved.fit.meta, "method": "whole"})
+            ev = evaluate_with_protocol(whole, carved, splits.test, protocol, seeds, dev, progress, say)
+            run.metrics({"test_accuracy": ev.summary.mean, "test_accuracy_std": ev.summary.std, "lr": ev.lr})
+            run.dict(ev.as_dict(), "evaluation.json")
+            run_id, used_uri = run.run_id, run.tracking_uri
+    except MlflowException as exc:
+        raise JobError(f"MLflow: {exc}") from exc
+    return WholeDataEvaluation(ev, len(carved.fit), run_id, used_uri)
