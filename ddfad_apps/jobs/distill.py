@@ -386,8 +386,8 @@ def protocol_errors() -> Iterator[None]:
         raise JobError(str(exc)) from exc
 
 
-def evaluate_with_protocol(data: Any, carved: Carved, test: FeatureSet, protocol: EvalProtocol, seeds: int,
-                           dev: torch.device, progress: bool, say: Say) -> SetEvaluation:
+def evaluate_with_protocol(data: Any, carved: Carved, test: FeatureSet, protocol: EvalProtocol,
+                           seeds: int | list[int], dev: torch.device, progress: bool, say: Say) -> SetEvaluation:
     """:func:`~ddfad_apps.evidence.protocol.evaluate_set` as a job step: a line for the user, faults as
     :class:`JobError`.  Its ``as_dict()`` keeps ``mean`` and ``std`` at the top, as the fixed-lr results do."""
     from ddfad_apps.evidence.protocol import evaluate_set

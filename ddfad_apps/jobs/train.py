@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ddfad_apps.evidence import SetEvaluation
+    from ddfad_apps.evidence import EvalProtocol, SetEvaluation
+    from ddfad_apps.evidence.protocol import Carved
+    from ddfad_apps.features import FeatureSet
 
     from ddfad_apps.features import FeatureConfig, FeatureSplits
     from ddfad_apps.tracking import RunLogger
@@ -260,6 +262,14 @@ class WholeDataEvaluation:
     tracking_uri: str
 
 
+def evaluate_whole_split(carved: Carved, test: FeatureSet, protocol: EvalProtocol, seeds: int | list[int],
+                         dev: torch.device, progress: bool = False, say: Say = print) -> SetEvaluation:
+    """The carved fit part of the training split evaluated as one more set (named ``whole``): the step the
+    ``train --under-protocol`` job and the report's whole-split cells share."""
+    whole = replace(carved.fit, meta={**carved.fit.meta, "method": "whole"})
+    return evaluate_with_protocol(whole, carved, test, protocol, seeds, dev, progress, say)
+
+
 def run_whole_data_protocol_job(job: TrainJob, progress: bool = True, say: Say = print) -> WholeDataEvaluation:
     """The whole-data reference row of a comparison, made the way every distilled or coreset set is evaluated.
 
@@ -297,8 +307,7 @@ def run_whole_data_protocol_job(job: TrainJob, progress: bool = True, say: Say =
     try:
         with tracking_run(job.experiment, name, params, job.tracking_uri,
                           tags={"command": "train", "set": "whole"}) as run:
-            whole = replace(carved.fit, meta={**carved.fit.meta, "method": "whole"})
-            ev = evaluate_with_protocol(whole, carved, splits.test, protocol, seeds, dev, progress, say)
+            ev = evaluate_whole_split(carved, splits.test, protocol, seeds, dev, progress, say)
             run.metrics({"test_accuracy": ev.summary.mean, "test_accuracy_std": ev.summary.std, "lr": ev.lr})
             run.dict(ev.as_dict(), "evaluation.json")
             run_id, used_uri = run.run_id, run.tracking_uri

@@ -2,7 +2,8 @@
 
 A cell is one unit of work whose result is saved as JSON (``raw/<key>.json``) and skipped when present with the
 same settings: ``set`` (sets of one method made with every set seed from the carved fit split, each evaluated by
-the protocol on each target network: Tables I/II, Fig. 5), ``noise`` (waveform noise on a ``set`` cell's sets:
+the protocol on each target network: Tables I/II, Fig. 5), ``whole`` (the carved fit split itself, evaluated by the
+same protocol with the size's evaluation networks: Table I's whole-data column), ``noise`` (waveform noise on a ``set`` cell's sets:
 Fig. 7), ``roundtrip`` (the same sets exported as WAV files and read back), ``fig6`` (original vs distilled audio of one set), ``cicl`` (Table IV through the
 cicl job) and ``nas`` (Fig. 8 through the nas job).  The key ends in a digest of the settings, so a cell made
 with other settings is another cell, never silently reused.
@@ -156,6 +157,16 @@ def set_cell(size: Size, dataset: str, method: str, cpc: int, source: str = "con
     return Cell("set", name, _jsonable(params))
 
 
+def whole_cell(size: Size, dataset: str, feature: str = "fd_mfcc") -> Cell:
+    """The ``whole`` cell of ``dataset``: the training split's carved fit part (what every set is made from)
+    evaluated on ConvNet by the same protocol, with ``size.eval_seeds`` networks (evaluation seeds of set seed 0).
+    It is one set, so its interval covers the evaluation networks only, and it is not paired with the sets."""
+    params = {"dataset": dataset, "feature": feature, "preset": size.preset, "eval_seeds": size.eval_seeds,
+              "protocol": size.protocol, "target_kwargs": {t: v for t, v in size.target_kwargs.items()
+                                                          if t == "convnet"}}
+    return Cell("whole", f"{dataset}-{feature}", _jsonable(params))
+
+
 def _identity(cell: Cell) -> tuple:
     p = cell.params
     return p["dataset"], p["feature"], p["method"], p["cpc"], p["source"]
@@ -205,10 +216,11 @@ def declare(size: Size, datasets: tuple[str, ...] | None = None) -> list[Cell]:
     fig6 = Cell("fig6", f"{nz['dataset']}-{nz['method']}-cpc{nz['cpc']}",
                 _jsonable({"source": noise_source.key, "dataset": nz["dataset"], "n_iter": nz["n_iter"],
                            "set_seed": 0}), needs=(noise_source.key,))
+    wholes = [whole_cell(size, d) for d in datasets or t1["datasets"]]
     cicl = Cell("cicl", size.cicl["dataset"], _jsonable({"preset": size.preset, **size.cicl,
                                                          "config_values": cicl_digest(size)}))
     nas = Cell("nas", size.nas["dataset"], _jsonable({"preset": size.preset, **size.nas}))
-    return [*sets.values(), noise, roundtrip, fig6, cicl, nas]
+    return [*sets.values(), *wholes, noise, roundtrip, fig6, cicl, nas]
 
 
 def cicl_digest(size: Size) -> str:
@@ -248,6 +260,8 @@ def describe(size: Size, cells: list[Cell]) -> list[str]:
         "ConvNet" + "".join(f"; {d}: {n} set seeds" for d, n in t1.get("set_seeds", {}).items() if d in datasets)),
         (f"Table II: {t2['method']} on {t2['dataset']} CPC {t2['cpc']}, distilled with and evaluated on "
         f"{', '.join(t2['networks'])}{_seeds_note(t2)}"),
+        (f"Table I's whole training split: {', '.join(d for d in t1['datasets'] if d in datasets)}, its carved fit "
+         f"part evaluated by the same protocol on ConvNet with {size.eval_seeds} network(s)"),
         "Table III: wall time and peak memory of every cell below",
         f"Table IV: cicl job, {size.cicl}",
         (f"Fig. 5: {f5['method']} on {f5['dataset']} with features {', '.join(f5['features'])} at CPC "

@@ -1,7 +1,8 @@
 """Running one cell: the existing engine, protocol and jobs, called with the cell's settings.
 
 ``set`` cells distil (or select) from ``protocol.carve(train).fit`` with every set seed (:func:`distill`) and go
-through :func:`~ddfad_apps.evidence.compare.compare` on each target network; ``noise`` calls
+through :func:`~ddfad_apps.evidence.compare.compare` on each target network; ``whole`` evaluates that fit split
+itself; ``noise`` calls
 :func:`~ddfad_apps.evidence.noise.waveform_noise_curve`; ``fig6`` :func:`plot_original_vs_distilled`; ``cicl``
 and ``nas`` run their jobs.  Each cell is measured: wall time and the process's peak resident memory during the
 cell (Linux: the high-water mark is reset before the cell through ``/proc/self/clear_refs``), plus the GPU's
@@ -333,6 +334,22 @@ def _plain(obj: Any) -> Any:
     return asdict(obj) if is_dataclass(obj) else str(obj)
 
 
+def run_whole(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
+    """The carved fit split through the protocol (:func:`~ddfad_apps.jobs.train.evaluate_whole_split`, as
+    ``train --under-protocol`` does); nothing but the evaluation is kept (the split is the data set itself)."""
+    from ddfad_apps.evidence import eval_seeds_for
+    from ddfad_apps.jobs.train import evaluate_whole_split
+
+    p = cell.params
+    splits = ctx.splits(p["dataset"], p["feature"])
+    protocol = protocol_for(p, "convnet")
+    carved = protocol.carve(splits.train)
+    ev = evaluate_whole_split(carved, splits.test, protocol, eval_seeds_for(0, p["eval_seeds"]), ctx.device,
+                              say=lambda line: None)
+    return {"evaluation": ev.as_dict(), "fit_clips": len(carved.fit), "carve": carved.as_dict(),
+            "test_clips": len(splits.test)}, []
+
+
 def run_noise(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
     """Waveform noise (std 0 = the round trip) on every set seed's set of the source cell, through the protocol."""
     from ddfad_apps.distill import SyntheticSet
@@ -449,7 +466,8 @@ def join_nas(cell: Cell, ctx: Context) -> None:
 
 
 RUNNERS: dict[str, Callable[[Cell, Context], tuple[dict[str, Any], list[Path]]]] = {
-    "set": run_set, "noise": run_noise, "roundtrip": run_roundtrip, "fig6": run_fig6, "cicl": run_cicl, "nas": run_nas}
+    "set": run_set, "whole": run_whole, "noise": run_noise, "roundtrip": run_roundtrip, "fig6": run_fig6,
+    "cicl": run_cicl, "nas": run_nas}
 
 # Cell kinds whose work a second run of the report can share while the first holds the cell (instead of only
 # waiting for it): the joiner returns once nothing is left that it can take, and the run moves on.

@@ -87,6 +87,31 @@ def table1(size: Size, cells: list[Cell], records: Records) -> str:
                "it applies to every set alike):\n\n" + "\n".join(edges) if edges else ""))
 
 
+def whole_table(size: Size, cells: list[Cell], records: Records) -> str:
+    """Table I's whole-data column: each data set's carved fit split under the same protocol, beside the paper's
+    whole-data ConvNet and, descriptively, the gap to each method at Table I's largest CPC (not paired: the whole
+    split is one set, so its interval covers evaluation networks only)."""
+    top = max(size.table1["cpcs"])
+    rows, gaps = [], []
+    for cell in (c for c in cells if c.kind == "whole"):
+        d, rec = cell.params["dataset"], records.get(cell.key)
+        if rec is None:
+            rows.append([d, "-", "-", "not run", "-", paper_value("whole-data", d, "convnet")])
+            continue
+        ev = rec["result"]["evaluation"]
+        whole = summary_of(ev)
+        rows.append([d, f"{rec['result']['fit_clips']} / {rec['result']['test_clips']}", str(whole.n), whole.format(),
+                     f"{ev['lr']:g}", paper_value("whole-data", d, "convnet")])
+        for m in size.table1["methods"]:
+            if (set_ev := _evaluation(cells, records, d, m, top)) is not None:
+                gaps.append(f"{d} {m} CPC {top}: {100 * (summary_of(set_ev).mean - whole.mean):+.2f} points")
+    header = ["data set", "fit / test clips", "networks", "whole training split (ours, %)", "lr chosen",
+              "whole data (paper, ConvNet)"]
+    return (_md(header, rows) + f"\n\nGap of each set at CPC {top} to its data set's whole split (difference of "
+            "means, descriptive: the whole split is one set, evaluated by the networks of set seed 0, so it is not "
+            "paired with the sets): " + ("; ".join(gaps) if gaps else "none") + ".")
+
+
 def _grid_edges(where: str, named: dict[str, dict[str, Any]]) -> list[str]:
     """One line per set whose validation chose the lowest or highest grid rate on some set seed."""
     lines = []
