@@ -59,6 +59,19 @@ def test_smoke_report_is_complete_resumes_and_repairs(data_root: Path, tmp_path:
     assert f"| fsdd | mtt | {summary_of(ev).format()} | {PAPER[('table1', 'fsdd', 'mtt', 1, 'convnet')]:.2f} |" \
         in report
     assert "not given" in report
+    # Table I's whole-data column: the carved fit split (all training clips but the validation part) through the
+    # same protocol, its rate the validation's best (ties to the lower rate), its row built from the raw JSON
+    whole = next(c for c in cells if c.kind == "whole")
+    kept = json.loads((out / "raw" / f"{whole.key}.json").read_text())["result"]
+    wev = kept["evaluation"]
+    assert wev["set"]["method"] == "whole" and kept["fit_clips"] == wev["carve"]["fit_clips"] == wev["set"]["clips"]
+    assert kept["fit_clips"] + wev["carve"]["val_clips"] == 2700 and kept["test_clips"] == 300
+    best = max(v for v in wev["val_scores"].values() if v is not None)
+    assert wev["lr"] == min(float(lr) for lr, v in wev["val_scores"].items() if v == best)
+    assert len(wev["accuracies"]) == SIZES["smoke"].eval_seeds
+    assert (f"| fsdd | {kept['fit_clips']} / 300 | {SIZES['smoke'].eval_seeds} | {summary_of(wev).format()} | "
+            f"{wev['lr']:g} | {PAPER[('whole-data', 'fsdd', 'convnet')]:.2f} |") in report
+    assert re.search(r"fsdd mtt CPC 1: [+-]\d+\.\d\d points", report)
     # distilled sets are also compared with each other; a grid rate at the grid's edge is flagged (with a grid
     # of two rates, every grid choice is at an edge)
     assert re.search(r"^- fsdd CPC 1: .*\bdm\b.*\bmtt\b", report, re.MULTILINE)
@@ -305,6 +318,11 @@ def test_sizes_declare_what_the_issue_asks() -> None:
     shared = find_set(cells, "fsdd", "mtt", 10, "convnet")
     assert shared.params["set_seeds"] == size.set_seeds == 3
     assert shared.params["targets"] == ["convnet", "resnet18", "vgg11"]
+    # the whole training split of every Table I data set, evaluated like the sets
+    wholes = {c.params["dataset"]: c for c in cells if c.kind == "whole"}
+    assert sorted(wholes) == ["fsdd", "ravdess"]
+    assert all(w.params["protocol"] == shared.params["protocol"] and w.params["eval_seeds"] == size.eval_seeds
+               for w in wholes.values())
     # a set shared by several tables is one cell; keys differ when settings differ
     assert len({c.key for c in cells}) == len(cells)
     assert {c.key for c in declare(SIZES["smoke"])}.isdisjoint(c.key for c in cells)
