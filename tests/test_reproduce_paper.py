@@ -72,6 +72,13 @@ def test_smoke_report_is_complete_resumes_and_repairs(data_root: Path, tmp_path:
     assert (f"| fsdd | {kept['fit_clips']} / 300 | {SIZES['smoke'].eval_seeds} | {summary_of(wev).format()} | "
             f"{wev['lr']:g} | {PAPER[('whole-data', 'fsdd', 'convnet')]:.2f} |") in report
     assert re.search(r"fsdd mtt CPC 1: [+-]\d+\.\d\d points", report)
+    # MTT also from random clips (the preset starts from herding's), its own row, compared with its starting set
+    randomstart = find_set(cells, "fsdd", "mtt", 1, start="random")
+    kept = json.loads((out / "raw" / f"{randomstart.key}.json").read_text())["result"]
+    assert kept["settings"]["mtt"]["init"] == "random" and mtt.params.get("start") is None
+    assert json.loads((out / "raw" / f"{mtt.key}.json").read_text())["result"]["settings"]["mtt"]["init"] == "herding"
+    assert f"| fsdd | mtt (random start) | {summary_of(kept['evaluations']['convnet']).format()} |" in report
+    assert re.search(r"^- fsdd CPC 1: .*interval of mtt \(random start\) - random\b", report, re.MULTILINE)
     # distilled sets are also compared with each other; a grid rate at the grid's edge is flagged (with a grid
     # of two rates, every grid choice is at an edge)
     assert re.search(r"^- fsdd CPC 1: .*\bdm\b.*\bmtt\b", report, re.MULTILINE)
@@ -318,6 +325,11 @@ def test_sizes_declare_what_the_issue_asks() -> None:
     shared = find_set(cells, "fsdd", "mtt", 10, "convnet")
     assert shared.params["set_seeds"] == size.set_seeds == 3
     assert shared.params["targets"] == ["convnet", "resnet18", "vgg11"]
+    # MTT from random clips as well as from the preset's herding clips, on FSDD at both CPCs, with Table I's seeds
+    for c in (1, 10):
+        randomstart = find_set(cells, "fsdd", "mtt", c, start="random")
+        assert randomstart.params["overrides"]["init"] == "random" and randomstart.params["set_seeds"] == 3
+        assert randomstart.key != find_set(cells, "fsdd", "mtt", c).key
     # the whole training split of every Table I data set, evaluated like the sets
     wholes = {c.params["dataset"]: c for c in cells if c.kind == "whole"}
     assert sorted(wholes) == ["fsdd", "ravdess"]

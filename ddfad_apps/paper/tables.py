@@ -31,8 +31,8 @@ def _md(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _evaluation(cells: list[Cell], records: Records, dataset: str, method: str, cpc: int, source: str = "convnet",
-                feature: str = "fd_mfcc", target: str = "convnet") -> dict[str, Any] | None:
-    cell = find_set(cells, dataset, method, cpc, source, feature)
+                feature: str = "fd_mfcc", target: str = "convnet", start: str | None = None) -> dict[str, Any] | None:
+    cell = find_set(cells, dataset, method, cpc, source, feature, start)
     if cell is None or cell.key not in records:
         return None
     return records[cell.key]["result"]["evaluations"].get(target)
@@ -70,14 +70,20 @@ def table1(size: Size, cells: list[Cell], records: Records) -> str:
     header = ["data set", "method"] + [x for c in t1["cpcs"] for x in (f"CPC {c} (ours, %)", f"CPC {c} (paper)")]
     rows, notes, edges = [], [], []
     for d in datasets:
-        for m in t1["methods"]:
-            row = [d, m]
+        # (label, method, start): every method from its preset's start, then the starts Table I adds
+        entries = [(m, m, None) for m in t1["methods"]] + [
+            (f"{m} ({init} start)", m, init) for m, st in t1.get("starts", {}).items() if d in st["datasets"]
+            for init in st["inits"]]
+        for label, m, start in entries:
+            row = [d, label]
             for c in t1["cpcs"]:
-                row += [_cell_text(_evaluation(cells, records, d, m, c)), paper_value("table1", d, m, c, "convnet")]
+                row += [_cell_text(_evaluation(cells, records, d, m, c, start=start)),
+                        paper_value("table1", d, m, c, "convnet")]
             rows.append(row)
         for c in t1["cpcs"]:
-            named = {m: ev for m in t1["methods"] if (ev := _evaluation(cells, records, d, m, c))}
-            synthetic = [m for m in named if m not in CORESET_METHODS]
+            named = {label: ev for label, m, start in entries
+                     if (ev := _evaluation(cells, records, d, m, c, start=start))}
+            synthetic = [label for label, m, _ in entries if label in named and m not in CORESET_METHODS]
             pairs = [(a, b) for a in synthetic for b in named if b in CORESET_METHODS]
             pairs += [(a, b) for i, a in enumerate(synthetic) for b in synthetic[i + 1:]]
             notes += [f"- {d} CPC {c}: {v}" for v in _verdicts(named, pairs)]
@@ -155,7 +161,8 @@ def table3(cells: list[Cell], records: Records) -> str:
         evaluate = sum(res.get("eval_seconds", {}).values()) if cell.kind == "set" else None
         network = p.get("source") or ("-" if cell.kind != "set" else "(coreset)")
         gpu = f"{cost['peak_gpu_mb']:.0f}" if cost.get("peak_gpu_mb") is not None else "-"
-        rows.append([cell.kind, p.get("dataset", "-"), p.get("feature", "-"), p.get("method", "-"), network,
+        method = p.get("method", "-") + (f" ({p['start']} start)" if p.get("start") else "")
+        rows.append([cell.kind, p.get("dataset", "-"), p.get("feature", "-"), method, network,
                      str(p.get("cpc", "-")), "-" if make is None else f"{make:.1f}",
                      "-" if evaluate is None else f"{evaluate:.1f}",
                      f"{cost['seconds']:.1f}" + ("*" if any(res.get("resumed", {}).values()) else ""),
