@@ -2,10 +2,11 @@
 
 A cell is one unit of work whose result is saved as JSON (``raw/<key>.json``) and skipped when present with the
 same settings: ``set`` (sets of one method made with every set seed from the carved fit split, each evaluated by
-the protocol on each target network: Tables I/II, Fig. 5), ``whole`` (the carved fit split itself, evaluated by the
-same protocol with the size's evaluation networks: Table I's whole-data column), ``noise`` (waveform noise on a ``set`` cell's sets:
-Fig. 7), ``roundtrip`` (the same sets exported as WAV files and read back), ``fig6`` (original vs distilled audio of one set), ``cicl`` (Table IV through the
-cicl job) and ``nas`` (Fig. 8 through the nas job).  The key ends in a digest of the settings, so a cell made
+the protocol on each target network: Tables I/II, Fig. 5), ``whole`` (the carved fit split itself, evaluated by
+the same protocol with the size's evaluation networks: Table I's whole-data column), ``noise`` (waveform noise
+on a ``set`` cell's sets: Fig. 7), ``roundtrip`` (the same sets exported as WAV files and read back), ``fig6``
+(original vs distilled audio of one set), ``cicl`` (Table IV through the cicl job) and ``nas`` (Fig. 8 through
+the nas job).  The key ends in a digest of the settings, so a cell made
 with other settings is another cell, never silently reused.
 
 Three sizes: ``smoke`` (tiny settings; the test runs it), ``default`` (the CPU subset) and ``full`` (the paper's
