@@ -22,9 +22,7 @@ if TYPE_CHECKING:
 
     from ddfad_apps.evidence import EvalProtocol, SetEvaluation
     from ddfad_apps.evidence.protocol import Carved
-    from ddfad_apps.features import FeatureSet
-
-    from ddfad_apps.features import FeatureConfig, FeatureSplits
+    from ddfad_apps.features import FeatureConfig, FeatureSet, FeatureSplits
     from ddfad_apps.tracking import RunLogger
     from ddfad_apps.training import TrainConfig
 
