@@ -325,11 +325,14 @@ def test_sizes_declare_what_the_issue_asks() -> None:
     shared = find_set(cells, "fsdd", "mtt", 10, "convnet")
     assert shared.params["set_seeds"] == size.set_seeds == 3
     assert shared.params["targets"] == ["convnet", "resnet18", "vgg11"]
-    # MTT from random clips as well as from the preset's herding clips, on FSDD at both CPCs, with Table I's seeds
-    for c in (1, 10):
-        randomstart = find_set(cells, "fsdd", "mtt", c, start="random")
-        assert randomstart.params["overrides"]["init"] == "random" and randomstart.params["set_seeds"] == 3
-        assert randomstart.key != find_set(cells, "fsdd", "mtt", c).key
+    # MTT from random clips as well as from the preset's herding clips, on both data sets at both CPCs, with the
+    # data set's Table I seeds (RAVDESS's 5)
+    for d, seeds in (("fsdd", 3), ("ravdess", 5)):
+        for c in (1, 10):
+            randomstart = find_set(cells, d, "mtt", c, start="random")
+            assert randomstart.params["overrides"]["init"] == "random" and randomstart.params["set_seeds"] == seeds
+            assert randomstart.key != find_set(cells, d, "mtt", c).key
+            assert randomstart.params["set_seeds"] == find_set(cells, d, "mtt", c).params["set_seeds"]
     # the whole training split of every Table I data set, evaluated like the sets
     wholes = {c.params["dataset"]: c for c in cells if c.kind == "whole"}
     assert sorted(wholes) == ["fsdd", "ravdess"]
@@ -357,7 +360,7 @@ def test_a_set_cell_changes_key_when_its_presets_values_change(monkeypatch) -> N
     after = {(c.kind, c.name): c.key for c in declare(size)}
     changed = {cell for cell in before if before[cell] != after[cell]}
     mtt_sets = {(kind, n) for kind, n in before if kind == "set" and "-mtt-" in n}
-    assert len(mtt_sets) == 12  # Table I (4, and 2 from random clips), Table II sources (2), Fig. 5 features (4)
+    assert len(mtt_sets) == 14  # Table I (4, and 4 from random clips), Table II sources (2), Fig. 5 features (4)
     # so do the cells that read the MTT set (noise, round trip, Fig. 6); no other cell changes
     assert changed == mtt_sets | {
         (kind, "fsdd-mtt-cpc10") for kind in ("noise", "roundtrip", "fig6")}
