@@ -462,3 +462,42 @@ def test_more_set_seeds_reuse_the_sets_and_evaluations_of_the_seeds_done(data_ro
     assert all(new_runs[str(s)] == old_runs[str(s)] for s in range(new))
     assert after["evaluations_reused_from"] == {f"convnet/{s}": first.key for s in range(new)}
     assert after["evaluations"]["convnet"]["n"] == new + 1
+
+
+def test_vary_report_cell_pairs_the_varied_cell_with_the_reports_by_set_seed(tmp_path: Path, capsys) -> None:
+    """scripts/vary_report_cell.py keeps the varied cell out of the report's folder, under a key of its own, and
+    pairs it with the report's cell set seed by set seed (a verdict only where the interval excludes zero)."""
+    import importlib.util
+
+    from ddfad_apps.paper.cells import set_cell
+
+    def result(per_seed: dict[int, float]) -> dict:
+        runs = {str(s): {"mean": a, "accuracies": [a, a], "lr": 0.03, "lr_source": "grid", "val_scores": {"0.03": a}}
+                for s, a in per_seed.items()}
+        return {"evaluations": {"convnet": {"per_set_seed": {str(s): a for s, a in per_seed.items()}, "runs": runs}},
+                "experts_test_accuracy": [[0.5, 0.6]]}
+
+    size = SIZES["default"]
+    reference = find_set(declare(size), "ravdess", "mtt", 10)
+    report, out = tmp_path / "paper", tmp_path / "varied"
+    (report / "raw").mkdir(parents=True)
+    (report / "raw" / f"{reference.key}.json").write_text(json.dumps({"result": result(
+        {0: 0.50, 1: 0.52, 2: 0.51, 3: 0.50, 4: 0.53})}))
+    varied = set_cell(replace(size, expert_overrides={"num_experts": 8}), "ravdess", "mtt", 10, set_seeds=5)
+    assert varied.key != reference.key
+    out.mkdir()
+    (out / f"{varied.key}.json").write_text(json.dumps({"result": result({0: 0.55, 1: 0.56, 2: 0.56, 3: 0.54,
+                                                                           4: 0.57})}))
+    spec = importlib.util.spec_from_file_location("vary_report_cell", ROOT / "scripts" / "vary_report_cell.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--dataset", "ravdess", "--cpc", "10", "--experts", "num_experts:8", "--report", str(report),
+                 "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "set seed 4: test 57.00" in printed and "set seed 4: test 53.00" in printed
+    assert "num_experts 8 beats the report by 4.40 points" in printed
+    with pytest.raises(SystemExit, match="nothing to vary"):
+        module.main(["--dataset", "ravdess", "--cpc", "10", "--report", str(report), "--out", str(out)])
+    with pytest.raises(SystemExit, match="no Table I cell"):
+        module.main(["--dataset", "ravdess", "--cpc", "1", "--experts", "num_experts:8", "--report", str(report),
+                     "--out", str(out)])
