@@ -3,12 +3,14 @@ the report's own cell (same protocol, set seeds and evaluation seeds).
 
     python scripts/vary_report_cell.py --dataset ravdess --method mtt --cpc 10 --experts num_experts:8 --out DIR
     python scripts/vary_report_cell.py --dataset ravdess --method mtt --cpc 10 --settings max_start_epoch:20 --out DIR
+    python scripts/vary_report_cell.py --dataset ravdess --cpc 10 --again --set-seeds 3 --out DIR2 --against DIR/<key>.json
 
 Why: a lever for a method ("more experts", "start later on the trajectories") is only worth adopting if it moves
 the very cell the report measures, paired by set seed; this is how docs/evidence/ravdess_cpc10_*.txt were made.
 The cell is computed under ``DIR`` (never in the report's folder), resumably and unit by unit: the same command
 started twice splits the sets and evaluations between the two processes (one thread each on 2 cores).  The
-report's cell may come from another machine (its CPU is recorded): the comparison then carries that too.
+report's cell may come from another machine (its CPU is recorded): the comparison then carries that too, and
+``--again`` makes the report's own settings here, as a same-machine baseline to pair a change with (``--against``).
 """
 
 from __future__ import annotations
@@ -47,9 +49,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="where the changed cell is computed")
     ap.add_argument("--data-root", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--again", action="store_true",
+                    help="no change: the report's cell made again here (a same-machine baseline for other changes)")
+    ap.add_argument("--against", type=Path, default=None,
+                    help="pair with this saved cell (another run's DIR/<key>.json) instead of the report's")
+    ap.add_argument("--set-seeds", type=int, default=None,
+                    help="the first N of the report cell's set seeds (default: all of them; paired on these only)")
     args = ap.parse_args(argv)
-    if not (args.settings or args.experts):
-        raise SystemExit("nothing to vary: give --settings and/or --experts")
+    if not (args.settings or args.experts or args.again):
+        raise SystemExit("nothing to vary: give --settings and/or --experts (or --again)")
 
     import torch
 
@@ -71,8 +79,11 @@ def main(argv: list[str] | None = None) -> None:
     varied = replace(size, method_overrides={**size.method_overrides,
                                              args.method: {**size.method_overrides.get(args.method, {}), **changes}},
                      expert_overrides={**size.expert_overrides, **expert_changes})
-    cell = set_cell(varied, args.dataset, args.method, args.cpc, set_seeds=reference.params["set_seeds"])
-    if cell.key == reference.key:
+    report_seeds = reference.params["set_seeds"]
+    if args.set_seeds is not None and not 2 <= args.set_seeds <= report_seeds:
+        raise SystemExit(f"--set-seeds {args.set_seeds}: the report's cell has {report_seeds}; pairing needs at least 2")
+    cell = set_cell(varied, args.dataset, args.method, args.cpc, set_seeds=args.set_seeds or report_seeds)
+    if cell.key == reference.key and not args.again:
         raise SystemExit("these changes leave the cell as the report's: nothing to compare")
     ctx = Context(args.out / "raw", torch.device("cpu"), args.data_root, say=print)
     ctx.raw.mkdir(parents=True, exist_ok=True)
@@ -91,10 +102,11 @@ def main(argv: list[str] | None = None) -> None:
             with locked(saved, on_wait=print, remove_on_release=True):
                 pass
     new = json.loads(saved.read_text())["result"]
-    old = json.loads(record.read_text())["result"]
-    label = ", ".join(f"{k} {v}" for k, v in {**changes, **expert_changes}.items())
-    print(f"\n{args.dataset} CPC {args.cpc} {args.method}: the report's cell against {label}")
-    for name, res in (("report", old), (label, new)):
+    old = json.loads((args.against or record).read_text())["result"]
+    label = ", ".join(f"{k} {v}" for k, v in {**changes, **expert_changes}.items()) or "made again"
+    base = f"the cell in {args.against}" if args.against else "the report"
+    print(f"\n{args.dataset} CPC {args.cpc} {args.method}: {base} against {label}")
+    for name, res in ((base, old), (label, new)):
         ev = res["evaluations"]["convnet"]
         print(f"{name}\n" + "\n".join(per_seed_lines(res)))
         print(f"  mean {summarize(list(ev['per_set_seed'].values())).format()}"
@@ -102,8 +114,9 @@ def main(argv: list[str] | None = None) -> None:
                  if res.get("experts_test_accuracy") else ""))
     a = {int(s): v for s, v in new["evaluations"]["convnet"]["per_set_seed"].items()}
     b = {int(s): v for s, v in old["evaluations"]["convnet"]["per_set_seed"].items()}
-    seeds = sorted(a)
-    print(verdict(label, "the report", paired_difference([a[s] for s in seeds], [b[s] for s in seeds])))
+    seeds = sorted(set(a) & set(b))  # a cell made with --set-seeds N pairs on its N seeds only
+    print(f"paired on set seeds {', '.join(map(str, seeds))}: "
+          + verdict(label, base, paired_difference([a[s] for s in seeds], [b[s] for s in seeds])))
 
 
 if __name__ == "__main__":

@@ -496,6 +496,17 @@ def test_vary_report_cell_pairs_the_varied_cell_with_the_reports_by_set_seed(tmp
     printed = capsys.readouterr().out
     assert "set seed 4: test 57.00" in printed and "set seed 4: test 53.00" in printed
     assert "num_experts 8 beats the report by 4.40 points" in printed
+    # a same-machine baseline: the report's settings made again on 3 of its seeds, paired with the varied cell there
+    again, baseline = set_cell(size, "ravdess", "mtt", 10, set_seeds=3), tmp_path / "again"
+    baseline.mkdir()
+    (baseline / f"{again.key}.json").write_text(json.dumps({"result": result({0: 0.54, 1: 0.55, 2: 0.56})}))
+    module.main(["--dataset", "ravdess", "--cpc", "10", "--again", "--set-seeds", "3", "--report", str(report),
+                 "--out", str(baseline), "--against", str(out / f"{varied.key}.json")])
+    printed = capsys.readouterr().out
+    assert "paired on set seeds 0, 1, 2: made again and the cell in" in printed and "indistinguishable" in printed
+    with pytest.raises(SystemExit, match="pairing needs at least 2"):
+        module.main(["--dataset", "ravdess", "--cpc", "10", "--again", "--set-seeds", "6", "--report", str(report),
+                     "--out", str(baseline)])
     with pytest.raises(SystemExit, match="nothing to vary"):
         module.main(["--dataset", "ravdess", "--cpc", "10", "--report", str(report), "--out", str(out)])
     with pytest.raises(SystemExit, match="no Table I cell"):
