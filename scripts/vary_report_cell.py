@@ -58,10 +58,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if not (args.settings or args.experts or args.again):
         raise SystemExit("nothing to vary: give --settings and/or --experts (or --again)")
+    if args.against is not None and not args.against.is_file():  # before the hour of work, not after it
+        raise SystemExit(f"--against {args.against}: no such saved cell")
 
     import torch
 
     from ddfad_apps.distill.presets import parse_overrides
+    from ddfad_apps.jobs.data import open_device
     from ddfad_apps.evidence import paired_difference, summarize, verdict
     from ddfad_apps.jobs.files import write_json_atomic
     from ddfad_apps.paper.cells import SIZES, declare, find_set, set_cell
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     cell = set_cell(varied, args.dataset, args.method, args.cpc, set_seeds=args.set_seeds or report_seeds)
     if cell.key == reference.key and not args.again:
         raise SystemExit("these changes leave the cell as the report's: nothing to compare")
-    ctx = Context(args.out / "raw", torch.device("cpu"), args.data_root, say=print)
+    ctx = Context(args.out / "raw", open_device("auto"), args.data_root, say=print)
     ctx.raw.mkdir(parents=True, exist_ok=True)
     saved = args.out / f"{cell.key}.json"
     lock = FileLock(lock_path(saved), remove_on_release=True)

@@ -504,6 +504,9 @@ def test_vary_report_cell_pairs_the_varied_cell_with_the_reports_by_set_seed(tmp
                  "--out", str(baseline), "--against", str(out / f"{varied.key}.json")])
     printed = capsys.readouterr().out
     assert "paired on set seeds 0, 1, 2: made again and the cell in" in printed and "indistinguishable" in printed
+    with pytest.raises(SystemExit, match="no such saved cell"):
+        module.main(["--dataset", "ravdess", "--cpc", "10", "--again", "--report", str(report), "--out", str(baseline),
+                     "--against", str(tmp_path / "missing.json")])
     with pytest.raises(SystemExit, match="pairing needs at least 2"):
         module.main(["--dataset", "ravdess", "--cpc", "10", "--again", "--set-seeds", "6", "--report", str(report),
                      "--out", str(baseline)])
