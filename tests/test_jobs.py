@@ -4,6 +4,7 @@ written, run folders are complete and reused, and contradictory settings are ref
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -283,6 +284,10 @@ def test_cicl_job_summarises_what_it_saved_and_resumes(fsdd_folder, uri: str, tm
     lines: list[str] = []
     again = run_cicl_job(job, progress=False, say=lines.append)  # resumes: nothing trained again
     assert any("skipped, done before" in line for line in lines) and again.runs["random"][0] == saved
+    later = run_cicl_job(replace(job, first_seed=1), progress=False, say=lines.append)  # a later block: seed 1 only
+    assert [r["seed"] for r in later.runs["random"]] == [1] and (result.out_dir / "random" / "seed1.json").exists()
+    with pytest.raises(JobSettingsError, match="--first-seed >= 0"):
+        replace(job, first_seed=-1).seed_range()
     with pytest.raises(JobError, match="unknown memory bogus"):
         run_cicl_job(CICLJob(dataset=str(folder), memories=("bogus",)), progress=False)
 

@@ -29,7 +29,10 @@ from ddfad_apps.models.registry import MODEL_NAMES
                    "mem-size // seen classes shrinking as classes arrive.")
 @click.option("--mem-size", type=click.IntRange(min=1), default=None,
               help="Total replay budget (default: mem-per-class x classes); must fit every class.")
-@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1 per memory.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Seeds per memory: first-seed .. first-seed + N - 1.")
+@click.option("--first-seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="First seed (a fresh block of seeds, e.g. 10 with --seeds 10 for seeds 10-19).")
 @click.option("--experiences", type=click.IntRange(min=1), default=None,
               help="Experiences the classes are split into (default: 2 classes per experience).")
 @click.option("--preset", type=click.Choice(["fast", "paper"]), default="fast", show_default=True,

@@ -44,6 +44,7 @@ class CICLJob:
     mem_per_class: int | tuple[int, ...] | None = None
     mem_size: int | None = None
     seeds: int = 3
+    first_seed: int = 0
     experiences: int | None = None
     preset: str = "fast"
     distill_method: str | None = None
@@ -62,6 +63,14 @@ class CICLJob:
     tracking_uri: str | None = None
     experiment: str = "ddfad-cicl"
     out: Path = field(default_factory=lambda: Path("cicl-results"))
+
+    def seed_range(self) -> range:
+        """The seeds every memory runs: ``first_seed .. first_seed + seeds - 1`` (a later block of seeds, fixed
+        before it runs, checks a comparison on runs it was not read from)."""
+        if self.seeds < 1 or self.first_seed < 0:
+            raise JobSettingsError(f"--seeds must be >= 1 and --first-seed >= 0, got {self.seeds} and "
+                                   f"{self.first_seed}")
+        return range(self.first_seed, self.first_seed + self.seeds)
 
     def sizes(self) -> tuple[int | None, ...]:
         """The memory sizes per class of the grid (``None``: the shrinking quota of ``mem_size``)."""
@@ -189,13 +198,14 @@ def grid(job: CICLJob) -> list[CICLCell]:
     return cells
 
 
-def check_cells(cells: list[CICLCell], memories: tuple[str, ...], splits: Any, n_exp: int, seeds: int) -> None:
+def check_cells(cells: list[CICLCell], memories: tuple[str, ...], splits: Any, n_exp: int,
+                seeds: range | int) -> None:
     """Every cell's memories against every seed's stream (budget, clips per class, shapes), before any run."""
     from ddfad_apps.continual.benchmarks import check_experiences, feature_benchmark
     from ddfad_apps.continual.runner import make_memory
 
     check_experiences(splits.train.num_classes, n_exp)
-    for seed in range(seeds):
+    for seed in (range(seeds) if isinstance(seeds, int) else seeds):
         stream = list(feature_benchmark(splits.train, splits.test, n_exp, seed).train_stream)
         for cell in cells:
             for memory in memories:
@@ -257,7 +267,7 @@ def run_cicl_job(job: CICLJob, progress: bool = True, say: Say = print) -> CICLR
     n_classes = train.num_classes
     n_exp = job.experiences or max(1, n_classes // 2)
     try:
-        check_cells(cells, memories, splits, n_exp, job.seeds)  # every budget and shape before the first run
+        check_cells(cells, memories, splits, n_exp, job.seed_range())  # every budget and shape before the first run
     except ValueError as exc:
         raise JobError(str(exc)) from exc
 
@@ -268,16 +278,18 @@ def run_cicl_job(job: CICLJob, progress: bool = True, say: Say = print) -> CICLR
             "duration": train.meta.get("duration")}
     sizes = ", ".join(str(k) if k else f"{job.mem_size} shared" for k in job.sizes())
     first = cells[0].config
+    seeds = job.seed_range()
+    seed_note = f" ({seeds.start}-{seeds.stop - 1})" if job.first_seed else ""
     say(f"{short}: {len(train)} train / {len(splits.test)} test clips, {n_classes} classes in {n_exp} "
         f"experiences; memories {', '.join(memories)}; networks {', '.join(job.networks())}; memory per class "
-        f"{sizes}; {job.seeds} seed(s), preset {job.preset} ({first.epochs}+{first.finetune_epochs} epochs, fine-tuning "
+        f"{sizes}; {job.seeds} seed(s){seed_note}, preset {job.preset} ({first.epochs}+{first.finetune_epochs} epochs, fine-tuning "
         f">= {first.finetune_min_steps} steps, {'augmented' if first.augment else 'no augmentation'}, distilled by "
         f"{first.distill_method}) on {dev}; results in {out_dir}")
 
     runs: dict[str, list[dict[str, Any]]] = {}
-    jobs = [(cell, m, s) for cell in cells for m in memories for s in range(job.seeds)]
+    jobs = [(cell, m, s) for cell in cells for m in memories for s in seeds]
     params = {**base, "memories": ",".join(memories), "models": ",".join(job.networks()), "mem_per_class": sizes,
-              "seeds": job.seeds, "device": str(dev), "config": first.as_dict()}
+              "seeds": job.seeds, "first_seed": job.first_seed, "device": str(dev), "config": first.as_dict()}
     try:
         with tracking_run(job.experiment, f"cicl-{short}", params, job.tracking_uri,
                           tags={"command": "cicl"}) as parent:
