@@ -257,6 +257,9 @@ def test_settings_that_cannot_be_honoured_are_refused_before_any_work(digits: Pa
         (lambda: run_cicl_job(CICLJob(dataset=str(digits), distill_method="herding", distill_steps="scale_free",
                                       out=tmp_path / "c", tracking_uri=uri), progress=False),
          "--distill-steps: step rule 'scale_free' is not known for method 'herding'"),
+        (lambda: run_cicl_job(CICLJob(dataset=str(digits), distill_set="lr_img:0.1,lr_imgs:1",
+                                      out=tmp_path / "c", tracking_uri=uri), progress=False),
+         "--distill-set: lr_imgs not a setting of 'dm'"),
     ]
     for call, message in cases:
         with pytest.raises(JobSettingsError, match=message):
@@ -269,6 +272,7 @@ def test_settings_that_cannot_be_honoured_are_refused_before_any_work(digits: Pa
 
 
 def test_cicl_job_summarises_what_it_saved_and_resumes(fsdd_folder, uri: str, tmp_path: Path) -> None:
+    from ddfad_apps.continual.runner import make_memory
     from ddfad_apps.jobs import CICLJob, run_cicl_job
 
     folder = fsdd_folder(("0", "1", "2", "3"), 6)
@@ -284,6 +288,10 @@ def test_cicl_job_summarises_what_it_saved_and_resumes(fsdd_folder, uri: str, tm
     lines: list[str] = []
     again = run_cicl_job(job, progress=False, say=lines.append)  # resumes: nothing trained again
     assert any("skipped, done before" in line for line in lines) and again.runs["random"][0] == saved
+    # --distill-set reaches the memory's settings (one DistilledMemory per cell), beside --distill-iterations
+    cfg = replace(job, distill_method="mtt", distill_set="syn_steps:20,lr_img:0.5", distill_iterations=7).config()
+    assert cfg.distill_overrides == {"syn_steps": 20, "lr_img": 0.5, "iterations": 7}
+    assert make_memory("distilled", cfg, 4, 0, "cpu").settings_for(2).mtt.syn_steps == 20
     later = run_cicl_job(replace(job, first_seed=1), progress=False, say=lines.append)  # a later block: seed 1 only
     assert [r["seed"] for r in later.runs["random"]] == [1] and (result.out_dir / "random" / "seed1.json").exists()
     with pytest.raises(JobSettingsError, match="--first-seed >= 0"):

@@ -41,6 +41,9 @@ from ddfad_apps.models.registry import MODEL_NAMES
               help="Engine method making the distilled memory (default: preset; fast dm, paper mtt).")
 @click.option("--distill-iterations", type=click.IntRange(min=1), default=None,
               help="Distillation iterations (default: the preset's).")
+@click.option("--distill-set", default=None, metavar="FIELD:VALUE,...",
+              help="Any other setting of the memory's distillation method (e.g. lr_img:0.1 for DM, syn_steps:20 "
+                   "for MTT); an unknown field is refused before anything trains.")
 @click.option("--distill-steps", type=click.Choice(STEP_RULES), default=None,
               help="How the memory's distillation (DM, MTT) moves its clips: scale_free (steps in the inputs' "
                    "spread, whatever the network; the default) or absolute (the paper's SGD steps, set on ConvNet).")

@@ -49,6 +49,7 @@ class CICLJob:
     preset: str = "fast"
     distill_method: str | None = None
     distill_iterations: int | None = None
+    distill_set: str | None = None
     distill_steps: str | None = None
     distill_init: str | None = None
     distill_context: bool | None = None
@@ -71,6 +72,29 @@ class CICLJob:
             raise JobSettingsError(f"--seeds must be >= 1 and --first-seed >= 0, got {self.seeds} and "
                                    f"{self.first_seed}")
         return range(self.first_seed, self.first_seed + self.seeds)
+
+    def distill_changes(self) -> dict[str, Any]:
+        """``distill_set`` (``"FIELD:VALUE,..."``) as the memory's distillation overrides, each field one its
+        method's settings have: any engine setting of the memory, not only the few that have their own option."""
+        from dataclasses import fields
+
+        from ddfad_apps.continual.runner import CICLConfig
+        from ddfad_apps.distill.presets import method_settings, parse_overrides
+
+        try:
+            changes = parse_overrides(self.distill_set or "")
+        except ValueError as exc:
+            raise JobSettingsError(f"--distill-set: {exc}") from exc
+        method = self.distill_method or CICLConfig.preset(self.preset).distill_method
+        base = method_settings(method, self.preset, 1)
+        if base is None:
+            raise JobSettingsError(f"--distill-set: method {method!r} has no settings to change")
+        known = {f.name for f in fields(getattr(base, "mtt", base))}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise JobSettingsError(f"--distill-set: {', '.join(unknown)} not a setting of {method!r}; use one of "
+                                   f"{', '.join(sorted(known))}")
+        return changes
 
     def sizes(self) -> tuple[int | None, ...]:
         """The memory sizes per class of the grid (``None``: the shrinking quota of ``mem_size``)."""
@@ -122,6 +146,8 @@ class CICLJob:
             except ValueError as exc:
                 raise JobSettingsError(f"--distill-steps: {exc}") from exc
             changes["distill_steps"] = self.distill_steps
+        if self.distill_set:
+            overrides.update(self.distill_changes())
         if self.distill_iterations is not None:
             overrides["iterations"] = self.distill_iterations
         if overrides:
