@@ -224,14 +224,13 @@ def grid(job: CICLJob) -> list[CICLCell]:
     return cells
 
 
-def check_cells(cells: list[CICLCell], memories: tuple[str, ...], splits: Any, n_exp: int,
-                seeds: range | int) -> None:
+def check_cells(cells: list[CICLCell], memories: tuple[str, ...], splits: Any, n_exp: int, seeds: range) -> None:
     """Every cell's memories against every seed's stream (budget, clips per class, shapes), before any run."""
     from ddfad_apps.continual.benchmarks import check_experiences, feature_benchmark
     from ddfad_apps.continual.runner import make_memory
 
     check_experiences(splits.train.num_classes, n_exp)
-    for seed in (range(seeds) if isinstance(seeds, int) else seeds):
+    for seed in seeds:
         stream = list(feature_benchmark(splits.train, splits.test, n_exp, seed).train_stream)
         for cell in cells:
             for memory in memories:
