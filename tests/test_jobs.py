@@ -260,6 +260,9 @@ def test_settings_that_cannot_be_honoured_are_refused_before_any_work(digits: Pa
         (lambda: run_cicl_job(CICLJob(dataset=str(digits), distill_set="lr_img:0.1,lr_imgs:1",
                                       out=tmp_path / "c", tracking_uri=uri), progress=False),
          "--distill-set: lr_imgs not a setting of 'dm'"),
+        (lambda: run_cicl_job(CICLJob(dataset=str(digits), distill_set="iterations:600", distill_iterations=60,
+                                      out=tmp_path / "c", tracking_uri=uri), progress=False),
+         r"--distill-set: iterations \(also --distill-iterations\) given twice"),
     ]
     for call, message in cases:
         with pytest.raises(JobSettingsError, match=message):

@@ -94,6 +94,11 @@ class CICLJob:
         if unknown:
             raise JobSettingsError(f"--distill-set: {', '.join(unknown)} not a setting of {method!r}; use one of "
                                    f"{', '.join(sorted(known))}")
+        own = {"iterations": ("--distill-iterations", self.distill_iterations),
+               "steps": ("--distill-steps", self.distill_steps), "init": ("--distill-init", self.distill_init)}
+        twice = [f"{key} (also {own[key][0]})" for key in changes if key in own and own[key][1] is not None]
+        if twice:
+            raise JobSettingsError(f"--distill-set: {', '.join(twice)} given twice; give each setting once")
         return changes
 
     def sizes(self) -> tuple[int | None, ...]:
