@@ -368,3 +368,19 @@ def test_benchmark_variants_parse_to_a_method_and_its_settings_fields() -> None:
     for bad in ("nomethod=", "mtt=mtt,iterations:2", "x=mtt,iterations"):
         with pytest.raises(ValueError, match=bad.split(",")[0]):
             parse_variants([bad], ("mtt", "dm"))
+
+
+def test_mtt_can_start_from_the_dm_set_of_the_same_data_and_seed(small, tmp_path):
+    """init='dm': the student's clips start as the fast DM set that the same seed makes from the same data (not real
+    clips), in MTT's standardised space; an unknown start is refused by name."""
+    from ddfad_apps.distill.dm import DMSettings, distill_dm
+
+    bank = train_experts(small, tiny_experts(), root=tmp_path, progress=False)
+    d = MTTDistiller(small, 1, bank, tiny_mtt(init="dm"), "convnet", TINY, seed=3)
+    dm = distill_dm(small, 1, DMSettings.fast(), generator=torch.Generator().manual_seed(3), progress=False)
+    assert torch.allclose(d.scale.from_unit(d.syn.detach()), dm.features, atol=1e-5)
+    assert d.labels.tolist() == dm.labels.tolist() == list(range(small.num_classes))
+    # DM moved the clips: no real clip is the start
+    assert torch.cdist(dm.features.flatten(1), small.features.flatten(1)).min() > 1e-3
+    with pytest.raises(ValueError, match="unknown init .dms.; use one of random, herding, dm"):
+        MTTDistiller(small, 1, bank, tiny_mtt(init="dms"), "convnet", TINY)
