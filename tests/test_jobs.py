@@ -235,6 +235,10 @@ def test_settings_that_cannot_be_honoured_are_refused_before_any_work(digits: Pa
         (lambda: run_distill_job(DistillJob(dataset=str(digits), method="mtt", cpc=1, backprop_steps=99,
                                             out=tmp_path / "w", tracking_uri=uri)),
          "--backprop-steps 99 exceeds the fast preset's 20 student steps"),
+        (lambda: run_distill_job(DistillJob(method="dm", init="dm", out=tmp_path / "i", tracking_uri=uri)),
+         "--init applies to --method mtt only, not dm"),
+        (lambda: run_distill_job(DistillJob(method="mtt", init="kmeans", out=tmp_path / "k", tracking_uri=uri)),
+         "unknown --init 'kmeans'; choose from random, herding, dm"),
         (lambda: run_distill_job(DistillJob(method="random", eval_seeds=0, eval_epochs=5, out=tmp_path / "e",
                                             tracking_uri=uri)), "--eval-epochs has no effect"),
         (lambda: run_distill_job(DistillJob(dataset=str(digits), data_root=tmp_path, method="random", cpc=1,
@@ -318,3 +322,16 @@ def test_nas_job_writes_the_report_it_returns(digits: Path, tmp_path: Path) -> N
     assert (out / "report.txt").read_text().strip() == result.text.strip()
     with pytest.raises(JobSettingsError, match="needs --n-trials"):
         run_nas_job(NASSearchJob(sampler="tpe", out=tmp_path / "bad"), progress=False)
+
+
+def test_distill_options_replace_the_presets_settings_and_only_those() -> None:
+    """--iterations, --backprop-steps and --init (MTT's start) reach the method's settings; the rest stay the preset's."""
+    from ddfad_apps.distill.presets import method_settings
+
+    job = DistillJob(method="mtt", cpc=10, iterations=7, init="dm")
+    assert job.overrides() == {"iterations": 7, "init": "dm"}
+    got = method_settings("mtt", "fast", 10, 1000, **job.overrides()).mtt
+    preset = method_settings("mtt", "fast", 10, 1000).mtt
+    assert (got.iterations, got.init, preset.init) == (7, "dm", "herding")
+    assert got.syn_steps == preset.syn_steps and got.backprop_steps == preset.backprop_steps
+    assert DistillJob(method="dm").overrides() == {}

@@ -10,6 +10,7 @@ import click
 from ddfad_apps.cli.data_options import (data_options, duration_option, feature_option, float_list,
                                          group_pattern_option, protocol_options, run_folder_options)
 from ddfad_apps.cli.job_runner import echo_for, run_job
+from ddfad_apps.distill.mtt import MTT_INITS
 from ddfad_apps.distill.presets import METHODS, PRESETS
 from ddfad_apps.models.registry import MODEL_NAMES
 
@@ -30,6 +31,9 @@ from ddfad_apps.models.registry import MODEL_NAMES
               help="MTT: back-propagate through the last W student steps only (about 2x the iterations per second "
                    "at W=4 of 12; docs/distillation.md).  Default: the preset's (fast: 4; paper: all, exact); "
                    "W = the preset's student steps (fast: 12, or 20 at CPC 1) gives exact gradients.")
+@click.option("--init", type=click.Choice(MTT_INITS), default=None,
+              help="MTT: where the clips start: random or herding real clips, or dm (the fast DM set of the same data "
+                   "and seed).  Default: the preset's (fast: herding; paper: random).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder (default runs/distill/<dataset>-<method>-cpc<N>-<model>-<preset>-s<seed>).")

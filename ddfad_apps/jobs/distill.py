@@ -113,6 +113,7 @@ class DistillJob:
     preset: str = "fast"
     iterations: int | None = None
     backprop_steps: int | None = None  # MTT only: truncated back-propagation through the last W student steps
+    init: str | None = None  # MTT only: where the clips start (distill.mtt.MTT_INITS); None: the preset's
     seed: int = 0
     out: Path | None = None
     force: bool = False
@@ -149,12 +150,24 @@ class DistillJob:
             if self.backprop_steps > steps:
                 raise JobSettingsError(f"--backprop-steps {self.backprop_steps} exceeds the {self.preset} preset's "
                                        f"{steps} student steps per iteration")
+        if self.init is not None:
+            from ddfad_apps.distill.mtt import MTT_INITS
+
+            if self.method != "mtt":
+                raise JobSettingsError(f"--init applies to --method mtt only, not {self.method}")
+            if self.init not in MTT_INITS:
+                raise JobSettingsError(f"unknown --init {self.init!r}; choose from {', '.join(MTT_INITS)}")
         if self.eval_epochs is not None and not self.eval_seeds:
             raise JobSettingsError("--eval-epochs has no effect with --eval-seeds 0 (no evaluation)")
         check_protocol_settings(self.eval_protocol, self.lr_grid, self.val_fraction, self.extend_edges)
         if self.audio and not invertible(self.feature_config()):
             raise JobSettingsError(f"--feature {self.feature} cannot be turned back into audio (only MFCC-based "
                                    "features can); pass --no-audio")
+
+    def overrides(self) -> dict[str, object]:
+        """The preset's method settings this job replaces (``--iterations``, ``--backprop-steps``, ``--init``)."""
+        given = {"iterations": self.iterations, "backprop_steps": self.backprop_steps, "init": self.init}
+        return {k: v for k, v in given.items() if v is not None}
 
     def feature_config(self) -> FeatureConfig:
         """The feature settings the set is distilled in (the default framing, the job's kind)."""
@@ -208,10 +221,7 @@ def run_distill_job(job: DistillJob, progress: bool = True, say: Say = print) ->
                          **options)
     carved = carve_training(job.protocol(), splits.train)  # before distilling: the set never sees these clips
     out = job.out_dir(ref.name)
-    overrides = {"iterations": job.iterations} if job.iterations else {}
-    if job.backprop_steps is not None:
-        overrides["backprop_steps"] = job.backprop_steps
-    settings = method_settings(job.method, job.preset, job.cpc, len(carved.fit), model=job.model, **overrides)
+    settings = method_settings(job.method, job.preset, job.cpc, len(carved.fit), model=job.model, **job.overrides())
     try:
         check_clips_per_class(carved.fit, job.cpc)
     except NotEnoughClipsError as exc:
