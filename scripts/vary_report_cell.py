@@ -4,6 +4,7 @@ the report's own cell (same protocol, set seeds and evaluation seeds).
     python scripts/vary_report_cell.py --dataset ravdess --method mtt --cpc 10 --experts num_experts:8 --out DIR
     python scripts/vary_report_cell.py --dataset ravdess --method mtt --cpc 10 --settings max_start_epoch:20 --out DIR
     python scripts/vary_report_cell.py --dataset ravdess --cpc 10 --again --set-seeds 3 --out DIR2 --against DIR/<key>.json
+    python scripts/vary_report_cell.py --dataset ravdess --cpc 10 --settings init:dm --set-seeds 10 --out DIR --against DIR2/<key>.json
 
 Why: a lever for a method ("more experts", "start later on the trajectories") is only worth adopting if it moves
 the very cell the report measures, paired by set seed; this is how docs/evidence/ravdess_cpc10_*.txt were made.
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--against", type=Path, default=None,
                     help="pair with this saved cell (another run's DIR/<key>.json) instead of the report's")
     ap.add_argument("--set-seeds", type=int, default=None,
-                    help="the first N of the report cell's set seeds (default: all of them; paired on these only)")
+                    help="set seeds 0..N-1 (default: the report cell's); more than the report's pair only with a "
+                         "cell that has them (--against), on the seeds both have")
     args = ap.parse_args(argv)
     if not (args.settings or args.experts or args.again):
         raise SystemExit("nothing to vary: give --settings and/or --experts (or --again)")
@@ -83,8 +85,11 @@ def main(argv: list[str] | None = None) -> None:
                                              args.method: {**size.method_overrides.get(args.method, {}), **changes}},
                      expert_overrides={**size.expert_overrides, **expert_changes})
     report_seeds = reference.params["set_seeds"]
-    if args.set_seeds is not None and not 2 <= args.set_seeds <= report_seeds:
-        raise SystemExit(f"--set-seeds {args.set_seeds}: the report's cell has {report_seeds}; pairing needs at least 2")
+    if args.set_seeds is not None and args.set_seeds < 2:
+        raise SystemExit(f"--set-seeds {args.set_seeds}: pairing needs at least 2")
+    if args.set_seeds is not None and args.set_seeds > report_seeds and not (args.against or args.again):
+        raise SystemExit(f"--set-seeds {args.set_seeds}: the report's cell has {report_seeds}, so the seeds beyond it "
+                         "would pair with nothing; give --against a cell that has them (or make one with --again)")
     cell = set_cell(varied, args.dataset, args.method, args.cpc, set_seeds=args.set_seeds or report_seeds)
     if cell.key == reference.key and not args.again:
         raise SystemExit("these changes leave the cell as the report's: nothing to compare")
