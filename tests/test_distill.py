@@ -17,6 +17,7 @@ from ddfad_apps.distill import experts as experts_mod
 from ddfad_apps.distill.evaluate import EvalSettings
 from ddfad_apps.distill.experts import ExpertBank, ExpertSettings, train_experts
 from ddfad_apps.distill.mtt import MTTDistiller, MTTSettings, SyntheticRangeError
+from ddfad_apps.distill.range_guard import InputRange
 from ddfad_apps.distill.presets import MTTPlan
 from ddfad_apps.distill.run_folder import ForeignRunError, prepare_run_folder, read_request
 from ddfad_apps.features.dataset import FeatureSet
@@ -370,13 +371,16 @@ def test_benchmark_variants_parse_to_a_method_and_its_settings_fields() -> None:
             parse_variants([bad], ("mtt", "dm"))
 
 
-def test_mtt_can_start_from_the_dm_set_of_the_same_data_and_seed(small, tmp_path):
+def test_mtt_can_start_from_the_dm_set_of_the_same_data_and_seed(small, tmp_path, monkeypatch):
     """init='dm': the student's clips start as the fast DM set that the same seed makes from the same data (not real
-    clips), in MTT's standardised space; an unknown start is refused by name."""
+    clips), in MTT's standardised space; an unknown start, or one beyond max_range, is refused by name."""
     from ddfad_apps.distill.dm import DMSettings, distill_dm
 
+    # a tinier "fast" DM, so that the four starts below take seconds
+    monkeypatch.setattr(DMSettings, "fast", classmethod(lambda cls: cls(iterations=40, lr_img=10.0, batch_real=16,
+                                                                         model_kwargs={"width": 8})))
     bank = train_experts(small, tiny_experts(), root=tmp_path, progress=False)
-    d = MTTDistiller(small, 1, bank, tiny_mtt(init="dm"), "convnet", TINY, seed=3)
+    d = MTTDistiller(small, 1, bank, tiny_mtt(init="dm", max_range=1000.0), "convnet", TINY, seed=3)
     dm = distill_dm(small, 1, DMSettings.fast(), generator=torch.Generator().manual_seed(3), progress=False)
     assert torch.allclose(d.scale.from_unit(d.syn.detach()), dm.features, atol=1e-5)
     assert d.labels.tolist() == dm.labels.tolist() == list(range(small.num_classes))
@@ -384,3 +388,9 @@ def test_mtt_can_start_from_the_dm_set_of_the_same_data_and_seed(small, tmp_path
     assert torch.cdist(dm.features.flatten(1), small.features.flatten(1)).min() > 1e-3
     with pytest.raises(ValueError, match="unknown init .dms.; use one of random, herding, dm"):
         MTTDistiller(small, 1, bank, tiny_mtt(init="dms"), "convnet", TINY)
+    # a start beyond what max_range allows is refused before the first iteration, naming the start
+    beyond = InputRange(*d.range, 1.0).overshoot(d.syn)
+    assert beyond > 0.0  # DM at CPC 1 moves its clips out of the real range
+    with pytest.raises(SyntheticRangeError, match=rf"MTT's 'dm' start lies {beyond:.1f} spreads beyond"):
+        MTTDistiller(small, 1, bank, tiny_mtt(init="dm", max_range=beyond / 2), "convnet", TINY, seed=3)
+    MTTDistiller(small, 1, bank, tiny_mtt(init="dm", max_range=beyond * 2), "convnet", TINY, seed=3)  # within: runs

@@ -200,6 +200,12 @@ class MTTDistiller:
         start, labels = starting_clips(train, cpc, settings.init, self.generator, embed)  # embed: herding's space
         self.syn = self.scale.to_unit(start).clone().to(self.device).requires_grad_(True)
         self.labels = labels.clone().to(self.device)
+        beyond = InputRange(*self.range, 1.0).overshoot(self.syn)  # spreads are 1 in unit space
+        if beyond > settings.max_range:  # a DM start can lie far out (DM's CPC 1 sets: 12-18 spreads): say so now
+            raise SyntheticRangeError(
+                f"MTT's {settings.init!r} start lies {beyond:.1f} spreads beyond the real inputs' range, more than "
+                f"max_range ({settings.max_range:g}) allows before the first iteration; start from 'herding' or "
+                "'random' clips, or raise max_range")
         self._loss = _student_loss(self.model, self.spec, self.buffers)
         self._students: list[Callable] = [self._loss]  # one per segment thread (see ``students``)
         lr0 = self.starting_lr()

@@ -35,6 +35,11 @@ class InputRange:
     def of(cls, features: torch.Tensor) -> InputRange:
         return cls(float(features.min()), float(features.max()), float(features.std()) or 1.0)
 
+    def overshoot(self, syn: torch.Tensor) -> float:
+        """How far ``syn`` reaches beyond ``[lo, hi]``, in spreads (0 when inside)."""
+        s_lo, s_hi = float(syn.detach().min()), float(syn.detach().max())
+        return max(self.lo - s_lo, s_hi - self.hi, 0.0) / self.spread
+
     def check(self, syn: torch.Tensor, max_range: float, method: str, iteration: int, hint: str = "",
               detail: Callable[[float, float], str] | None = None) -> None:
         """Raise :class:`SyntheticRangeError` when ``syn`` spans beyond ``[lo, hi] +- max_range`` spreads
