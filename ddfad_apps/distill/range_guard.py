@@ -44,9 +44,8 @@ class InputRange:
               detail: Callable[[float, float], str] | None = None) -> None:
         """Raise :class:`SyntheticRangeError` when ``syn`` spans beyond ``[lo, hi] +- max_range`` spreads
         (``detail(s_lo, s_hi)``, called only then, adds to the message, e.g. the span in the data's own units)."""
-        s_lo, s_hi = float(syn.detach().min()), float(syn.detach().max())
-        k = max_range * self.spread
-        if s_lo < self.lo - k or s_hi > self.hi + k:
+        if self.overshoot(syn) > max_range:
+            s_lo, s_hi = float(syn.detach().min()), float(syn.detach().max())
             raise SyntheticRangeError(
                 f"{method} synthetic clips left the real inputs' range at iteration {iteration}: they span "
                 f"[{s_lo:.4g}, {s_hi:.4g}] against the real [{self.lo:.4g}, {self.hi:.4g}] +- {max_range:g} spreads "
