@@ -140,6 +140,9 @@ class DistillJob:
                                    ("model", self.model, MODEL_NAMES)):
             if value not in known:
                 raise JobSettingsError(f"unknown {what} {value!r}; choose from {', '.join(known)}")
+        for option, value in (("--iterations", self.iterations), ("--backprop-steps", self.backprop_steps)):
+            if value is not None and value < 1:  # the command's IntRange says so too; this is for Python callers
+                raise JobSettingsError(f"{option} must be at least 1, got {value}")
         if self.iterations is not None and self.method in CORESET_METHODS:
             raise JobSettingsError(f"--iterations does not apply to --method {self.method}: a coreset method "
                                    "selects clips in one pass")
