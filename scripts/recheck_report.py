@@ -42,7 +42,7 @@ def main() -> None:
     from ddfad_apps.evidence import eval_seeds_for, evaluate_set, paired_difference, summarize, verdict
     from ddfad_apps.evidence.protocol import SetEvaluation
     from ddfad_apps.jobs.files import write_json_atomic
-    from ddfad_apps.paper.cells import SIZES, declare, find_set
+    from ddfad_apps.paper.cells import SIZES, declare, find_set, set_seeds_of
     from ddfad_apps.paper.execute import Context, protocol_for, set_folder
     from ddfad_apps.storage.shared_work import Unit, run_units
 
@@ -64,7 +64,7 @@ def main() -> None:
         before[method] = {int(s): a for s, a in old["per_set_seed"].items()}
         protocol = protocol_for(cell.params, "convnet").with_changes(**changes)
         carved = protocol.carve(splits.train)
-        for seed in range(cell.params["set_seeds"]):
+        for seed in set_seeds_of(cell.params):
             def evaluate(cell=cell, seed=seed, protocol=protocol, carved=carved, method=method):
                 syn = SyntheticSet.load(set_folder(ctx, cell.key, seed))
                 return evaluate_set(syn, carved, splits.test, protocol,

@@ -5,6 +5,7 @@ the report's own cell (same protocol, set seeds and evaluation seeds).
     python scripts/vary_report_cell.py --dataset ravdess --method mtt --cpc 10 --settings max_start_epoch:20 --out DIR
     python scripts/vary_report_cell.py --dataset ravdess --cpc 10 --again --set-seeds 3 --out DIR2 --against DIR/<key>.json
     python scripts/vary_report_cell.py --dataset ravdess --cpc 10 --settings init:dm --set-seeds 10 --out DIR --against DIR2/<key>.json
+    python scripts/vary_report_cell.py --dataset ravdess --cpc 10 --again --first-set-seed 5 --set-seeds 5 --out DIR3
 
 Why: a lever for a method ("more experts", "start later on the trajectories") is only worth adopting if it moves
 the very cell the report measures, paired by set seed; this is how docs/evidence/ravdess_cpc10_*.txt were made.
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set-seeds", type=int, default=None,
                     help="set seeds 0..N-1 (default: the report cell's); paired on the seeds both cells have, so "
                          "seeds beyond the report's pair only --against a cell that has them")
+    ap.add_argument("--first-set-seed", type=int, default=0,
+                    help="make set seeds K..K+N-1 instead of 0..N-1: a later block of seeds for a cell made "
+                         "before (pair it --against the same block of the other cell)")
     args = ap.parse_args(argv)
     if not (args.settings or args.experts or args.again):
         raise SystemExit("nothing to vary: give --settings and/or --experts (or --again)")
@@ -87,8 +91,11 @@ def main(argv: list[str] | None = None) -> None:
     report_seeds = reference.params["set_seeds"]
     if args.set_seeds is not None and args.set_seeds < 2:
         raise SystemExit(f"--set-seeds {args.set_seeds}: pairing needs at least 2")
-    cell = set_cell(varied, args.dataset, args.method, args.cpc, set_seeds=args.set_seeds or report_seeds)
-    if cell.key == reference.key and not args.again:
+    if args.first_set_seed < 0:
+        raise SystemExit(f"--first-set-seed {args.first_set_seed}: set seeds start at 0")
+    cell = set_cell(varied, args.dataset, args.method, args.cpc, set_seeds=args.set_seeds or report_seeds,
+                    first_set_seed=args.first_set_seed)
+    if cell.key == reference.key and not args.again:  # (a later block of seeds is another key)
         raise SystemExit("these changes leave the cell as the report's: nothing to compare")
     ctx = Context(args.out / "raw", open_device("auto"), args.data_root, say=print)
     ctx.raw.mkdir(parents=True, exist_ok=True)
@@ -120,6 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     a = {int(s): v for s, v in new["evaluations"]["convnet"]["per_set_seed"].items()}
     b = {int(s): v for s, v in old["evaluations"]["convnet"]["per_set_seed"].items()}
     seeds = sorted(set(a) & set(b))  # a cell made with --set-seeds N pairs on its N seeds only
+    if len(seeds) < 2:  # e.g. a later block of seeds, made to be paired --against another cell's same block
+        print(f"set seeds {sorted(a)} and {sorted(b)}: fewer than 2 in common, not paired; the cell is saved as "
+              f"{saved} (pair another cell --against it)")
+        return
     print(f"paired on set seeds {', '.join(map(str, seeds))}: "
           + verdict(label, base, paired_difference([a[s] for s in seeds], [b[s] for s in seeds])))
 

@@ -462,6 +462,16 @@ def test_more_set_seeds_reuse_the_sets_and_evaluations_of_the_seeds_done(data_ro
     assert all(new_runs[str(s)] == old_runs[str(s)] for s in range(new))
     assert after["evaluations_reused_from"] == {f"convnet/{s}": first.key for s in range(new)}
     assert after["evaluations"]["convnet"]["n"] == new + 1
+    # a later block of seeds alone (--first-set-seed): its own key, the very seed-`new` set and evaluation, no seed 0
+    block = set_cell(smoke, "fsdd", "random", 1, set_seeds=1, first_set_seed=new)
+    assert block.key not in (first.key, more.key) and "first_set_seed" not in first.params
+    calls["distill"].clear(), calls["evaluate"].clear()
+    alone, _ = run_set(block, ctx)
+    assert calls == {"distill": [], "evaluate": []}
+    assert alone["evaluations"]["convnet"]["runs"] == {str(new): new_runs[str(new)]}
+    assert alone["sets_reused_from"] == {str(new): more.key}
+    with pytest.raises(ValueError, match="start at 0"):
+        set_cell(smoke, "fsdd", "random", 1, first_set_seed=-1)
 
 
 def test_vary_report_cell_pairs_the_varied_cell_with_the_reports_by_set_seed(tmp_path: Path, capsys) -> None:
@@ -523,6 +533,20 @@ def test_vary_report_cell_pairs_the_varied_cell_with_the_reports_by_set_seed(tmp
     module.main(["--dataset", "ravdess", "--cpc", "10", "--experts", "num_experts:8", "--set-seeds", "6",
                  "--report", str(report), "--out", str(out), "--against", str(baseline / f"{again6.key}.json")])
     assert "paired on set seeds 0, 1, 2, 3, 4, 5: num_experts 8" in capsys.readouterr().out
+    # a later block of seeds (5, 6) alone: saved unpaired against the report (no seed in common), then paired
+    # --against the other cell's same block
+    again_b, varied_b = (set_cell(size, "ravdess", "mtt", 10, set_seeds=2, first_set_seed=5),
+                         set_cell(replace(size, expert_overrides={"num_experts": 8}), "ravdess", "mtt", 10,
+                                  set_seeds=2, first_set_seed=5))
+    (baseline / f"{again_b.key}.json").write_text(json.dumps({"result": result({5: 0.50, 6: 0.52})}))
+    (out / f"{varied_b.key}.json").write_text(json.dumps({"result": result({5: 0.58, 6: 0.59})}))
+    block = ["--dataset", "ravdess", "--cpc", "10", "--set-seeds", "2", "--first-set-seed", "5", "--report",
+             str(report)]
+    module.main([*block, "--again", "--out", str(baseline)])
+    assert "fewer than 2 in common, not paired" in capsys.readouterr().out
+    module.main([*block, "--experts", "num_experts:8", "--out", str(out), "--against",
+                 str(baseline / f"{again_b.key}.json")])
+    assert "paired on set seeds 5, 6: num_experts 8" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="nothing to vary"):
         module.main(["--dataset", "ravdess", "--cpc", "10", "--report", str(report), "--out", str(out)])
     with pytest.raises(SystemExit, match="no Table I cell"):

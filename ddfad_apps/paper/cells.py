@@ -144,9 +144,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def set_cell(size: Size, dataset: str, method: str, cpc: int, source: str = "convnet", feature: str = "fd_mfcc",
-             targets: tuple[str, ...] = ("convnet",), set_seeds: int | None = None, start: str | None = None) -> Cell:
+             targets: tuple[str, ...] = ("convnet",), set_seeds: int | None = None, start: str | None = None,
+             first_set_seed: int = 0) -> Cell:
     """The ``set`` cell of (data set, feature, method, CPC, distilling network) evaluated on ``targets``, made
-    with ``set_seeds`` seeds (default: the size's); ``start`` makes the method's sets from other starting clips
+    with ``set_seeds`` seeds (default: the size's) from ``first_set_seed`` on (a later block of seeds, to add to
+    a cell made before; absent from the key at 0); ``start`` makes the method's sets from other starting clips
     than its preset's (``init``; absent from the settings when not given, so the preset's cells keep their keys)."""
     from ddfad_apps.distill.presets import CORESET_METHODS, preset_digest
 
@@ -161,6 +163,10 @@ def set_cell(size: Size, dataset: str, method: str, cpc: int, source: str = "con
               "source_kwargs": size.source_kwargs.get(source, {}) if synthetic else {}}
     if synthetic:  # the preset's values, not only its name: a set made before a preset changed is another cell
         params["preset_values"] = preset_digest(method, size.preset, cpc)
+    if first_set_seed < 0:
+        raise ValueError(f"first_set_seed {first_set_seed}: set seeds start at 0")
+    if first_set_seed:
+        params["first_set_seed"] = first_set_seed
     if start is not None:
         if not synthetic:
             raise ValueError(f"{method} is a coreset: it has no starting clips to choose")
@@ -169,6 +175,12 @@ def set_cell(size: Size, dataset: str, method: str, cpc: int, source: str = "con
     name = (f"{dataset}-{feature}-{method}-cpc{cpc}" + (f"-{source}" if synthetic else "")
             + (f"-{start}start" if start else ""))
     return Cell("set", name, _jsonable(params))
+
+
+def set_seeds_of(params: dict[str, Any]) -> list[int]:
+    """The set seeds a ``set`` cell (or a cell reading one, with its ``set_seeds``) makes or reads."""
+    first = params.get("first_set_seed", 0)
+    return list(range(first, first + params["set_seeds"]))
 
 
 def whole_cell(size: Size, dataset: str, feature: str = "fd_mfcc") -> Cell:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ddfad_apps.jobs.files import write_json_atomic
-from ddfad_apps.paper.cells import Cell
+from ddfad_apps.paper.cells import Cell, set_seeds_of
 from ddfad_apps.storage.shared_work import Unit, help_with_units, is_done, run_units
 
 Say = Callable[[str], None]
@@ -259,7 +259,7 @@ def _eval_units(cell: Cell, ctx: Context, sets: dict[int, Any], carved: Any, tes
 
 
 def _set_units(cell: Cell, ctx: Context):
-    """The cell's data (splits and carve), its method's settings and one shared unit per set seed."""
+    """The cell's data (splits and carve), its method's settings and one shared unit per set seed, by seed."""
     from ddfad_apps.distill import distill
 
     p = cell.params
@@ -268,8 +268,8 @@ def _set_units(cell: Cell, ctx: Context):
     settings = method_settings_for(p, len(carved.fit))
     units = [_set_unit(cell, ctx, seed, lambda seed=seed: distill(
         carved.fit, p["cpc"], p["method"], p["preset"], settings=settings, seed=seed, device=ctx.device,
-        stats=splits.stats, test=splits.test, progress=False)) for seed in range(p["set_seeds"])]
-    return splits, carved, settings, units
+        stats=splits.stats, test=splits.test, progress=False)) for seed in set_seeds_of(p)]
+    return splits, carved, settings, dict(zip(set_seeds_of(p), units))
 
 
 def join_set(cell: Cell, ctx: Context) -> None:
@@ -280,8 +280,8 @@ def join_set(cell: Cell, ctx: Context) -> None:
     after the last one, so a joiner that finishes its set first does not leave that set's evaluation to the holder
     while it idles."""
     splits, carved, _, units = _set_units(cell, ctx)
-    help_with_units(units)
-    sets = {seed: unit.load(unit.folder)[0] for seed, unit in enumerate(units) if is_done(unit.folder)}
+    help_with_units(list(units.values()))
+    sets = {seed: unit.load(unit.folder)[0] for seed, unit in units.items() if is_done(unit.folder)}
     for target in cell.params["targets"]:
         help_with_units(_eval_units(cell, ctx, sets, carved, splits.test, target))
 
@@ -297,9 +297,9 @@ def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
 
     p = cell.params
     splits, carved, settings, units = _set_units(cell, ctx)
-    resumed_sets = [seed for seed, unit in enumerate(units) if is_done(unit.folder)]
-    made = run_units(units, ctx.say)
-    sets = {seed: syn for seed, (syn, _, _) in enumerate(made)}
+    resumed_sets = [seed for seed, unit in units.items() if is_done(unit.folder)]
+    made = dict(zip(units, run_units(list(units.values()), ctx.say)))
+    sets = {seed: syn for seed, (syn, _, _) in made.items()}
     experts = [syn.meta["experts"]["test_accuracy"] for syn in sets.values() if "experts" in syn.meta]
     evaluations: dict[str, dict[str, Any]] = {}
     eval_seconds: dict[str, float] = {}
@@ -316,9 +316,9 @@ def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
         eval_seconds[target] = sum(r["seconds"] for r in scored.values())
         reused.update({f"{target}/{seed}": r["reused_from"] for seed, r in scored.items() if r.get("reused_from")})
     out = {"evaluations": evaluations,
-           "make_seconds": [seconds for _, seconds, _ in made],
-           **({"sets_reused_from": {str(seed): origin for seed, (_, _, origin) in enumerate(made) if origin}}
-              if any(origin for _, _, origin in made) else {}),
+           "make_seconds": [seconds for _, seconds, _ in made.values()],
+           **({"sets_reused_from": {str(seed): origin for seed, (_, _, origin) in made.items() if origin}}
+              if any(origin for _, _, origin in made.values()) else {}),
            **({"evaluations_reused_from": reused} if reused else {}),
            "eval_seconds": eval_seconds,
            "learned_lr": [syn.lr for syn in sets.values()], "experts_test_accuracy": experts,
@@ -361,7 +361,7 @@ def run_noise(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
     protocol = protocol_for(p, "convnet")
     carved = protocol.carve(splits.train)
     levels: dict[str, dict[str, Any]] = {}
-    for seed in range(p["set_seeds"]):
+    for seed in set_seeds_of(p):
         syn = SyntheticSet.load(set_folder(ctx, p["source"], seed))
         curve = waveform_noise_curve(syn, carved, splits.test, protocol, p["stds"],
                                      eval_seeds_for(seed, p["eval_seeds"]), ctx.device, p["n_iter"],
@@ -388,7 +388,7 @@ def run_roundtrip(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]
     protocol = protocol_for(p, "convnet")
     carved = protocol.carve(splits.train)
     runs = {}
-    for seed in range(p["set_seeds"]):
+    for seed in set_seeds_of(p):
         syn = SyntheticSet.load(set_folder(ctx, p["source"], seed))
         audio = write_audio_dataset(syn, ctx.files(cell) / f"s{seed}", int(syn.meta["sample_rate"]),
                                     syn.feature_config, float(syn.meta["duration"]), p["n_iter"], device=ctx.device)
