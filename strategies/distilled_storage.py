@@ -99,6 +99,8 @@ class DistilledMemory(ClassMemoryBuffer):
         self.context = context
         self.results: list[dict[str, Any]] = []
         self._warned = False
+        if settings is None:  # settings the overrides cannot make (an unknown init, field) refused here, not after
+            self.settings_for(1)  # an experience has trained
 
     @property
     def starts_from_model(self) -> bool:

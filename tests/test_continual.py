@@ -467,6 +467,12 @@ def test_memory_moves_its_clips_by_the_scale_free_rule_unless_told_otherwise() -
     assert CICLJob(dataset="fsdd").config().distill_steps != cicl.distill_steps  # so a saved run is not reused
     with pytest.raises(ValueError, match="unknown step rule 'sideways'"):
         DistilledMemory(200, 20, steps="sideways")
+    # so is a start the method cannot make (each method's settings check theirs when made)
+    with pytest.raises(ValueError, match="unknown init 'dms'; use one of random, herding, dm"):
+        DistilledMemory(200, 20, method="mtt", overrides={"init": "dms"})
+    with pytest.raises(ValueError, match="unknown init 'dm'; use one of real, random, herding, noise"):
+        DistilledMemory(200, 20, method="dm", overrides={"init": "dm"})
+    assert DistilledMemory(200, 20, method="mtt", overrides={"init": "model-herding"}).starts_from_model
 
 
 def test_mtt_memory_keeps_the_standard_experts_on_small_experiences() -> None:

@@ -128,6 +128,12 @@ MODEL_HERDING = "model-herding"
 MEMORY_INITS: tuple[str, ...] = (*INITS, MODEL_HERDING)
 
 
+def check_init(init: str, allowed: tuple[str, ...]) -> None:
+    """Refuse a start a method cannot make, naming the ones it can (settings check theirs when made)."""
+    if init not in allowed:
+        raise ValueError(f"unknown init {init!r}; use one of {', '.join(allowed)}")
+
+
 def initial_clips(data: FeatureSet, cpc: int, init: str, generator: torch.Generator | None = None,
                   embed: Embed | None = None) -> torch.Tensor:
     """Indices of the real clips a synthetic set starts from: ``random`` (MTT, DM, DC) or ``herding``.

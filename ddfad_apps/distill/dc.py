@@ -19,11 +19,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ddfad_apps.distill.augment import AudioAugment
-from ddfad_apps.distill.coreset import Embed
+from ddfad_apps.distill.coreset import Embed, check_init
 from ddfad_apps.distill.dm import (
     ClassBatches,
     StepCallback,
     fresh_network,
+    SYNTHETIC_INITS,
     init_synthetic,
     siamese_params,
 )
@@ -63,6 +64,9 @@ class DCSettings:
     dsa: bool = False
     momentum: float = 0.5
     init: str = "real"
+
+    def __post_init__(self) -> None:
+        check_init(self.init, SYNTHETIC_INITS)
 
     @classmethod
     def paper(cls, dsa: bool = False) -> "DCSettings":

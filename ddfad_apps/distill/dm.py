@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ddfad_apps.distill.augment import AudioAugment, AugmentParams
-from ddfad_apps.distill.coreset import Embed, initial_clips
+from ddfad_apps.distill.coreset import Embed, check_init, initial_clips
 from ddfad_apps.distill.range_guard import SCALE_FREE_HINT, STEP_RULES, InputRange, scale_free_step
 from ddfad_apps.distill.synthetic_set import SyntheticSet, check_clips_per_class
 from ddfad_apps.features.dataset import FeatureSet
@@ -65,6 +65,9 @@ class DMSettings:
     steps: str = "absolute"
     max_range: float = 50.0
 
+    def __post_init__(self) -> None:  # a bad start is refused when the settings are made, not after hours of work
+        check_init(self.init, SYNTHETIC_INITS)
+
     @classmethod
     def paper(cls) -> "DMSettings":
         """The paper's CIFAR settings: 20k iterations, lr_img 1, 256 real clips per class, ConvNet-3 width 128.
@@ -86,6 +89,10 @@ class DMSettings:
 # DM's clip steps in the inputs' spread (steps 'scale_free'): 0.01 a step moved a 2-class FSDD experience's ConvNet
 # memory 0.28 spreads in 300 iterations, near the 0.18 of the fast absolute lr_img 10 (bench_memory_experience.py)
 SCALE_FREE_DM_STEPS: dict[str, object] = {"steps": "scale_free", "lr_img": 0.01}
+
+
+# where DM's and DC's synthetic clips start: real clips ('real' = 'random', or 'herding') or N(0, 1) noise
+SYNTHETIC_INITS: tuple[str, ...] = ("real", "random", "herding", "noise")
 
 
 def init_synthetic(train: FeatureSet, cpc: int, init: str, generator: torch.Generator | None,

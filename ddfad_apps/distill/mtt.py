@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ddfad_apps.distill.augment import AudioAugment
-from ddfad_apps.distill.coreset import INITS, Embed, initial_clips
+from ddfad_apps.distill.coreset import INITS, Embed, check_init, initial_clips
 from ddfad_apps.distill.experts import ExpertBank, InputScale, moving_starts
 from ddfad_apps.distill.synthetic_set import SyntheticSet, check_clips_per_class
 from ddfad_apps.distill.range_guard import (  # noqa: F401  (SyntheticRangeError, STEP_RULES: re-exported)
@@ -95,6 +95,9 @@ class MTTSettings:
     # SGD steps: truncated back-propagation, distill/unroll.py ``truncated``); None: all of them (exact)
     backprop_steps: int | None = None
 
+    def __post_init__(self) -> None:  # a bad start is refused when the settings are made, not at iteration 0
+        check_init(self.init, MTT_INITS)
+
 
 # The MTT authors' step sizes, which the presets use on whole audio data sets: on FSDD CPC 1 (seed 0, the evidence
 # protocol) they gave 78.3% against 67.8% for the scale-free rule, which keeps a 2-class continual-learning
@@ -137,8 +140,7 @@ def starting_clips(train: FeatureSet, cpc: int, init: str, generator: torch.Gene
     a few hundred iterations), and DM's set is a better start still than herding's on RAVDESS CPC 10 (the report:
     51.00 against 46.04 %).
     """
-    if init not in MTT_INITS:
-        raise ValueError(f"unknown init {init!r}; use one of {', '.join(MTT_INITS)}")
+    check_init(init, MTT_INITS)
     if init == DM_START:
         from ddfad_apps.distill.dm import DMSettings, distill_dm  # dm imports nothing of MTT; kept local: rarely used
 
