@@ -23,3 +23,9 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # time (a third of the CPU time here).  2 MiB pages for torch's large CPU tensors: 0.74-0.77x the wall time of a
 # ConvNet step (scripts/bench_allocator.py).  Read by torch at its first large allocation.
 _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+import warnings as _warnings
+
+# Avalanche imports qpsolvers for its GEM plugin at import time, which warns that no QP solver is installed; this
+# toolkit never runs GEM, so the warning (on every command that touches Avalanche) says nothing to its users.
+_warnings.filterwarnings("ignore", message="no QP solver found", category=UserWarning, module="qpsolvers")

@@ -7,6 +7,7 @@ replay (:func:`eeil_plugins`; :class:`TrainAugmentPlugin` augments training batc
 for Avalanche metrics.
 """
 
+import ddfad_apps  # noqa: F401  (first: its process settings and warning filters precede Avalanche)
 from strategies.class_memory import ClassMemoryBuffer, MemoryBudgetError
 from strategies.distilled_storage import DistilledMemory
 from strategies.eeil import (

@@ -38,3 +38,13 @@ def test_huge_pages_by_default_and_a_users_setting_wins() -> None:
     mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
     if "[never]" not in mode:  # the kernel grants huge pages on request (madvise) or always
         assert default["faults"] < chosen["faults"] / 8
+
+
+def test_importing_the_strategies_says_nothing_of_avalanches_unused_qp_solvers() -> None:
+    """Avalanche's GEM import warns that no QP solver is installed; this toolkit never runs GEM, so the warning is
+    filtered at ``import ddfad_apps``, and only it: a warning of the same kind from elsewhere still shows."""
+    child = ("import warnings\nimport strategies\n"
+             "warnings.warn('no QP solver found (not from qpsolvers)', UserWarning)\n")
+    err = subprocess.run([sys.executable, "-W", "always", "-c", child], capture_output=True, text=True,
+                         check=True).stderr
+    assert "qpsolvers/solvers" not in err and "not from qpsolvers" in err
