@@ -44,6 +44,9 @@ from strategies.exemplar_storage import local_feature_set
 # of a growing class set does not need.  10 iterations cost 10.2 s an experience there, 1.15x DM's 8.9 s.
 # Measured with the fast preset only; the paper preset (GPU) keeps its own iterations.
 MEMORY_MTT_ITERATIONS: dict[str, int] = {"fast": 10}
+# The start the fast MTT memory was measured with at every memory size (herding in the raw inputs): the whole-data
+# preset's DM start at CPC 10 (presets.FAST_DM_START_CPCS) was measured on whole data sets, not as a memory.
+MEMORY_MTT_INIT: dict[str, str] = {"fast": "herding"}
 # Every method with step rules (DM, MTT) moves a memory's clips by the scale-free rule (steps in the inputs' spread,
 # distill/range_guard.py): the absolute steps were set on ConvNet and audio features, and DM's fast lr_img 10 threw
 # VGG11's FSDD memory to 4x the data's spread (final accuracy 13.22 % against 85.44 % for herding); with the
@@ -118,6 +121,8 @@ class DistilledMemory(ClassMemoryBuffer):
             overrides = {**step_rule_settings(self.method, overrides.get("steps", self.steps)), **overrides}
         if self.method == "mtt":
             budget = {"iterations": MEMORY_MTT_ITERATIONS[self.preset]} if self.preset in MEMORY_MTT_ITERATIONS else {}
+            if self.preset in MEMORY_MTT_INIT:
+                budget["init"] = MEMORY_MTT_INIT[self.preset]
             # exact meta-gradients: the memory's settings were measured with them (docs/continual.md)
             overrides = {"backprop_steps": None, **budget, **overrides}
         return method_settings(self.method, self.preset, k, model=self.model, model_kwargs=self.model_kwargs,

@@ -480,6 +480,10 @@ def test_mtt_memory_keeps_the_standard_experts_on_small_experiences() -> None:
     mtt = make_memory("distilled", CICLConfig.preset("fast", distill_method="mtt"), 4, 0, "cpu").settings_for(20)
     assert mtt.mtt.init == "herding" and mtt.mtt.max_start_epoch == 5
     assert (mtt.experts.epochs, mtt.experts.batch_size) == (8, 64)
+    # at 10 per class too, where the whole-data fast preset starts from the DM set: the memory keeps its measured start
+    ten = DistilledMemory(200, 10, method="mtt")
+    assert ten.settings_for(10).mtt.init == "herding" and method_settings("mtt", "fast", 10).mtt.init == "dm"
+    assert DistilledMemory(200, 10, method="mtt", overrides={"init": "dm"}).settings_for(10).mtt.init == "dm"
     plain = DistilledMemory(200, 20, method="mtt").settings_for(20)  # the one-line plugin with MTT
     assert (plain.experts.epochs, plain.experts.batch_size) == (8, 64)
     # a short matching budget on the fast preset (longer matching replayed worse: MEMORY_MTT_ITERATIONS)

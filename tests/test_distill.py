@@ -340,6 +340,21 @@ def test_presets_use_the_absolute_steps_and_memories_the_scale_free_ones() -> No
     assert DistilledMemory(40, mem_per_class=2, method="dm").settings_for(2).__class__.__name__ == "DMSettings"
 
 
+def test_fast_mtt_starts_from_the_dm_set_only_at_the_clips_per_class_it_was_measured_at() -> None:
+    """The fast preset starts MTT from the DM set at CPC 10 (measured better there, presets.FAST_DM_START_CPCS) and
+    from the herding clips elsewhere (at CPC 1 the DM set lies beyond max_range); the paper preset from random
+    clips; the start is part of the preset's digest, so report cells made with the herding start are not reused."""
+    from ddfad_apps.distill.presets import FAST_DM_START_CPCS, preset_digest
+
+    assert FAST_DM_START_CPCS == (10,)
+    starts = {cpc: method_settings("mtt", "fast", cpc).mtt.init for cpc in (1, 2, 5, 10, 20, 50)}
+    assert starts == {1: "herding", 2: "herding", 5: "herding", 10: "dm", 20: "herding", 50: "herding"}
+    assert method_settings("mtt", "fast", 10, 300).mtt.init == "dm"  # small training sets alike
+    assert method_settings("mtt", "paper", 10).mtt.init == "random"
+    assert method_settings("mtt", "fast", 10, init="herding").mtt.init == "herding"  # an override wins
+    assert preset_digest("mtt", "fast", 10) != preset_digest("mtt", "fast", 20)
+
+
 def test_absolute_steps_are_plain_sgd_on_the_meta_gradients(small, tmp_path) -> None:
     """The 'absolute' rule moves clips by -lr_img x their raw gradient (momentum starts at 0) and the lr by
     -lr_lr x its gradient: the MTT authors' update, which the presets' earlier figures were measured with."""

@@ -332,10 +332,10 @@ def test_distill_options_replace_the_presets_settings_and_only_those() -> None:
     """--iterations, --backprop-steps and --init (MTT's start) reach the method's settings; the rest stay the preset's."""
     from ddfad_apps.distill.presets import method_settings
 
-    job = DistillJob(method="mtt", cpc=10, iterations=7, init="dm")
+    job = DistillJob(method="mtt", cpc=5, iterations=7, init="dm")
     assert job.overrides() == {"iterations": 7, "init": "dm"}
-    got = method_settings("mtt", "fast", 10, 1000, **job.overrides()).mtt
-    preset = method_settings("mtt", "fast", 10, 1000).mtt
+    got = method_settings("mtt", "fast", 5, 1000, **job.overrides()).mtt
+    preset = method_settings("mtt", "fast", 5, 1000).mtt
     assert (got.iterations, got.init, preset.init) == (7, "dm", "herding")
     assert got.syn_steps == preset.syn_steps and got.backprop_steps == preset.backprop_steps
     assert DistillJob(method="dm").overrides() == {}
