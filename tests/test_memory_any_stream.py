@@ -23,6 +23,7 @@ pytest.importorskip("sklearn")
 from ddfad_apps.distill import method_settings  # noqa: E402
 from ddfad_apps.distill.mtt import SCALE_FREE_STEPS  # noqa: E402
 from ddfad_apps.distill.presets import MTTPlan  # noqa: E402
+from strategies.distilled_storage import MEMORY_MTT_INIT  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_memory.py"
 SEEDS = (0, 1)
@@ -36,8 +37,10 @@ def _bench():
 
 
 def _small_mtt(k: int) -> MTTPlan:
-    """The fast preset's MTT with a test-sized budget: 2 experts x 5 epochs, 6 iterations of 6 student steps."""
-    plan = method_settings("mtt", "fast", k, iterations=6, syn_steps=6, max_start_epoch=3, **SCALE_FREE_STEPS)
+    """The fast MTT memory's settings with a test-sized budget: 2 experts x 5 epochs, 6 iterations of 6 student
+    steps, from the memory's herding start (``MEMORY_MTT_INIT``; the whole-data preset starts at 10 from DM)."""
+    plan = method_settings("mtt", "fast", k, iterations=6, syn_steps=6, max_start_epoch=3,
+                           init=MEMORY_MTT_INIT["fast"], **SCALE_FREE_STEPS)
     return MTTPlan(replace(plan.experts, num_experts=2, epochs=5), plan.mtt)
 
 
