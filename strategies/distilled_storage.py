@@ -120,11 +120,11 @@ class DistilledMemory(ClassMemoryBuffer):
         if self.method in STEP_RULE_SETTINGS:  # a "steps" override picks its rule's settings, as ``steps`` does
             overrides = {**step_rule_settings(self.method, overrides.get("steps", self.steps)), **overrides}
         if self.method == "mtt":
-            budget = {"iterations": MEMORY_MTT_ITERATIONS[self.preset]} if self.preset in MEMORY_MTT_ITERATIONS else {}
-            if self.preset in MEMORY_MTT_INIT:
-                budget["init"] = MEMORY_MTT_INIT[self.preset]
+            measured = {field: values[self.preset] for field, values in (("iterations", MEMORY_MTT_ITERATIONS),
+                                                                         ("init", MEMORY_MTT_INIT))
+                        if self.preset in values}
             # exact meta-gradients: the memory's settings were measured with them (docs/continual.md)
-            overrides = {"backprop_steps": None, **budget, **overrides}
+            overrides = {"backprop_steps": None, **measured, **overrides}
         return method_settings(self.method, self.preset, k, model=self.model, model_kwargs=self.model_kwargs,
                                **overrides)
 

@@ -105,8 +105,9 @@ FAST_DM_START_CPCS: tuple[int, ...] = (10,)
 
 def mtt_plan(preset: str, cpc: int | None = None, num_train: int | None = None) -> MTTPlan:
     """``fast``: narrow ConvNet (width 32) experts (sized to ``num_train``, the number of training clips), a
-    short, mini-batched unroll from the herding clips, back-propagated through its last ``FAST_BACKPROP_STEPS``
-    steps; ``paper``: MTT's own values (random real clips to start).
+    short, mini-batched unroll from the herding clips (at CPC 10 from the DM set: ``FAST_DM_START_CPCS``),
+    back-propagated through its last ``FAST_BACKPROP_STEPS`` steps; ``paper``: MTT's own values (random real clips
+    to start).
 
     ``fast`` is what ``scripts/bench_distill.py`` measures (FSDD, CPC 10, 2 cores): see docs/distillation.md for its
     wall time, memory and accuracy.  ``paper`` follows MTT/DDFAD: ConvNet-3 width 128, 50 expert epochs,
@@ -128,8 +129,8 @@ def mtt_plan(preset: str, cpc: int | None = None, num_train: int | None = None) 
                                                 **ABSOLUTE_STEPS))
         # 150 iterations cannot carry random clips far: on FSDD cpc 10 the herding start reached 94.3% against
         # 91.0% from random clips (herding alone 93.3%), so fast starts from the herding clips
-        # (docs/distillation.md), or at CPC 10 from the DM set (FAST_DM_START_CPCS).  Small sets' longer expert runs are matched from later start epochs too
-        # (``fast_experts``).
+        # (docs/distillation.md), or at CPC 10 from the DM set (FAST_DM_START_CPCS).  Small sets' longer expert
+        # runs are matched from later start epochs too (``fast_experts``).
         max_start = 10 if is_small(num_train) else 5
         init = DM_START if cpc in FAST_DM_START_CPCS else "herding"
         return MTTPlan(

@@ -266,10 +266,10 @@ def _set_units(cell: Cell, ctx: Context):
     splits = ctx.splits(p["dataset"], p["feature"])
     carved = protocol_for(p, "convnet").carve(splits.train)  # the carve depends on val_fraction and seed only
     settings = method_settings_for(p, len(carved.fit))
-    units = [_set_unit(cell, ctx, seed, lambda seed=seed: distill(
+    units = {seed: _set_unit(cell, ctx, seed, lambda seed=seed: distill(
         carved.fit, p["cpc"], p["method"], p["preset"], settings=settings, seed=seed, device=ctx.device,
-        stats=splits.stats, test=splits.test, progress=False)) for seed in set_seeds_of(p)]
-    return splits, carved, settings, dict(zip(set_seeds_of(p), units))
+        stats=splits.stats, test=splits.test, progress=False)) for seed in set_seeds_of(p)}
+    return splits, carved, settings, units
 
 
 def join_set(cell: Cell, ctx: Context) -> None:
