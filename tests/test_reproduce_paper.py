@@ -104,6 +104,8 @@ def test_smoke_report_is_complete_resumes_and_repairs(data_root: Path, tmp_path:
     assert partial.ran == [] and len(partial.skipped) == len(cells) - 1 and not nas_json.exists()
     assert f"Partial report: {len(cells) - 1} of {len(cells)} cells done" in text and f"`{nas.key}`" in text
     assert text.split("## Fig. 8")[1].split("\n", 1)[1].strip().startswith("not run")
+    # ... and names the command that makes (and resumes) the cells, not itself
+    assert f"made by `python scripts/reproduce_paper.py --smoke --out {out} --quiet`" in text
     nas_json.write_text(kept)
 
     # a torn cell file and a cell file without its result are computed again, nothing else is

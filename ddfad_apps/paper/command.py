@@ -50,7 +50,8 @@ def main(argv: Sequence[str] | None = None):
     if args.threads:
         torch.set_num_threads(args.threads)
     size = "smoke" if args.smoke else "full" if args.full else "default"
-    command = shlex.join(["python", "scripts/reproduce_paper.py", *argv])
+    # the command that makes the cells: the report names it (a --report-only run makes nothing, so it is left out)
+    command = shlex.join(["python", "scripts/reproduce_paper.py", *(a for a in argv if a != "--report-only")])
     datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip()) if args.datasets else None
     print(f"command: {command}", flush=True)
     try:
