@@ -449,6 +449,16 @@ def test_grouped_split_keeps_every_speaker_on_one_side(speakers_folder: Path) ->
     assert speakers_of(train).isdisjoint(speakers_of(test))
     with pytest.raises(ValueError, match="does not match file name"):
         list_folder(speakers_folder, "train", group_pattern=r"^speaker(\d+)")
+    # a split given as train/ and test/ folders is kept, and its clips still carry their groups (for the carve)
+    split_root = speakers_folder.parent / "given_split"
+    for wav in speakers_folder.rglob("*.wav"):
+        side = "test" if wav.name.split("_")[1] == min(speakers_of(train)) else "train"
+        (split_root / side / wav.parent.name).mkdir(parents=True, exist_ok=True)
+        (split_root / side / wav.parent.name / wav.name).symlink_to(wav)
+    given = {s: list_folder(split_root, s, group_pattern=r"_(?P<group>[a-z]+)_") for s in ("train", "test")}
+    assert len(speakers_of(given["test"])) == 1 and speakers_of(given["train"]).isdisjoint(speakers_of(given["test"]))
+    assert given["train"].meta["groups"] == [p.name.split("_")[1] for p in given["train"].paths]
+    assert "groups" not in list_folder(split_root, "train").meta  # no pattern, no groups: the carve stays stratified
 
 
 def test_cropped_clips_are_counted_in_a_warning(speakers_folder: Path, monkeypatch, tmp_path: Path) -> None:

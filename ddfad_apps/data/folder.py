@@ -62,7 +62,7 @@ def list_folder(
         paths, labels = tr_paths + te_paths, tr_labels + te_labels
         train = list(range(len(tr_paths)))
         test = list(range(len(tr_paths), len(paths)))
-        groups = None
+        groups = clip_groups(paths, manifest, group_pattern)  # the split is the user's; the carve keeps groups whole
     else:
         paths, labels, classes = _scan(root, manifest.get("classes"))
         groups = clip_groups(paths, manifest, group_pattern)
