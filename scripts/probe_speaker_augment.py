@@ -59,23 +59,22 @@ def main() -> None:
 
     splits = load_features(args.dataset, progress=False)
     carved = EvalProtocol().carve(splits.train)
-    mean, std = splits.stats.mean.float(), splits.stats.std.float()
-    n_mfcc = splits.config.n_coeffs
-    cepstral_mean_spread = (carved.fit.features * std + mean)[:, 0].mean(-1).std(0).view(n_mfcc, 1)
+    stats, n_mfcc = splits.stats, splits.config.n_coeffs
+    cepstral_mean_spread = stats.invert(carved.fit.features)[:, 0].mean(-1).std(0).view(n_mfcc, 1)
     base = AudioAugment()
 
     def augment(kind: str, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         x = base(x, generator=g)
         if kind == "none":
             return x
-        raw = x * std + mean
+        raw = stats.invert(x)
         if kind == "warp":
             alpha = torch.empty(x.shape[0]).uniform_(0.9, 1.1, generator=g)
             raw = torch.einsum("nij,ncjt->ncit", mel_warp_matrices(alpha, n_mfcc, splits.config.n_mels), raw)
         else:  # eq
             offset = torch.randn(x.shape[0], n_mfcc, 1, generator=g) * args.eq * cepstral_mean_spread
             raw = torch.cat([raw[:, :1] + offset.unsqueeze(1), raw[:, 1:]], dim=1)
-        return (raw - mean) / std
+        return stats.apply(raw)
 
     for kind in args.augment.split(","):
         if kind not in AUGMENTS:
