@@ -2,12 +2,15 @@
 
 The non-audio stream is what a new user would write: scikit-learn's 8x8 digits (inputs in [0, 1]), 5
 experiences of 2 classes, a small CNN of the user's own, Avalanche's ``Naive`` with a ``ReplayPlugin`` whose
-``storage_policy`` is the memory under test (the README's one line).  ``--dataset fsdd`` runs the same on FSDD's
-FD-MFCC features.  Each finished (dataset, memory, seed) is appended to ``--out`` (JSON lines) as it ends, so an
+``storage_policy`` is the memory under test (the README's one line).  ``--dataset digits-vectors`` gives the same
+digits as flat 64-vectors to a user's MLP (which the registry ConvNet cannot take: memory ``dm-own`` is DM
+distilled with fresh copies of that MLP, ``DistilledMemory(model="strategy")``).  ``--dataset fsdd`` runs the
+same on FSDD's FD-MFCC features.  The summary pairs every memory with ``random`` by seed.  Each finished (dataset, memory, seed) is appended to ``--out`` (JSON lines) as it ends, so an
 interrupted run resumes; the summary (mean, std over seeds; distillation seconds per experience) is printed.
 
     OMP_NUM_THREADS=1 python scripts/bench_memory.py --memories mtt,dm,random,none --seeds 0,1,2
     OMP_NUM_THREADS=1 python scripts/bench_memory.py --dataset fsdd --memories mtt,dm,random --seeds 0
+    OMP_NUM_THREADS=1 python scripts/bench_memory.py --dataset digits-vectors --memories dm-own,random,herding,none
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from torch import nn  # noqa: E402
 from ddfad_apps.distill.presets import parse_variants  # noqa: E402
 from ddfad_apps.features.dataset import FeatureSet  # noqa: E402
 
-MEMORIES = ("mtt", "dm", "random", "herding", "none")
+MEMORIES = ("mtt", "dm", "dm-own", "random", "herding", "none")
 
 
 class UserCNN(nn.Module):
@@ -46,6 +49,30 @@ class UserCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class UserMLP(nn.Module):
+    """A user's MLP on flat vectors (the registry ConvNet takes (C, H, W) inputs only)."""
+
+    def __init__(self, inputs: int, num_classes: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(inputs, 64), nn.ReLU())
+        self.head = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def flat(split: FeatureSet) -> FeatureSet:
+    """``split`` with every input flattened to a vector."""
+    return FeatureSet(split.features.flatten(1), split.labels, split.classes, dict(split.meta))
+
+
+def user_model(dataset: str, train: FeatureSet) -> nn.Module:
+    """The user's own network for ``dataset``: an MLP for flat vectors, else the small CNN."""
+    if dataset == "digits-vectors":
+        return UserMLP(train.input_shape[0], train.num_classes)
+    return UserCNN(train.input_shape[0], train.num_classes)
 
 
 def digits_splits(seed: int = 0, test_fraction: float = 0.25) -> tuple[FeatureSet, FeatureSet]:
@@ -74,6 +101,7 @@ def make_storage(memory: str, mem_size: int, mem_per_class: int, seed: int,
     """The storage policy named ``memory`` (``None`` for no replay), with the user's one-line defaults; a name in
     ``variants`` (``{name: (method, overrides)}``) is a ``DistilledMemory`` of that method with those overrides."""
     from strategies import DistilledMemory, RandomMemory
+    from strategies.distilled_storage import STRATEGY_MODEL
     from strategies.exemplar_storage import HerdingMemory
 
     if memory in (variants or {}):
@@ -86,6 +114,8 @@ def make_storage(memory: str, mem_size: int, mem_per_class: int, seed: int,
         return DistilledMemory(mem_size, mem_per_class=mem_per_class, method="mtt", seed=seed)
     if memory == "dm":
         return DistilledMemory(mem_size, mem_per_class=mem_per_class, method="dm", seed=seed)
+    if memory == "dm-own":
+        return DistilledMemory(mem_size, mem_per_class=mem_per_class, method="dm", model=STRATEGY_MODEL, seed=seed)
     if memory == "random":
         return RandomMemory(mem_size, mem_per_class=mem_per_class, seed=seed)
     if memory == "herding":
@@ -96,9 +126,10 @@ def make_storage(memory: str, mem_size: int, mem_per_class: int, seed: int,
 
 
 def run_stream(train: FeatureSet, test: FeatureSet, memory: str, seed: int, experiences: int = 5,
-               mem_per_class: int = 20, epochs: int = 4, model: nn.Module | None = None,
+               mem_per_class: int = 20, epochs: int = 4, dataset: str = "digits",
                variants: dict[str, tuple[str, dict]] | None = None) -> dict:
-    """Plain Avalanche ``Naive`` + ``ReplayPlugin(storage_policy=memory)``; final accuracy on all test inputs."""
+    """Plain Avalanche ``Naive`` + ``ReplayPlugin(storage_policy=memory)`` training ``dataset``'s user model
+    (:func:`user_model`, drawn after seeding); final accuracy on all test inputs."""
     from avalanche.training import Naive
     from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 
@@ -106,7 +137,7 @@ def run_stream(train: FeatureSet, test: FeatureSet, memory: str, seed: int, expe
 
     bench = feature_benchmark(train, test, experiences, seed=seed)
     torch.manual_seed(seed)
-    model = model if model is not None else UserCNN(train.input_shape[0], train.num_classes)
+    model = user_model(dataset, train)
     mem_size = mem_per_class * train.num_classes
     storage = make_storage(memory, mem_size, mem_per_class, seed, variants)
     plugins = [ReplayPlugin(mem_size=mem_size, storage_policy=storage)] if memory != "none" else []
@@ -128,8 +159,9 @@ def run_stream(train: FeatureSet, test: FeatureSet, memory: str, seed: int, expe
 
 
 def _splits(dataset: str, seed: int, data_root: str | None):
-    if dataset == "digits":
-        return digits_splits(seed)
+    if dataset in ("digits", "digits-vectors"):
+        train, test = digits_splits(seed)
+        return (train, test) if dataset == "digits" else (flat(train), flat(test))
     from ddfad_apps.features import load_features
 
     s = load_features(dataset, data_root)
@@ -156,7 +188,8 @@ def cold_cache(cold: bool):
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default="digits", help="'digits' (sklearn 8x8, non-audio) or an audio data set")
+    p.add_argument("--dataset", default="digits", help="'digits' (sklearn 8x8, non-audio; a user's CNN), "
+                   "'digits-vectors' (the same as 64-vectors; a user's MLP) or an audio data set")
     p.add_argument("--data-root", default=None)
     p.add_argument("--memories", default="mtt,dm,random,none")
     p.add_argument("--seeds", default="0,1,2")
@@ -198,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             with cold_cache(args.cold_cache):
                 r = run_stream(train, test, m, seed, mem_per_class=args.mem_per_class, epochs=args.epochs,
-                               variants=variants)
+                               dataset=args.dataset, variants=variants)
             r.update(dataset=args.dataset, mem_per_class=args.mem_per_class, epochs=args.epochs,
                      seconds=round(time.perf_counter() - t0, 1), variant=spec, cold_cache=args.cold_cache)
             with args.out.open("a") as f:  # one complete line per finished run: a crash loses only the current run
@@ -213,6 +246,13 @@ def main(argv: list[str] | None = None) -> None:
         sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
         per_exp = f", distillation {statistics.mean(secs):.1f} s/experience" if secs else ""
         print(f"  {m:8s} {statistics.mean(accs):6.2f} +- {sd:5.2f}  {accs}{per_exp}")
+    if "random" in memories and len(seeds) > 1:
+        from ddfad_apps.evidence.stats import paired_difference, verdict
+
+        ref = [done[(args.dataset, "random", s, args.mem_per_class, args.epochs)]["final_accuracy"] for s in seeds]
+        for m in (m for m in memories if m != "random"):
+            accs = [done[(args.dataset, m, s, args.mem_per_class, args.epochs)]["final_accuracy"] for s in seeds]
+            print("  " + verdict(m, "random", paired_difference(accs, ref), scale=1.0))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,13 @@ scripts/bench_memory.py), any engine method by
 whose inputs the distillation network accepts.
 
 Which network distils: the toolkit's registry network ``model`` (ConvNet by default, see
-:data:`ddfad_apps.models.MODEL_NAMES`), built fresh for the stream's input shape - *not* the strategy's own
-model, since the engine (MTT's experts and student, DM's embedders) builds its networks by registry name.  The
-registry networks take ``(C, H, W)`` inputs (audio features, images, random tensors); any other shape (flat
-vectors for an MLP) is refused by :meth:`DistilledMemory.check_inputs` before training, naming the shape and
-the network.  A class seen before is re-distilled from its new rows together with its old synthetic rows
+:data:`ddfad_apps.models.MODEL_NAMES`), built fresh for the stream's input shape, since MTT's experts and
+student and DC's networks are built by registry name.  The registry networks take ``(C, H, W)`` inputs (audio
+features, images, random tensors); any other shape (flat vectors for an MLP) is refused by
+:meth:`DistilledMemory.check_inputs` before training, naming the shape and the network.  DM only draws fresh
+networks and embeds with them, so ``model="strategy"`` (:data:`STRATEGY_MODEL`) distils a DM memory with fresh
+copies of the strategy's own model (:class:`~ddfad_apps.models.copies.FreshCopies`: every layer re-initialised,
+the embedding is the input of its last ``nn.Linear``), for inputs of any shape that model takes.  A class seen before is re-distilled from its new rows together with its old synthetic rows
 (which stand in for the old data they summarise).  Integer inputs (e.g. ``uint8`` images) are distilled as
 float32 on the same scale and the memory stays float32 (rounding would undo the distillation); a warning says
 so, and replay batches then reach the model as float32 (``torch.cat`` promotes).  One line in a plain
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -34,7 +37,11 @@ from ddfad_apps.distill.presets import STEP_RULE_SETTINGS, step_rule_settings, w
 from ddfad_apps.distill.range_guard import STEP_RULES
 from strategies.class_memory import ClassMemoryBuffer, model_embedding
 from ddfad_apps.features.dataset import FeatureSet
+from ddfad_apps.models.copies import FreshCopies
 from strategies.exemplar_storage import local_feature_set
+
+# ``DistilledMemory(model=STRATEGY_MODEL)``: DM distils with fresh copies of the strategy's own model.
+STRATEGY_MODEL = "strategy"
 
 
 # MTT as a memory: the scale-free steps (see the class docstring) and a short matching budget.  On the digits
@@ -96,6 +103,10 @@ class DistilledMemory(ClassMemoryBuffer):
             raise ValueError("pass either settings or overrides, not both")
         if steps not in STEP_RULES:  # here, before any training
             raise ValueError(f"unknown step rule {steps!r}; use one of {', '.join(STEP_RULES)}")
+        if model == STRATEGY_MODEL and method not in ("dm", *CORESET_METHODS):
+            raise ValueError(f"model={STRATEGY_MODEL!r} distils with fresh copies of your strategy's model, which "
+                             f"only DM can use; {method!r} builds its networks by registry name (one of "
+                             "convnet, resnet18, vgg11): use method='dm' or a registry model")
         self.steps = steps
         self.method, self.preset, self.settings, self.overrides = method, preset, settings, dict(overrides or {})
         self.model, self.model_kwargs, self.device, self.progress = model, model_kwargs, device, progress
@@ -106,14 +117,20 @@ class DistilledMemory(ClassMemoryBuffer):
             self.settings_for(1)  # an experience has trained
 
     @property
+    def own_network(self) -> bool:
+        """Whether DM distils with fresh copies of the strategy's own model (``model="strategy"``)."""
+        return self.model == STRATEGY_MODEL
+
+    @property
     def starts_from_model(self) -> bool:
         """Whether a synthetic method starts from EEIL's exemplars (herding in the strategy model's embedding)."""
         return self.overrides.get("init") == MODEL_HERDING
 
     def settings_for(self, k: int) -> Any:
         """The settings distilling ``k`` inputs per class of an experience (see the class docstring)."""
+        model = None if self.own_network else self.model  # the strategy's copies replace the registry network
         if self.settings is not None:
-            return with_network(self.settings, self.model, self.model_kwargs)
+            return with_network(self.settings, model, self.model_kwargs)
         overrides = self.overrides
         if self.starts_from_model:  # the engine's herding start, in the space select() passes
             overrides = {**overrides, "init": "herding"}
@@ -125,7 +142,7 @@ class DistilledMemory(ClassMemoryBuffer):
                         if self.preset in values}
             # exact meta-gradients: the memory's settings were measured with them (docs/continual.md)
             overrides = {"backprop_steps": None, **measured, **overrides}
-        return method_settings(self.method, self.preset, k, model=self.model, model_kwargs=self.model_kwargs,
+        return method_settings(self.method, self.preset, k, model=model, model_kwargs=self.model_kwargs,
                                **overrides)
 
     def check_inputs(self, example: Any, agent: Any = None) -> None:
@@ -134,6 +151,9 @@ class DistilledMemory(ClassMemoryBuffer):
         settings = self.settings_for(1)
         if settings is None:
             return  # coreset "distillation" (random/herding/k-center) takes any shape
+        if self.own_network:
+            self._check_own_network(example, agent)
+            return
         shape = tuple(example.shape)
         own = f" (not your strategy's {type(agent.model).__name__})" if getattr(agent, "model", None) else ""
         problem = f"inputs of shape {shape} are not (C, H, W)" if len(shape) != 3 else None
@@ -155,9 +175,31 @@ class DistilledMemory(ClassMemoryBuffer):
                           "as float32 on the same scale (rounding would undo the distillation), so replayed rows "
                           "reach the model as float32", stacklevel=2)
 
+    def _check_own_network(self, example: torch.Tensor, agent: Any) -> None:
+        """With ``model="strategy"``: a fresh copy of the strategy's model must embed ``example``, checked before
+        training (without a strategy, as in ``check_stream``, there is nothing to check yet)."""
+        model = getattr(agent, "model", None)
+        if model is None:
+            return
+        try:
+            with torch.no_grad():
+                FreshCopies(model)(None, torch.device("cpu")).eval().embed(example[None].float().cpu())
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"DistilledMemory(model={STRATEGY_MODEL!r}) embeds with fresh copies of your "
+                             f"{type(model).__name__}, and one failed on an input of shape {tuple(example.shape)}: "
+                             f"{exc}") from exc
+
     def select(self, x: torch.Tensor, y: torch.Tensor, new_classes: list[int], k: int,
                agent: Any) -> dict[int, torch.Tensor]:
         data, context = self.distillation_data(x.float(), y, new_classes)
+        settings, network = self.settings_for(k), None
+        if self.own_network and settings is not None:
+            if getattr(agent, "model", None) is None:
+                raise ValueError(f"DistilledMemory(model={STRATEGY_MODEL!r}) distils with the strategy's model, "
+                                 "and no strategy model was given")
+            network = FreshCopies(agent.model)
+            if x.dim() != 4:  # DM's augmentation shifts and masks (C, H, W) inputs only
+                settings = replace(settings, augment=False)
         embed = None
         if self.starts_from_model:
             model = getattr(agent, "model", None)
@@ -166,10 +208,11 @@ class DistilledMemory(ClassMemoryBuffer):
                                  "model, and no strategy model was given; use init='herding' (raw inputs)")
             embed = model_embedding(model)
         start = time.perf_counter()
-        syn = distill(data, k, self.method, self.preset, settings=self.settings_for(k), device=self.device,
-                      seed=self.seed * 1000 + self.updates, embed=embed, progress=self.progress)
+        syn = distill(data, k, self.method, self.preset, settings=settings, device=self.device,
+                      seed=self.seed * 1000 + self.updates, embed=embed, progress=self.progress, network=network)
         self.results.append({"classes": new_classes, "context_classes": context, "method": syn.method,
-                             "lr": syn.lr, "seconds": round(time.perf_counter() - start, 2)})
+                             "lr": syn.lr, "seconds": round(time.perf_counter() - start, 2),
+                             "network": f"{STRATEGY_MODEL}: {network.name}" if network else self.model})
         dtype = x.dtype if self.method in CORESET_METHODS else torch.float32  # real rows keep theirs
         return {c: syn.features[syn.labels == i].to(dtype) for i, c in enumerate(new_classes)}
 

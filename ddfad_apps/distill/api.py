@@ -27,6 +27,7 @@ from ddfad_apps.distill.presets import (
 from ddfad_apps.distill.synthetic_set import SyntheticSet, check_clips_per_class
 from ddfad_apps.features.dataset import FeatureSet
 from ddfad_apps.features.normalize import FeatureStats
+from ddfad_apps.models.copies import NetworkFactory
 
 StepCallback = Callable[[dict[str, float]], None]
 
@@ -47,6 +48,7 @@ def distill(
     embed: Callable[[torch.Tensor], torch.Tensor] | None = None,
     progress: bool = True,
     on_step: StepCallback | None = None,
+    network: NetworkFactory | None = None,
 ) -> SyntheticSet:
     """Distil (or select) ``cpc`` clips per class of ``train`` with ``method`` ('mtt', 'dc', 'dsa', 'dm',
     'random', 'herding', 'kcenter').
@@ -57,7 +59,9 @@ def distill(
     of randomness of every method (initial clips, networks, batches).  ``stats`` is stored with the result so
     its audio can be reconstructed; ``test`` only reports MTT's experts' accuracy; ``checkpoint`` makes MTT
     resumable; ``embed`` is herding's/k-center's embedding network (default: raw features), also the space a
-    synthetic method's ``herding`` start is chosen in.
+    synthetic method's ``herding`` start is chosen in.  ``network`` (DM only) draws DM's fresh networks from a
+    factory, e.g. :class:`~ddfad_apps.models.copies.FreshCopies` of a user's own model, instead of the settings'
+    registry network, so inputs of any shape that model takes can be distilled.
     Raises :class:`~ddfad_apps.distill.NotEnoughClipsError` when a class has fewer than ``cpc`` clips,
     :class:`~ddfad_apps.distill.compat.NonFiniteInputError` when ``train`` holds NaN/inf features,
     ``TypeError`` for settings of another method and :class:`~ddfad_apps.training.loops.NonFiniteLossError`
@@ -74,6 +78,9 @@ def distill(
         want = "no settings (None)" if expected is None else expected.__name__
         raise TypeError(f"method {method!r} takes {want}, got {type(settings).__name__}; "
                         f"make them with method_settings({method!r}, ...)")
+    if network is not None and not isinstance(settings, DMSettings):
+        raise ValueError(f"network= (a factory of fresh networks) is DM's; {method!r} builds its networks from "
+                         "its settings' registry model")
     generator = torch.Generator().manual_seed(seed)
     if method in CORESET_METHODS:
         result = coreset(train, cpc, method, embed=embed, generator=generator)
@@ -88,8 +95,10 @@ def distill(
     else:
         if method == "dsa" and isinstance(settings, DCSettings) and not settings.dsa:
             settings = replace(settings, dsa=True)  # asking for DSA means augmentation on
-        fn = distill_dm if isinstance(settings, DMSettings) else distill_dc
-        result = fn(train, cpc, settings, device, generator, progress, on_step, embed)
+        if isinstance(settings, DMSettings):
+            result = distill_dm(train, cpc, settings, device, generator, progress, on_step, embed, network)
+        else:
+            result = distill_dc(train, cpc, settings, device, generator, progress, on_step, embed)
         # the label says what ran: DC settings with augmentation on are DSA, whatever name was asked for
         result.method = ("dsa" if settings.dsa else "dc") if isinstance(settings, DCSettings) else "dm"
     result.stats = stats

@@ -25,6 +25,7 @@ from ddfad_apps.distill.range_guard import SCALE_FREE_HINT, STEP_RULES, InputRan
 from ddfad_apps.distill.synthetic_set import SyntheticSet, check_clips_per_class
 from ddfad_apps.features.dataset import FeatureSet
 from ddfad_apps.models import build_model
+from ddfad_apps.models.copies import NetworkFactory
 from ddfad_apps.training.loops import NonFiniteLossError
 
 StepCallback = Callable[[dict[str, float]], None]
@@ -162,10 +163,11 @@ def class_mean_embeddings(net: nn.Module, x: torch.Tensor, num_classes: int) -> 
 def distill_dm(
     train: FeatureSet, cpc: int, settings: DMSettings | None = None, device: torch.device | str = "cpu",
     generator: torch.Generator | None = None, progress: bool = True, on_step: StepCallback | None = None,
-    embed: Embed | None = None,
+    embed: Embed | None = None, network: NetworkFactory | None = None,
 ) -> SyntheticSet:
     """``cpc`` synthetic clips per class by distribution matching (``on_step``: see :data:`StepCallback`;
-    ``embed``: the space a herding start is chosen in).
+    ``embed``: the space a herding start is chosen in; ``network``: where the fresh networks come from, e.g.
+    :class:`~ddfad_apps.models.copies.FreshCopies` of a user's own model, instead of ``settings.model``).
 
     The loss of an iteration is ``sum_c ||mean embed(aug(real_c)) - mean embed(aug(syn_c))||^2`` under a
     fresh random network whose weights get no gradient; the synthetic features are updated by SGD with
@@ -180,6 +182,9 @@ def distill_dm(
     if settings.steps not in STEP_RULES:
         raise ValueError(f"unknown DM step rule {settings.steps!r}; use one of {', '.join(STEP_RULES)}")
     check_clips_per_class(train, cpc)
+    if settings.augment and len(train.input_shape) != 3:
+        raise ValueError(f"DM's augmentation shifts and masks (C, H, W) inputs, and these are {train.input_shape}; "
+                         "distil with augment=False")
     limits = InputRange.of(train.features)
     device = torch.device(device)
     start = time.perf_counter()
@@ -191,7 +196,8 @@ def distill_dm(
     losses: list[float] = []
     bar = tqdm(range(settings.iterations), desc="DM", disable=not progress, leave=False)
     for it in bar:
-        net = fresh_network(settings.model, C, train.input_shape, settings.model_kwargs, generator, device)
+        net = (network(generator, device) if network is not None
+               else fresh_network(settings.model, C, train.input_shape, settings.model_kwargs, generator, device))
         for p in net.parameters():
             p.requires_grad_(False)
         xr, xs = real.sample(generator), syn
@@ -217,5 +223,6 @@ def distill_dm(
             on_step({"iteration": it + 1, "loss": losses[-1], "seconds": time.perf_counter() - start})
     meta = {"clips_per_class": cpc, "settings": asdict(settings), "dataset": train.meta.get("dataset"),
             "seconds": round(time.perf_counter() - start, 2), "first_loss": losses[0] if losses else None,
-            "last_loss": losses[-1] if losses else None}
+            "last_loss": losses[-1] if losses else None,
+            "network": getattr(network, "name", None) or settings.model}
     return SyntheticSet(syn.detach().cpu(), labels.cpu(), list(train.classes), "dm", None, None, meta)
