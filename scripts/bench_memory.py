@@ -31,7 +31,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from ddfad_apps.distill.presets import parse_variants  # noqa: E402
+from ddfad_apps.distill.presets import parse_memories  # noqa: E402
 from ddfad_apps.features.dataset import FeatureSet  # noqa: E402
 
 MEMORIES = ("mtt", "dm", "dm-own", "random", "herding", "none")
@@ -204,13 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]), flush=True)
     try:
-        variants = parse_variants(args.variant, MEMORIES)
+        memories, variants = parse_memories(args.memories, args.variant, MEMORIES)
     except ValueError as exc:
-        p.error(f"--variant {exc}")
-    memories = [m.strip() for m in args.memories.split(",") if m.strip()]
-    for m in memories:
-        if m not in MEMORIES and m not in variants:
-            p.error(f"unknown memory {m!r}; use one of {', '.join(MEMORIES)} or a --variant name")
+        p.error(str(exc))
     seeds = [int(s) for s in args.seeds.split(",")]
     done = {}
     if args.out.exists():

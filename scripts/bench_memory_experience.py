@@ -27,7 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from ddfad_apps.distill.presets import parse_variants  # noqa: E402
+from ddfad_apps.distill.presets import parse_memories  # noqa: E402
 
 BUILT_IN = ("start", "random", "mtt", "dm")
 
@@ -94,13 +94,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]), flush=True)
     try:
-        variants = parse_variants(args.variant, BUILT_IN)
+        memories, variants = parse_memories(args.memories, args.variant, BUILT_IN)
     except ValueError as exc:
-        p.error(f"--variant {exc}")
-    memories = [m.strip() for m in args.memories.split(",") if m.strip()]
-    unknown = [m for m in memories if m not in BUILT_IN and m not in variants]
-    if unknown:
-        p.error(f"unknown memory {unknown[0]!r}; use {', '.join(BUILT_IN)} or a --variant name")
+        p.error(str(exc))
 
     from ddfad_apps.distill.evaluate import eval_settings_for, train_on_set
     from ddfad_apps.features.dataset import FeatureSet

@@ -384,6 +384,14 @@ def test_benchmark_variants_parse_to_a_method_and_its_settings_fields() -> None:
     for bad in ("nomethod=", "mtt=mtt,iterations:2", "x=mtt,iterations"):
         with pytest.raises(ValueError, match=bad.split(",")[0]):
             parse_variants([bad], ("mtt", "dm"))
+    from ddfad_apps.distill.presets import parse_memories
+
+    assert parse_memories(" dm, fit ,", ["fit=mtt,iterations:2"], ("mtt", "dm")) == (
+        ["dm", "fit"], {"fit": ("mtt", {"iterations": 2})})
+    with pytest.raises(ValueError, match="unknown memory 'nope'"):
+        parse_memories("dm,nope", [], ("mtt", "dm"))
+    with pytest.raises(ValueError, match="--variant"):
+        parse_memories("dm", ["mtt=mtt"], ("mtt", "dm"))
 
 
 def test_mtt_can_start_from_the_dm_set_of_the_same_data_and_seed(small, tmp_path, monkeypatch):

@@ -203,6 +203,22 @@ def parse_variants(texts: list[str], reserved: tuple[str, ...] = ()) -> dict[str
     return out
 
 
+def parse_memories(names: str, variant_texts: list[str], built_in: tuple[str, ...]
+                   ) -> tuple[list[str], dict[str, tuple[str, dict[str, Any]]]]:
+    """A memory benchmark's ``--memories`` (comma list) and ``--variant`` texts: the names, in order, and the
+    variants (:func:`parse_variants`); a malformed variant or a name neither built in nor a variant is a ValueError
+    (the script turns it into its usage error)."""
+    try:
+        variants = parse_variants(variant_texts, built_in)
+    except ValueError as exc:
+        raise ValueError(f"--variant {exc}") from exc
+    memories = [m.strip() for m in names.split(",") if m.strip()]
+    unknown = [m for m in memories if m not in built_in and m not in variants]
+    if unknown:
+        raise ValueError(f"unknown memory {unknown[0]!r}; use one of {', '.join(built_in)} or a --variant name")
+    return memories, variants
+
+
 def parse_overrides(text: str) -> dict[str, Any]:
     """``"FIELD:VALUE,FIELD:VALUE"`` (a benchmark's ``--variant``) as settings overrides: each value read as JSON
     (numbers, ``null``, ``true``), else kept as a word (``unroll:full``)."""
