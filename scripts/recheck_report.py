@@ -42,13 +42,13 @@ def main() -> None:
     from ddfad_apps.evidence import eval_seeds_for, evaluate_set, paired_difference, summarize, verdict
     from ddfad_apps.evidence.protocol import SetEvaluation
     from ddfad_apps.jobs.files import write_json_atomic
-    from ddfad_apps.paper.cells import SIZES, declare, find_set, set_seeds_of, table1_methods
+    from ddfad_apps.paper.cells import SIZES, declare, find_set, set_seeds_of
     from ddfad_apps.paper.execute import Context, protocol_for, set_folder
     from ddfad_apps.storage.shared_work import Unit, run_units
 
     torch.set_num_threads(args.threads)
     size = SIZES["default"]
-    methods = args.methods.split(",") if args.methods else table1_methods(size.table1, args.dataset)
+    methods = args.methods.split(",") if args.methods else list(size.table1["methods"])
     changes = parse_overrides(args.change)
     ctx = Context(args.report / "raw", torch.device("cpu"), args.data_root)
     splits = ctx.splits(args.dataset)

@@ -87,10 +87,8 @@ SIZES: dict[str, Size] = {
         # survive a re-run on another machine (docs/evidence/recheck_report_extend_edges.txt); seeds 0-2 are reused
         # MTT starts from the herding clips in the fast preset; the issue asks for its random start too, each
         # against its own starting set, on both data sets with each data set's set seeds
-        # DC and DSA (the paper's other matching methods) on FSDD only: RAVDESS's 5 set seeds of CPC 10 would add
-        # ~4 h of evaluation for two methods the paper does not report on RAVDESS either
         table1={"datasets": ("fsdd", "ravdess"), "methods": ("random", "herding", "dc", "dsa", "dm", "mtt"),
-                "cpcs": (1, 10), "set_seeds": {"ravdess": 5}, "method_datasets": {"dc": ("fsdd",), "dsa": ("fsdd",)},
+                "cpcs": (1, 10), "set_seeds": {"ravdess": 5},
                 "starts": {"mtt": {"inits": ("random",), "datasets": ("fsdd", "ravdess")}}},
         # one set seed for the sets only Tables II and Fig. 5 need (ResNet18/VGG11 sources, MFCC/LPCC features):
         # descriptive, no verdicts; their ConvNet / FD-MFCC sets are Table I's, with its 3 seeds (~2.5 h saved)
@@ -179,12 +177,6 @@ def set_cell(size: Size, dataset: str, method: str, cpc: int, source: str = "con
     return Cell("set", name, _jsonable(params))
 
 
-def table1_methods(table1: dict[str, Any], dataset: str) -> list[str]:
-    """Table I's methods run on ``dataset``: all of ``methods``, less those ``method_datasets`` keeps to others."""
-    only = table1.get("method_datasets", {})
-    return [m for m in table1["methods"] if dataset in only.get(m, (dataset,))]
-
-
 def set_seeds_of(params: dict[str, Any]) -> list[int]:
     """The set seeds a ``set`` cell (or a cell reading one, with its ``set_seeds``) makes or reads."""
     first = params.get("first_set_seed", 0)
@@ -222,7 +214,7 @@ def declare(size: Size, datasets: tuple[str, ...] | None = None) -> list[Cell]:
 
     t1 = size.table1
     for d in datasets or t1["datasets"]:
-        for m in table1_methods(t1, d):
+        for m in t1["methods"]:
             for c in t1["cpcs"]:
                 want(d, m, c, set_seeds=t1.get("set_seeds", {}).get(d))
         for m, starts in t1.get("starts", {}).items():
@@ -297,7 +289,6 @@ def describe(size: Size, cells: list[Cell]) -> list[str]:
         (f"Table I: data sets {', '.join(d for d in t1['datasets'] if d in datasets)}; methods "
         f"{', '.join(t1['methods'])}; CPC {', '.join(map(str, t1['cpcs']))}; distilled with ConvNet, evaluated on "
         "ConvNet" + "".join(f"; {d}: {n} set seeds" for d, n in t1.get("set_seeds", {}).items() if d in datasets)
-        + "".join(f"; {m} on {', '.join(ds)} only" for m, ds in t1.get("method_datasets", {}).items())
         + "".join(f"; {m} also from {', '.join(st['inits'])} clips on {', '.join(st['datasets'])} (the preset's "
                   "start otherwise)" for m, st in t1.get("starts", {}).items())),
         (f"Table II: {t2['method']} on {t2['dataset']} CPC {t2['cpc']}, distilled with and evaluated on "

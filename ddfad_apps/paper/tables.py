@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ddfad_apps.evidence.stats import Summary, paired_difference, summarize, verdict
-from ddfad_apps.paper.cells import Cell, Size, find_set, table1_methods
+from ddfad_apps.paper.cells import Cell, Size, find_set
 from ddfad_apps.paper.published import paper_value
 
 Records = dict[str, dict[str, Any]]
@@ -71,7 +71,7 @@ def table1(size: Size, cells: list[Cell], records: Records) -> str:
     rows, notes, edges = [], [], []
     for d in datasets:
         # (label, method, start): every method from its preset's start, then the starts Table I adds
-        entries = [(m, m, None) for m in table1_methods(t1, d)] + [
+        entries = [(m, m, None) for m in t1["methods"]] + [
             (f"{m} ({init} start)", m, init) for m, st in t1.get("starts", {}).items() if d in st["datasets"]
             for init in st["inits"]]
         for label, m, start in entries:
@@ -108,7 +108,7 @@ def whole_table(size: Size, cells: list[Cell], records: Records) -> str:
         whole = summary_of(ev)
         rows.append([d, f"{rec['result']['fit_clips']} / {rec['result']['test_clips']}", str(whole.n), whole.format(),
                      f"{ev['lr']:g}", paper_value("whole-data", d, "convnet")])
-        for m in table1_methods(size.table1, d):
+        for m in size.table1["methods"]:
             if (set_ev := _evaluation(cells, records, d, m, top)) is not None:
                 gaps.append(f"{d} {m} CPC {top}: {100 * (summary_of(set_ev).mean - whole.mean):+.2f} points")
     header = ["data set", "fit / test clips", "networks", "whole training split (ours, %)", "lr chosen",
