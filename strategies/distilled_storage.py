@@ -183,7 +183,9 @@ class DistilledMemory(ClassMemoryBuffer):
             return
         try:
             with torch.no_grad():
-                FreshCopies(model)(None, torch.device("cpu")).eval().embed(example[None].float().cpu())
+                # a generator of its own: the check must not move the global RNG the user's training draws from
+                fresh = FreshCopies(model)(torch.Generator().manual_seed(0), torch.device("cpu"))
+                fresh.eval().embed(example[None].float().cpu())
         except (RuntimeError, ValueError) as exc:
             raise ValueError(f"DistilledMemory(model={STRATEGY_MODEL!r}) embeds with fresh copies of your "
                              f"{type(model).__name__}, and one failed on an input of shape {tuple(example.shape)}: "

@@ -114,6 +114,9 @@ def test_dm_memory_distils_flat_vectors_with_the_strategys_own_mlp(one_thread, t
     vector = torch.rand(64)
     with pytest.raises(ValueError, match=r"not \(C, H, W\)"):
         DistilledMemory(100, 10).check_inputs(vector, SimpleNamespace(model=bench.UserMLP(64, 10)))
+    user, state = bench.UserMLP(64, 10), torch.get_rng_state()
+    DistilledMemory(100, 10, model=STRATEGY_MODEL).check_inputs(vector, SimpleNamespace(model=user))
+    assert torch.equal(state, torch.get_rng_state())  # the check leaves the user's training draws alone
     with pytest.raises(ValueError, match="UserMLP"):  # a model that cannot take the inputs: refused before training
         DistilledMemory(100, 10, model=STRATEGY_MODEL).check_inputs(torch.rand(32),
                                                                     SimpleNamespace(model=bench.UserMLP(64, 10)))
