@@ -13,8 +13,9 @@ features, images, random tensors); any other shape (flat vectors for an MLP) is 
 :meth:`DistilledMemory.check_inputs` before training, naming the shape and the network.  DM only draws fresh
 networks and embeds with them, so ``model="strategy"`` (:data:`STRATEGY_MODEL`) distils a DM memory with fresh
 copies of the strategy's own model (:class:`~ddfad_apps.models.copies.FreshCopies`: every layer re-initialised,
-the embedding is the input of its last ``nn.Linear``), for inputs of any shape that model takes.  A class seen before is re-distilled from its new rows together with its old synthetic rows
-(which stand in for the old data they summarise).  Integer inputs (e.g. ``uint8`` images) are distilled as
+the embedding is the input of its last ``nn.Linear``), for inputs of any shape that model takes.  A class seen
+before is re-distilled from its new rows together with its old synthetic rows (which stand in for the old data
+they summarise).  Integer inputs (e.g. ``uint8`` images) are distilled as
 float32 on the same scale and the memory stays float32 (rounding would undo the distillation); a warning says
 so, and replay batches then reach the model as float32 (``torch.cat`` promotes).  One line in a plain
 Avalanche experiment::
@@ -37,6 +38,7 @@ from ddfad_apps.distill.presets import STEP_RULE_SETTINGS, step_rule_settings, w
 from ddfad_apps.distill.range_guard import STEP_RULES
 from strategies.class_memory import ClassMemoryBuffer, model_embedding
 from ddfad_apps.features.dataset import FeatureSet
+from ddfad_apps.models import MODEL_NAMES
 from ddfad_apps.models.copies import FreshCopies
 from strategies.exemplar_storage import local_feature_set
 
@@ -106,7 +108,7 @@ class DistilledMemory(ClassMemoryBuffer):
         if model == STRATEGY_MODEL and method not in ("dm", *CORESET_METHODS):
             raise ValueError(f"model={STRATEGY_MODEL!r} distils with fresh copies of your strategy's model, which "
                              f"only DM can use; {method!r} builds its networks by registry name (one of "
-                             "convnet, resnet18, vgg11): use method='dm' or a registry model")
+                             f"{', '.join(MODEL_NAMES)}): use method='dm' or a registry model")
         self.steps = steps
         self.method, self.preset, self.settings, self.overrides = method, preset, settings, dict(overrides or {})
         self.model, self.model_kwargs, self.device, self.progress = model, model_kwargs, device, progress
