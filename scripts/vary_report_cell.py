@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     from ddfad_apps.storage.locks import FileLock, lock_path, locked
 
     torch.set_num_threads(args.threads)
-    size = SIZES["default"]
+    size = SIZES["extended"]  # the committed cells (the default size's are among them)
     reference = find_set(declare(size), args.dataset, args.method, args.cpc)
     record = args.report / "raw" / f"{reference.key}.json" if reference else None
     if record is None or not record.exists():

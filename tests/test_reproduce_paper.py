@@ -23,19 +23,22 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(out: Path, data_root: Path, tracking: str):
+def _run(out: Path, data_root: Path, tracking: str, workers: int = 1):
     from ddfad_apps.paper.command import main
 
     return main(["--smoke", "--out", str(out), "--data-root", str(data_root), "--tracking-uri", tracking,
-                 "--quiet"])
+                 "--quiet", "--workers", str(workers)])
 
 
 @pytest.mark.slow
 def test_smoke_report_is_complete_resumes_and_repairs(data_root: Path, tmp_path: Path) -> None:
     out, tracking = tmp_path / "paper", f"sqlite:///{tmp_path / 'mlflow.db'}"
     cells = declare(SIZES["smoke"])
-    first = _run(out, data_root, tracking)
+    first = _run(out, data_root, tracking, workers=2)
     assert sorted(first.ran) == sorted(c.key for c in cells) and not first.skipped
+    # two processes split the cells: each computed some, none computed one twice
+    mine, theirs = first.ran_by["main"], first.ran_by["worker 1"]
+    assert mine and theirs and not set(mine) & set(theirs) and sorted(mine + theirs) == sorted(first.ran)
 
     report = (out / "REPORT.md").read_text()
     for title in ("Table I", "Table II", "Table III", "Table IV", "Fig. 5", "Fig. 6", "Fig. 7", "Fig. 8",
@@ -306,10 +309,21 @@ def test_missing_data_is_refused_before_any_work(tmp_path: Path, monkeypatch, ca
 
 
 def test_sizes_declare_what_the_issue_asks() -> None:
-    """The default CPU subset holds Table I on FSDD and RAVDESS at CPC 1 and 10 (random, herding, DC, DSA, DM,
-    MTT), Table II on FSDD CPC 10, Fig. 5 on FSDD CPC 1 and 10, and at least four noise levels."""
+    """The default CPU subset holds Table I on FSDD and RAVDESS at CPC 1 and 10 (random, herding, DM, MTT), Table
+    II on FSDD CPC 10, Fig. 5 on FSDD CPC 1 and 10, and at least four noise levels; the extended size adds DC, DSA,
+    MTT's random start and the whole training splits, every cell the default has being the very same cell."""
     size = SIZES["default"]
     cells = declare(size)
+    for d in ("fsdd", "ravdess"):
+        for m in ("random", "herding", "dm", "mtt"):
+            for c in (1, 10):
+                assert find_set(cells, d, m, c) is not None, (d, m, c)
+        assert find_set(cells, d, "dc", 1) is None and find_set(cells, d, "mtt", 1, start="random") is None
+    assert not [c for c in cells if c.kind == "whole"] and size.report_file == "REPORT.md"
+    lean = {c.key for c in cells}
+    size = SIZES["extended"]
+    cells = declare(size)
+    assert lean < {c.key for c in cells} and size.report_file != "REPORT.md"
     for d in ("fsdd", "ravdess"):
         for m in ("random", "herding", "dc", "dsa", "dm", "mtt"):
             for c in (1, 10):
@@ -350,7 +364,7 @@ def test_a_set_cell_changes_key_when_its_presets_values_change(monkeypatch) -> N
     digest of those values, so the changed preset makes another cell, while coresets (no values) keep theirs."""
     import ddfad_apps.distill.presets as presets
 
-    size = SIZES["default"]
+    size = SIZES["extended"]
     before = {(c.kind, c.name): c.key for c in declare(size)}
     original = presets.mtt_plan
 
@@ -554,3 +568,36 @@ def test_vary_report_cell_pairs_the_varied_cell_with_the_reports_by_set_seed(tmp
     with pytest.raises(SystemExit, match="no Table I cell"):
         module.main(["--dataset", "ravdess", "--cpc", "1", "--experts", "num_experts:8", "--report", str(report),
                      "--out", str(out)])
+
+
+def test_the_committed_cells_are_the_extended_size_and_make_both_reports(tmp_path: Path) -> None:
+    """docs/paper/raw holds exactly the extended size's cells (a settings change that re-keys a cell leaves the
+    committed report stale: this fails until the cell is made again), and one folder of them writes both the
+    default's REPORT.md (the committed one: same Table I) and the extended REPORT-extended.md, neither partial."""
+    from ddfad_apps.paper.command import main
+
+    committed = ROOT / "docs" / "paper"
+    raw = sorted((committed / "raw").glob("*.json"))
+    assert sorted(p.stem for p in raw) == sorted(c.key for c in declare(SIZES["extended"]))
+    out = tmp_path / "paper"
+    (out / "raw").mkdir(parents=True)
+    for path in raw:  # the records and the files they name (the sets themselves are not needed to write reports)
+        shutil.copyfile(path, out / "raw" / path.name)
+        for name in json.loads(path.read_text()).get("outputs", []):
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(committed / name, out / name)
+    default = main(["--out", str(out), "--report-only", "--quiet"])
+    extended = main(["--extended", "--out", str(out), "--report-only", "--quiet"])
+    assert default.report == out / "REPORT.md" and extended.report == out / "REPORT-extended.md"
+    lean, full = default.report.read_text(), extended.report.read_text()
+    assert "Partial report" not in lean and "Partial report" not in full
+    assert "| fsdd | dc |" not in lean and "| ravdess | dsa |" in full and "mtt (random start)" in full
+    assert "Not in the default size" in lean and "| ravdess | 1080 / " in full  # the whole splits: extended only
+
+    def table1(text: str) -> str:
+        return text.split("## Table I:")[1].split("### The whole training split")[0]
+
+    for m in ("random", "herding", "dm", "mtt"):  # the default's rows are the extended report's very rows
+        rows = [line for line in table1(lean).splitlines() if line.startswith(f"| ravdess | {m} |")]
+        assert len(rows) == 1 and rows[0] in table1(full)
+    assert table1(lean) == table1((committed / "REPORT.md").read_text())

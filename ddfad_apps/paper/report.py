@@ -17,7 +17,6 @@ from ddfad_apps.paper import figures, tables
 from ddfad_apps.paper.cells import Cell, Size, describe
 from ddfad_apps.storage.atomic import atomic_write
 
-REPORT_FILE = "REPORT.md"
 FIG5, FIG6, FIG7, FIG8, CICL_CURVES = ("fig5_features.png", "fig6_original_vs_distilled.png",
                                        "fig7_waveform_noise.png", "fig8_nas.png", "table4_cicl_curves.png")
 
@@ -37,7 +36,8 @@ def _figure(name: str, alt: str) -> str:
 
 def write_report(size: Size, cells: list[Cell], records: dict[str, dict[str, Any]], out: Path,
                  machine: dict[str, Any], command: str, commit: str | None) -> Path:
-    """Write ``out/REPORT.md`` and the figures beside it; returns the report's path."""
+    """Write ``out/<size.report_file>`` (``REPORT.md`` but for the extended size) and the figures beside it;
+    returns the report's path."""
     out = Path(out)
     noise, rtrip, fig6, cicl, nas = (_only(cells, k) for k in ("noise", "roundtrip", "fig6", "cicl", "nas"))
     f5_text, f5_data = tables.fig5_table(size, cells, records)
@@ -139,6 +139,6 @@ def write_report(size: Size, cells: list[Cell], records: dict[str, dict[str, Any
         f"Raw results: one JSON per cell in `raw/` ({len(records)} cells; settings, result, cost, machine).",
         "",
     ]
-    path = out / REPORT_FILE
+    path = out / size.report_file
     write_text_atomic(path, "\n".join(lines))
     return path

@@ -8,7 +8,9 @@ Cells run in declared order (sets before the cells that read them); each is save
 interrupted run resumes at the first missing cell (and inside a set cell, at its first missing set or evaluation).
 Two runs started into the same folder split the cells between them, each cell claimed by a lock; the run that
 finds a cell held joins its work where it can be shared (``JOINERS``: a set cell's sets nobody has started, Fig.
-8's studies) before it goes on to the next cell.  Data sets are checked before any work starts.
+8's studies) before it goes on to the next cell.  ``workers=N`` starts N - 1 such runs itself (processes of one
+thread each, by default one per core: small networks train faster one thread a process than two threads in one)
+and writes the report once all are done.  Data sets are checked before any work starts.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import platform
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ class Reproduction:
     skipped: list[str]
     records: dict[str, dict[str, Any]]
     report: Path
+    ran_by: dict[str, list[str]] = field(default_factory=dict)  # which process computed what: "main", "worker 1", ...
 
 
 def cpu_model() -> str | None:
@@ -86,11 +89,45 @@ def check_data(cells: list[Cell], data_root: Path | None) -> None:
                                  "(--datasets restricts Table I's data sets)") from exc
 
 
+def default_workers(device: str = "auto") -> int:
+    """One process per usable core on the CPU (at most 8: each holds ~2 GB), one on a GPU."""
+    from ddfad_apps.jobs.data import open_device
+
+    if open_device(device).type != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+def _worker(index: int, size: str, out: Path, data_root: Path | None, device: str, tracking_uri: str | None,
+            datasets: tuple[str, ...] | None, threads: int, done: Any) -> None:
+    """A spawned run of the same cells (no report, no progress bar); puts the keys it computed on ``done``."""
+    torch.set_num_threads(threads)
+    name = f"worker {index}"
+    result = reproduce(size, out, data_root, device, tracking_uri, datasets, progress=False,
+                       say=lambda line: print(f"[{name}] {line}", flush=True), write=False)
+    done.put((name, result.ran))
+
+
+def _start_workers(n: int, *args: Any) -> tuple[list[Any], Any]:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch thread pools or locks
+    done = ctx.SimpleQueue()
+    procs = [ctx.Process(target=_worker, args=(i, *args, done), name=f"reproduce-worker-{i}") for i in range(1, n)]
+    for proc in procs:
+        proc.start()
+    return procs, done
+
+
 def reproduce(size: str, out: Path, data_root: Path | None = None, device: str = "auto",
               tracking_uri: str | None = None, datasets: tuple[str, ...] | None = None, command: str = "",
-              progress: bool = True, say: Callable[[str], None] = print, run: bool = True) -> Reproduction:
-    """Run (or reuse) every cell of ``size`` into ``out`` and write ``out/REPORT.md``; with ``run=False``, only
-    write the report of the cells saved so far (a partial report says which cells it lacks)."""
+              progress: bool = True, say: Callable[[str], None] = print, run: bool = True, workers: int = 1,
+              write: bool = True) -> Reproduction:
+    """Run (or reuse) every cell of ``size`` into ``out`` and write its report (``out/REPORT.md``; the extended
+    size's ``REPORT-extended.md``); with ``run=False``, only write the report of the cells saved so far (a partial
+    report says which cells it lacks).  ``workers`` > 1 runs the cells in that many processes of
+    ``torch.get_num_threads()`` threads each; ``write=False`` writes no report."""
     from tqdm.auto import tqdm
 
     from ddfad_apps.jobs.data import open_device
@@ -106,6 +143,8 @@ def reproduce(size: str, out: Path, data_root: Path | None = None, device: str =
         report = write_report(spec, cells, records, Path(out), {}, command, git_commit())
         return Reproduction(size, [], list(records), records, report)
     check_data(cells, data_root)
+    if workers < 1:
+        raise ReproduceError(f"workers must be at least 1, got {workers}")
     dev = open_device(device)
     store = CellStore(Path(out), say)
     ctx = Context(store.raw, dev, data_root, tracking_uri, say)
@@ -132,8 +171,38 @@ def reproduce(size: str, out: Path, data_root: Path | None = None, device: str =
         records[cell.key] = record
         bar.update()
 
-    # Two runs into the same folder split the cells: a cell another run holds (and every cell reading it) is
-    # left for later, when its record is loaded, or computed here if that run died (the kernel drops its lock).
+    procs, finished = _start_workers(workers, size, Path(out), data_root, device, tracking_uri, datasets,
+                                     torch.get_num_threads()) if workers > 1 else ([], None)
+    try:
+        _visit_all(cells, store, ctx, visit, say)
+    except BaseException:
+        for proc in procs:  # no orphan keeps computing cells after this run failed or was interrupted
+            proc.terminate()
+        raise
+    finally:
+        bar.close()
+    ran_by = {"main": list(ran)}
+    for proc in procs:
+        proc.join()
+    while finished is not None and not finished.empty():
+        name, theirs = finished.get()
+        ran_by[name] = theirs
+    failed = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
+    if failed:  # their cells were computed here (a dead run's locks are free), so the report is whole; say so
+        say(f"worker(s) failed: {', '.join(failed)}; this run computed what they left")
+    everyone = {key for keys in ran_by.values() for key in keys}
+    records = {c.key: records[c.key] for c in cells}  # declared order, whichever run finished a cell first
+    report = write_report(spec, cells, records, Path(out), here, command, git_commit()) if write else \
+        Path(out) / spec.report_file
+    return Reproduction(size, [c.key for c in cells if c.key in everyone],
+                        [c.key for c in cells if c.key not in everyone], records, report, ran_by)
+
+
+def _visit_all(cells: list[Cell], store: CellStore, ctx: Context, visit: Callable[[Cell], None],
+               say: Callable[[str], None]) -> None:
+    """Visit every cell once, holding its lock.  Runs into the same folder split the cells: a cell another run
+    holds (and every cell reading it) is left for later, when its record is loaded, or computed here if that run
+    died (the kernel drops its lock)."""
     deferred: list[Cell] = []
     for cell in cells:
         lock = FileLock(lock_path(store.path(cell)), remove_on_release=True)
@@ -153,7 +222,3 @@ def reproduce(size: str, out: Path, data_root: Path | None = None, device: str =
     for cell in deferred:
         with locked(store.path(cell), on_wait=say, remove_on_release=True):
             visit(cell)
-    bar.close()
-    records = {c.key: records[c.key] for c in cells}  # declared order, whichever run finished a cell first
-    report = write_report(spec, cells, records, Path(out), here, command, git_commit())
-    return Reproduction(size, ran, skipped, records, report)

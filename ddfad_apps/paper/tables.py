@@ -97,6 +97,8 @@ def whole_table(size: Size, cells: list[Cell], records: Records) -> str:
     """Table I's whole-data column: each data set's carved fit split under the same protocol, beside the paper's
     whole-data ConvNet and, descriptively, the gap to each method at Table I's largest CPC (not paired: the whole
     split is one set, so its interval covers evaluation networks only)."""
+    if not size.whole:
+        return f"Not in the {size.name} size (`--extended` adds it)."
     top = max(size.table1["cpcs"])
     rows, gaps = [], []
     for cell in (c for c in cells if c.kind == "whole"):
@@ -151,7 +153,7 @@ def table2(size: Size, cells: list[Cell], records: Records) -> str:
 
 def table3(cells: list[Cell], records: Records) -> str:
     """Table III: wall time and peak memory of every cell (data set, network, CPC), ours only."""
-    rows = []
+    rows, seconds = [], 0.0
     for cell in cells:
         rec = records.get(cell.key)
         if rec is None:
@@ -159,6 +161,7 @@ def table3(cells: list[Cell], records: Records) -> str:
         p, cost, res = cell.params, rec["cost"], rec["result"]
         make = sum(res.get("make_seconds", [])) if cell.kind == "set" else None
         evaluate = sum(res.get("eval_seconds", {}).values()) if cell.kind == "set" else None
+        seconds += max(cost["seconds"], (make or 0.0) + (evaluate or 0.0))
         network = p.get("source") or ("-" if cell.kind != "set" else "(coreset)")
         gpu = f"{cost['peak_gpu_mb']:.0f}" if cost.get("peak_gpu_mb") is not None else "-"
         method = p.get("method", "-") + (f" ({p['start']} start)" if p.get("start") else "")
@@ -172,7 +175,9 @@ def table3(cells: list[Cell], records: Records) -> str:
     return (_md(header, rows) + f"\n\nPaper: {paper_value('table3')}.  Peak RSS is the process's high-water mark "
             "during the cell (reset before it); the evaluation column covers every target network.  *: the cell "
             "resumed sets or evaluations an interrupted run had finished; their times are in the make and evaluate "
-            "columns, the total and the peak cover the last run only.")
+            "columns, the total and the peak cover the last run only.  In all the cells took "
+            f"**{seconds / 3600:.1f} process-hours** (each cell's total, or its make and evaluate times where it "
+            "resumed; processes of the thread count in the machine line above, several at a time with --workers).")
 
 
 def table4(size: Size, records: Records, cell: Cell) -> str:
