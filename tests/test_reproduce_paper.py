@@ -601,3 +601,30 @@ def test_the_committed_cells_are_the_extended_size_and_make_both_reports(tmp_pat
         rows = [line for line in table1(lean).splitlines() if line.startswith(f"| ravdess | {m} |")]
         assert len(rows) == 1 and rows[0] in table1(full)
     assert table1(lean) == table1((committed / "REPORT.md").read_text())
+
+
+def test_compare_report_runs_pairs_cells_by_set_seed_and_flags_changed_verdicts(tmp_path: Path, capsys) -> None:
+    """scripts/compare_report_runs.py reads two report folders: per cell the paired difference b - a over set
+    seeds, then each Table I verdict in both, "CHANGED" where the outcome differs (not where only numbers do)."""
+    import importlib.util
+
+    size = SIZES["default"]
+    cells = declare(size)
+    values = {"a": {"random": [0.50, 0.52, 0.51], "herding": [0.60, 0.61, 0.62]},
+              "b": {"random": [0.50, 0.52, 0.53], "herding": [0.60, 0.50, 0.62]}}
+    for run, methods in values.items():
+        (tmp_path / run / "raw").mkdir(parents=True)
+        for m, accs in methods.items():
+            cell = find_set(cells, "fsdd", m, 1)
+            record = {"result": {"evaluations": {"convnet": {"per_set_seed": {str(s): a for s, a in enumerate(accs)}}}}}
+            (tmp_path / run / "raw" / f"{cell.key}.json").write_text(json.dumps(record))
+    spec = importlib.util.spec_from_file_location("compare_report_runs", ROOT / "scripts" / "compare_report_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    lines = module.main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b")])
+    (random,) = [line for line in lines if line.startswith("fsdd CPC 1 random:")]
+    assert "b - a +0.67 [" in random and "over 3 set seeds" in random
+    flagged = [line for line in lines if "CHANGED" in line]
+    assert len(flagged) == 1 and "indistinguishable" in flagged[0]  # a: herding beats random; b: not shown
+    assert any("herding beats random" in line for line in lines)
+    assert "fsdd CPC 1 dm: only in neither" in lines and capsys.readouterr().out
