@@ -6,7 +6,8 @@ experiences of 2 classes, a small CNN of the user's own, Avalanche's ``Naive`` w
 digits as flat 64-vectors to a user's MLP (which the registry ConvNet cannot take: memory ``dm-own`` is DM
 distilled with fresh copies of that MLP, ``DistilledMemory(model="strategy")``).  ``--dataset fsdd`` runs the
 same on FSDD's FD-MFCC features.  The summary pairs every memory with ``random`` by seed.  Each finished
-(dataset, memory, seed) is appended to ``--out`` (JSON lines) as it ends, so an interrupted run resumes; the summary (mean, std over seeds; distillation seconds per experience) is printed.
+(dataset, memory, seed) is appended to ``--out`` (JSON lines) as it ends, so an interrupted run resumes; the
+summary (mean, std over seeds; distillation seconds per experience) is printed.
 
     OMP_NUM_THREADS=1 python scripts/bench_memory.py --memories mtt,dm,random,none --seeds 0,1,2
     OMP_NUM_THREADS=1 python scripts/bench_memory.py --dataset fsdd --memories mtt,dm,random --seeds 0

@@ -15,8 +15,8 @@ networks and embeds with them, so ``model="strategy"`` (:data:`STRATEGY_MODEL`) 
 copies of the strategy's own model (:class:`~ddfad_apps.models.copies.FreshCopies`: every layer re-initialised,
 the embedding is the input of its last ``nn.Linear``), for inputs of any shape that model takes.  A class seen
 before is re-distilled from its new rows together with its old synthetic rows (which stand in for the old data
-they summarise).  Integer inputs (e.g. ``uint8`` images) are distilled as
-float32 on the same scale and the memory stays float32 (rounding would undo the distillation); a warning says
+they summarise).  Integer inputs (e.g. ``uint8`` images) are distilled as float32 on the same scale and the
+memory stays float32 (rounding would undo the distillation); a warning says
 so, and replay batches then reach the model as float32 (``torch.cat`` promotes).  One line in a plain
 Avalanche experiment::
 

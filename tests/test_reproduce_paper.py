@@ -306,6 +306,9 @@ def test_missing_data_is_refused_before_any_work(tmp_path: Path, monkeypatch, ca
         main(["--smoke", "--out", str(tmp_path / "out"), "--data-root", str(tmp_path / "nothing"), "--quiet"])
     assert "data set 'fsdd'" in str(exc.value) and str(tmp_path / "nothing") in str(exc.value)
     assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit, match="workers must be at least 1, got 0"):  # not silently the default count
+        main(["--smoke", "--out", str(tmp_path / "out"), "--workers", "0", "--quiet"])
+    assert not (tmp_path / "out").exists()
 
 
 def test_sizes_declare_what_the_issue_asks() -> None:

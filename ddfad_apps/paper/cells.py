@@ -11,7 +11,8 @@ with other settings is another cell, never silently reused.
 
 Four sizes: ``smoke`` (tiny settings; the test runs it), ``default`` (the CPU subset the issue asks for, a few
 hours on 2 cores), ``extended`` (the default plus DC, DSA, MTT's random start and the whole training splits: the
-committed report) and ``full`` (the paper's preset, meant for a GPU).  :func:`describe` says in words what a size contains (printed in the report).
+committed report) and ``full`` (the paper's preset, meant for a GPU).  :func:`describe` says in words what a size
+contains (printed in the report).
 """
 
 from __future__ import annotations

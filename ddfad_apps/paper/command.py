@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None):
 
     from ddfad_apps.paper.run import ReproduceError, default_workers, reproduce
 
-    workers = 1 if args.report_only else args.workers or default_workers(args.device)
+    workers = 1 if args.report_only else args.workers if args.workers is not None else default_workers(args.device)
     if args.threads or workers > 1:
         torch.set_num_threads(args.threads or 1)
     size = "smoke" if args.smoke else "extended" if args.extended else "full" if args.full else "default"

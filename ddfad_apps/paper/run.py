@@ -142,9 +142,9 @@ def reproduce(size: str, out: Path, data_root: Path | None = None, device: str =
         records = {c.key: r for c in cells if (r := store.load(c)) is not None}
         report = write_report(spec, cells, records, Path(out), {}, command, git_commit())
         return Reproduction(size, [], list(records), records, report)
-    check_data(cells, data_root)
     if workers < 1:
         raise ReproduceError(f"workers must be at least 1, got {workers}")
+    check_data(cells, data_root)
     dev = open_device(device)
     store = CellStore(Path(out), say)
     ctx = Context(store.raw, dev, data_root, tracking_uri, say)
@@ -178,6 +178,7 @@ def reproduce(size: str, out: Path, data_root: Path | None = None, device: str =
     except BaseException:
         for proc in procs:  # no orphan keeps computing cells after this run failed or was interrupted
             proc.terminate()
+            proc.join()
         raise
     finally:
         bar.close()
