@@ -15,7 +15,7 @@ from PIL import Image
 
 from ddfad_apps.distill.mtt import SCALE_FREE_STEPS
 from ddfad_apps.distill.synthetic_set import InvalidSetError
-from ddfad_apps.paper.cells import SIZES, declare, find_set
+from ddfad_apps.paper.cells import SIZES, declare, find_set, set_seeds_of
 from ddfad_apps.paper.published import PAPER
 from ddfad_apps.paper.tables import summary_of
 
@@ -341,12 +341,17 @@ def test_sizes_declare_what_the_issue_asks() -> None:
     # the sets only Table II / Fig. 5 need take their own (fewer) set seeds; a set Table I shares keeps Table I's
     assert find_set(cells, "fsdd", "mtt", 10, "resnet18").params["set_seeds"] == size.table2["set_seeds"] == 1
     assert find_set(cells, "fsdd", "mtt", 1, feature="lpcc").params["set_seeds"] == size.fig5["set_seeds"] == 1
+    # a set Table I shares takes Table I's 5 seeds on ConvNet, and Table II's networks the size's 3 (seeds 0-2)
     shared = find_set(cells, "fsdd", "mtt", 10, "convnet")
-    assert shared.params["set_seeds"] == size.set_seeds == 3
+    assert shared.params["set_seeds"] == size.table1["set_seeds"]["fsdd"] == 5 and size.set_seeds == 3
     assert shared.params["targets"] == ["convnet", "resnet18", "vgg11"]
+    assert shared.params["target_seeds"] == {"resnet18": 3, "vgg11": 3}
+    assert [set_seeds_of(shared.params, t) for t in shared.params["targets"]] == [[0, 1, 2, 3, 4], [0, 1, 2], [0, 1, 2]]
+    noise = next(c for c in cells if c.kind == "noise")
+    assert noise.params["source"] == shared.key and set_seeds_of(noise.params) == [0, 1, 2]
     # MTT from random clips as well as from the preset's herding clips, on both data sets at both CPCs, with the
-    # data set's Table I seeds (RAVDESS's 5)
-    for d, seeds in (("fsdd", 3), ("ravdess", 5)):
+    # data set's Table I seeds (5 on both)
+    for d, seeds in (("fsdd", 5), ("ravdess", 5)):
         for c in (1, 10):
             randomstart = find_set(cells, d, "mtt", c, start="random")
             assert randomstart.params["overrides"]["init"] == "random" and randomstart.params["set_seeds"] == seeds
@@ -491,6 +496,34 @@ def test_more_set_seeds_reuse_the_sets_and_evaluations_of_the_seeds_done(data_ro
     assert alone["sets_reused_from"] == {str(new): more.key}
     with pytest.raises(ValueError, match="start at 0"):
         set_cell(smoke, "fsdd", "random", 1, first_set_seed=-1)
+
+
+def test_a_target_asked_fewer_set_seeds_is_evaluated_on_those_only(data_root: Path, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """Table I may make more seeds of a set than Table II cross-evaluates (FSDD: 5 against 3): the cell evaluates
+    each target on its own first seeds, and its record says which."""
+    import ddfad_apps.evidence as evidence_module
+    from ddfad_apps.paper.cells import set_cell
+    from ddfad_apps.paper.execute import Context, run_set
+
+    smoke = SIZES["smoke"]
+    with pytest.raises(ValueError, match="a target of the cell"):
+        set_cell(smoke, "fsdd", "random", 1, targets=("convnet",), target_seeds={"vgg11": 1})
+    with pytest.raises(ValueError, match="at least 1"):
+        set_cell(smoke, "fsdd", "random", 1, targets=("convnet", "vgg11"), target_seeds={"vgg11": 0})
+    every = set_cell(smoke, "fsdd", "random", 1, targets=("convnet", "vgg11"), target_seeds={"vgg11": 2})
+    assert "target_seeds" not in every.params  # every target takes every seed: the plain cell's key
+    cell = set_cell(smoke, "fsdd", "random", 1, targets=("convnet", "vgg11"), target_seeds={"vgg11": 1})
+    assert cell.key != every.key and cell.params["target_seeds"] == {"vgg11": 1}
+    calls = []
+    real = evidence_module.evaluate_set
+    monkeypatch.setattr(evidence_module, "evaluate_set",
+                        lambda syn, carved, test, protocol, *a, **k: calls.append(protocol.model)
+                        or real(syn, carved, test, protocol, *a, **k))
+    out, _ = run_set(cell, Context(tmp_path / "raw", torch.device("cpu"), data_root, say=lambda line: None))
+    assert sorted(calls) == ["convnet", "convnet", "vgg11"]
+    assert sorted(out["evaluations"]["convnet"]["runs"]) == ["0", "1"]
+    assert sorted(out["evaluations"]["vgg11"]["runs"]) == ["0"] and out["evaluations"]["vgg11"]["n"] == 1
 
 
 def test_vary_report_cell_pairs_the_varied_cell_with_the_reports_by_set_seed(tmp_path: Path, capsys) -> None:

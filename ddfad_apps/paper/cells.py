@@ -65,10 +65,11 @@ _DEFAULT = Size(
     name="default", preset="fast", set_seeds=3, eval_seeds=2,
     protocol={"lr_grid": (0.003, 0.01, 0.03), "select_epochs": 100},
     target_kwargs={},
-    # RAVDESS with 5 set seeds: at 3, its CPC 10 "MTT beats random" and CPC 1 "herding beats random" did not
-    # survive a re-run on another machine (docs/evidence/recheck_report_extend_edges.txt); seeds 0-2 are reused
+    # 5 set seeds for Table I: at 3, RAVDESS's CPC 10 "MTT beats random" and CPC 1 "herding beats random" did not
+    # survive a re-run on another machine (docs/evidence/recheck_report_extend_edges.txt), nor FSDD's CPC 10 "MTT
+    # beats herding" a fresh run (docs/evidence/preregistration_fsdd_5_set_seeds.md); seeds 0-2 are reused
     table1={"datasets": ("fsdd", "ravdess"), "methods": ("random", "herding", "dm", "mtt"), "cpcs": (1, 10),
-            "set_seeds": {"ravdess": 5}},
+            "set_seeds": {"fsdd": 5, "ravdess": 5}},
     # one set seed for the sets only Tables II and Fig. 5 need (ResNet18/VGG11 sources, MFCC/LPCC features):
     # descriptive, no verdicts; their ConvNet / FD-MFCC sets are Table I's, with its 3 seeds (~2.5 h saved)
     table2={"dataset": "fsdd", "method": "mtt", "cpc": 10, "networks": ("convnet", "resnet18", "vgg11"),
@@ -165,11 +166,13 @@ def _jsonable(value: Any) -> Any:
 
 def set_cell(size: Size, dataset: str, method: str, cpc: int, source: str = "convnet", feature: str = "fd_mfcc",
              targets: tuple[str, ...] = ("convnet",), set_seeds: int | None = None, start: str | None = None,
-             first_set_seed: int = 0) -> Cell:
+             first_set_seed: int = 0, target_seeds: dict[str, int] | None = None) -> Cell:
     """The ``set`` cell of (data set, feature, method, CPC, distilling network) evaluated on ``targets``, made
     with ``set_seeds`` seeds (default: the size's) from ``first_set_seed`` on (a later block of seeds, to add to
     a cell made before; absent from the key at 0); ``start`` makes the method's sets from other starting clips
-    than its preset's (``init``; absent from the settings when not given, so the preset's cells keep their keys)."""
+    than its preset's (``init``; absent from the settings when not given, so the preset's cells keep their keys);
+    ``target_seeds`` evaluates a target on the first n set seeds only (a cross-network table that asks fewer seeds
+    than Table I; absent from the key when every target takes every seed)."""
     from ddfad_apps.distill.presets import CORESET_METHODS, preset_digest
 
     synthetic = method not in CORESET_METHODS
@@ -187,6 +190,11 @@ def set_cell(size: Size, dataset: str, method: str, cpc: int, source: str = "con
         raise ValueError(f"first_set_seed {first_set_seed}: set seeds start at 0")
     if first_set_seed:
         params["first_set_seed"] = first_set_seed
+    fewer = {t: n for t, n in sorted((target_seeds or {}).items()) if n < params["set_seeds"]}
+    if set(fewer) - set(targets) or any(n < 1 for n in fewer.values()):
+        raise ValueError(f"target_seeds {target_seeds}: each a target of the cell ({', '.join(targets)}), at least 1")
+    if fewer:
+        params["target_seeds"] = fewer
     if start is not None:
         if not synthetic:
             raise ValueError(f"{method} is a coreset: it has no starting clips to choose")
@@ -197,10 +205,11 @@ def set_cell(size: Size, dataset: str, method: str, cpc: int, source: str = "con
     return Cell("set", name, _jsonable(params))
 
 
-def set_seeds_of(params: dict[str, Any]) -> list[int]:
-    """The set seeds a ``set`` cell (or a cell reading one, with its ``set_seeds``) makes or reads."""
+def set_seeds_of(params: dict[str, Any], target: str | None = None) -> list[int]:
+    """The set seeds a ``set`` cell (or a cell reading one, with its ``set_seeds``) makes or reads; with
+    ``target``, those it evaluates on that network."""
     first = params.get("first_set_seed", 0)
-    return list(range(first, first + params["set_seeds"]))
+    return list(range(first, first + params.get("target_seeds", {}).get(target, params["set_seeds"])))
 
 
 def whole_cell(size: Size, dataset: str, feature: str = "fd_mfcc") -> Cell:
@@ -221,16 +230,16 @@ def _identity(cell: Cell) -> tuple:
 def declare(size: Size, datasets: tuple[str, ...] | None = None) -> list[Cell]:
     """Every cell of ``size`` in run order (sets before the cells that read them); ``datasets`` restricts
     Table I's data sets.  A set needed by several tables is one cell evaluated on the union of their targets."""
-    wanted: dict[tuple, set[str]] = {}
-    seeds: dict[tuple, int] = {}  # per set, the most set seeds a table asks of it
+    wanted: dict[tuple, dict[str, int]] = {}  # per set, per target network, the most set seeds a table asks
 
     def want(dataset: str, method: str, cpc: int, source: str = "convnet", feature: str = "fd_mfcc",
              targets: tuple[str, ...] = ("convnet",), set_seeds: int | None = None, start: str | None = None) -> None:
         from ddfad_apps.distill.presets import CORESET_METHODS
 
         key = (dataset, feature, method, cpc, None if method in CORESET_METHODS else source, start)
-        wanted.setdefault(key, set()).update(targets)
-        seeds[key] = max(seeds.get(key, 0), set_seeds or size.set_seeds)
+        per_target = wanted.setdefault(key, {})
+        for t in targets:
+            per_target[t] = max(per_target.get(t, 0), set_seeds or size.set_seeds)
 
     t1 = size.table1
     for d in datasets or t1["datasets"]:
@@ -243,8 +252,12 @@ def declare(size: Size, datasets: tuple[str, ...] | None = None) -> list[Cell]:
                     want(d, m, c, set_seeds=t1.get("set_seeds", {}).get(d), start=init)
     t2 = size.table2
     for source in t2["networks"]:
+        # Table II's set_seeds is for the sets only it needs; a set Table I makes too is cross-evaluated on the
+        # size's seeds (Table I may make more of it: FSDD's 5, whose ResNet18/VGG11 runs would cost hours)
+        shared = source == "convnet" and t2["dataset"] in t1["datasets"] and t2["method"] in t1["methods"] and \
+            t2["cpc"] in t1["cpcs"]
         want(t2["dataset"], t2["method"], t2["cpc"], source, targets=tuple(t2["networks"]),
-             set_seeds=t2.get("set_seeds"))
+             set_seeds=size.set_seeds if shared else t2.get("set_seeds"))
     f5 = size.fig5
     for c in f5["cpcs"]:
         for feature in f5["features"]:
@@ -252,8 +265,8 @@ def declare(size: Size, datasets: tuple[str, ...] | None = None) -> list[Cell]:
     nz = size.noise
     want(nz["dataset"], nz["method"], nz["cpc"])
 
-    sets = {k: set_cell(size, k[0], k[2], k[3], k[4] or "convnet", k[1], tuple(sorted(t)), seeds[k], k[5])
-            for k, t in wanted.items()}
+    sets = {k: set_cell(size, k[0], k[2], k[3], k[4] or "convnet", k[1], tuple(sorted(t)), max(t.values()), k[5],
+                        target_seeds=t) for k, t in wanted.items()}
     noise_source = sets[(nz["dataset"], "fd_mfcc", nz["method"], nz["cpc"], "convnet", None)]
     noise = Cell("noise", f"{nz['dataset']}-{nz['method']}-cpc{nz['cpc']}",
                  _jsonable({"source": noise_source.key, "dataset": nz["dataset"], "stds": nz["stds"],

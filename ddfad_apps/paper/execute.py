@@ -258,6 +258,11 @@ def _eval_units(cell: Cell, ctx: Context, sets: dict[int, Any], carved: Any, tes
     return units
 
 
+def _target_sets(params: dict[str, Any], target: str, sets: dict[int, Any]) -> dict[int, Any]:
+    """The sets (by set seed) the cell evaluates on ``target``: all, or the first few (``target_seeds``)."""
+    return {seed: syn for seed, syn in sets.items() if seed in set_seeds_of(params, target)}
+
+
 def _set_units(cell: Cell, ctx: Context):
     """The cell's data (splits and carve), its method's settings and one shared unit per set seed, by seed."""
     from ddfad_apps.distill import distill
@@ -283,7 +288,7 @@ def join_set(cell: Cell, ctx: Context) -> None:
     help_with_units(list(units.values()))
     sets = {seed: unit.load(unit.folder)[0] for seed, unit in units.items() if is_done(unit.folder)}
     for target in cell.params["targets"]:
-        help_with_units(_eval_units(cell, ctx, sets, carved, splits.test, target))
+        help_with_units(_eval_units(cell, ctx, _target_sets(cell.params, target, sets), carved, splits.test, target))
 
 
 def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
@@ -305,11 +310,12 @@ def run_set(cell: Cell, ctx: Context) -> tuple[dict[str, Any], list[Path]]:
     eval_seconds: dict[str, float] = {}
     resumed_targets, reused = [], {}
     for target in p["targets"]:
-        eval_units = _eval_units(cell, ctx, sets, carved, splits.test, target)
+        own = _target_sets(p, target, sets)
+        eval_units = _eval_units(cell, ctx, own, carved, splits.test, target)
         if all(is_done(unit.folder) for unit in eval_units):
             resumed_targets.append(target)
-        scored = dict(zip(sets, run_units(eval_units, ctx.say)))
-        result = compare({p["method"]: sets}, carved, splits.test, protocol_for(p, target), p["eval_seeds"],
+        scored = dict(zip(own, run_units(eval_units, ctx.say)))
+        result = compare({p["method"]: own}, carved, splits.test, protocol_for(p, target), p["eval_seeds"],
                          ctx.device, evaluations={(p["method"], seed): SetEvaluation.from_dict(r["evaluation"])
                                                   for seed, r in scored.items()})
         evaluations[target] = result.methods[p["method"]].as_dict()
