@@ -207,6 +207,40 @@ def test_two_runs_into_one_folder_split_the_cells(data_root: Path, tmp_path: Pat
     assert len(readers) == 3 and sorted(again.ran) == sorted([source.key, *readers])
 
 
+def test_a_run_takes_a_free_left_cell_before_waiting_on_a_held_one(tmp_path: Path) -> None:
+    """Cells left while their input was held elsewhere: once the input is done, a free one is computed at once,
+    and the run waits on a cell another run holds only when nothing else can go (here: C before held B)."""
+    import threading
+    import time
+
+    from ddfad_apps.paper.cells import Cell
+    from ddfad_apps.paper.run import _visit_all
+    from ddfad_apps.paper.store import CellStore
+    from ddfad_apps.storage.locks import FileLock, lock_path
+
+    store = CellStore(tmp_path / "out", lambda line: None)
+    a = Cell("x", "a", {})
+    b, c = Cell("x", "b", {}, needs=(a.key,)), Cell("x", "c", {}, needs=(a.key,))
+    other = {cell.name: FileLock(lock_path(store.path(cell))) for cell in (a, b)}  # "another run" holds A and B
+    for lock in other.values():
+        assert lock.acquire(blocking=False)
+    order: list[str] = []
+
+    def release() -> None:
+        time.sleep(0.3)
+        other["a"].release()  # the other run is done with A (this run then takes it: no record was saved)
+        deadline = time.monotonic() + 5
+        while "c" not in order and time.monotonic() < deadline:
+            time.sleep(0.02)
+        other["b"].release()
+
+    helper = threading.Thread(target=release)
+    helper.start()
+    _visit_all([a, b, c], store, None, lambda cell: order.append(cell.name), lambda line: None)
+    helper.join()
+    assert order == ["a", "c", "b"]
+
+
 @pytest.mark.slow
 def test_a_second_run_joins_the_nas_cell_instead_of_waiting(data_root: Path, tmp_path: Path, monkeypatch) -> None:
     """The run that finds Fig. 8's cell held works on it (``JOINERS``) while the holder computes it; a saved

@@ -203,7 +203,9 @@ def _visit_all(cells: list[Cell], store: CellStore, ctx: Context, visit: Callabl
                say: Callable[[str], None]) -> None:
     """Visit every cell once, holding its lock.  Runs into the same folder split the cells: a cell another run
     holds (and every cell reading it) is left for later, when its record is loaded, or computed here if that run
-    died (the kernel drops its lock)."""
+    died (the kernel drops its lock).  Later, a left cell whose inputs are done and whose lock is free is taken
+    first; this run waits on a held lock only when no other left cell can go (two cells reading one set that
+    another run made are then computed side by side, not one after the other)."""
     deferred: list[Cell] = []
     for cell in cells:
         lock = FileLock(lock_path(store.path(cell)), remove_on_release=True)
@@ -220,6 +222,20 @@ def _visit_all(cells: list[Cell], store: CellStore, ctx: Context, visit: Callabl
             visit(cell)
         finally:
             lock.release()
-    for cell in deferred:
-        with locked(store.path(cell), on_wait=say, remove_on_release=True):
-            visit(cell)
+    while deferred:
+        waiting = {c.key for c in deferred}  # the first left cell's inputs are never among them: ready is not empty
+        ready = [c for c in deferred if not waiting.intersection(c.needs)]
+        for cell in ready:
+            lock = FileLock(lock_path(store.path(cell)), remove_on_release=True)
+            if lock.acquire(blocking=False):
+                try:
+                    visit(cell)
+                finally:
+                    lock.release()
+                deferred.remove(cell)
+                break
+        else:  # every ready cell is held by another run: wait for the first
+            cell = ready[0]
+            with locked(store.path(cell), on_wait=say, remove_on_release=True):
+                visit(cell)
+            deferred.remove(cell)
