@@ -147,8 +147,30 @@ def table2(size: Size, cells: list[Cell], records: Records) -> str:
                  if (ev := _evaluation(cells, records, t2["dataset"], t2["method"], t2["cpc"], s, target=t))}
         same = f"{t}->{t}"
         notes += [f"- {v}" for v in _verdicts(named, [(same, o) for o in named if o != same])]
+    seeds = []
+    for s in nets:
+        row = {t: ev for t in nets if (ev := _evaluation(cells, records, t2["dataset"], t2["method"], t2["cpc"], s,
+                                                           target=t))}
+        seeds += [f"{s} on {', '.join(ts)}: {_seed_span(k)}" for k, ts in _seeds_by_target(row).items()]
     return (f"{t2['method']} on {t2['dataset']}, CPC {t2['cpc']}; paper: {paper_value('table2')}\n\n"
-            + _md(header, rows) + "\n\nPaired differences (same set seeds):\n\n" + "\n".join(notes or ["- none"]))
+            + _md(header, rows) + "\n\nSet seeds behind each entry (distilled with ... evaluated on): "
+            + "; ".join(seeds) + ".\n\nPaired differences (same set seeds):\n\n" + "\n".join(notes or ["- none"]))
+
+
+def _seeds_by_target(evaluations: dict[str, dict[str, Any]]) -> dict[tuple[str, ...], list[str]]:
+    """The set seeds of each evaluation, grouped: {seeds: [targets evaluated on them]}."""
+    grouped: dict[tuple[str, ...], list[str]] = {}
+    for target, ev in evaluations.items():
+        grouped.setdefault(tuple(sorted(_per_seed(ev), key=int)), []).append(target)
+    return {seeds: targets for seeds, targets in grouped.items()}
+
+
+def _seed_span(seeds: tuple[str, ...]) -> str:
+    """``0-4`` for consecutive set seeds, else ``0, 2``."""
+    ints = [int(s) for s in seeds]
+    if len(ints) > 1 and ints == list(range(ints[0], ints[-1] + 1)):
+        return f"{ints[0]}-{ints[-1]}"
+    return ", ".join(seeds)
 
 
 def table3(cells: list[Cell], records: Records) -> str:
@@ -168,14 +190,17 @@ def table3(cells: list[Cell], records: Records) -> str:
         rows.append([cell.kind, p.get("dataset", "-"), p.get("feature", "-"), method, network,
                      str(p.get("cpc", "-")), "-" if make is None else f"{make:.1f}",
                      "-" if evaluate is None else f"{evaluate:.1f}",
-                     f"{cost['seconds']:.1f}" + ("*" if any(res.get("resumed", {}).values()) else ""),
+                     f"{cost['seconds']:.1f}" + ("*" if any(res.get("resumed", {}).values()) else "")
+                     + ("†" if res.get("sets_reused_from") or res.get("evaluations_reused_from") else ""),
                      f"{cost['peak_rss_mb']:.0f}", gpu])
     header = ["cell", "data set", "feature", "method", "network", "CPC", "make sets (s)", "evaluate (s)",
               "total (s)", "peak RSS (MB)", "peak GPU (MB)"]
     return (_md(header, rows) + f"\n\nPaper: {paper_value('table3')}.  Peak RSS is the process's high-water mark "
             "during the cell (reset before it); the evaluation column covers every target network.  *: the cell "
             "resumed sets or evaluations an interrupted run had finished; their times are in the make and evaluate "
-            "columns, the total and the peak cover the last run only.  In all the cells took "
+            "columns, the total and the peak cover the last run only.  †: the cell copied sets or evaluations "
+            "another cell had made the same way (the first set seeds of a cell given more); their times are in the "
+            "make and evaluate columns, the total covers this cell's own work.  In all the cells took "
             f"**{seconds / 3600:.1f} process-hours** (each cell's total, or its make and evaluate times where it "
             "resumed; processes of the thread count in the machine line above, several at a time with --workers).")
 
