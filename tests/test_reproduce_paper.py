@@ -698,3 +698,24 @@ def test_compare_report_runs_pairs_cells_by_set_seed_and_flags_changed_verdicts(
     assert len(flagged) == 1 and "indistinguishable" in flagged[0]  # a: herding beats random; b: not shown
     assert any("herding beats random" in line for line in lines)
     assert "fsdd CPC 1 dm: only in neither" in lines and capsys.readouterr().out
+    # a run made with fewer set seeds (another key: FSDD's 3 before it went to 5) is paired on the seeds both have
+    from ddfad_apps.paper.cells import set_cell
+
+    for m, accs in {"random": [0.50, 0.52, 0.51, 0.40, 0.41], "herding": [0.60, 0.61, 0.62, 0.70, 0.71]}.items():
+        five = find_set(cells, "fsdd", m, 1)
+        (tmp_path / "a" / "raw" / f"{five.key}.json").write_text(json.dumps(
+            {"settings": five.params, "result": {"evaluations": {"convnet": {"per_set_seed": dict(enumerate(accs))}}}}))
+        (tmp_path / "b" / "raw" / f"{five.key}.json").unlink()
+        three = set_cell(size, "fsdd", m, 1, set_seeds=3)
+        assert three.key != five.key
+        (tmp_path / "b" / "raw" / f"{three.key}.json").write_text(json.dumps(
+            {"settings": three.params, "result": {"evaluations": {"convnet": {"per_set_seed": dict(enumerate(
+                values["b"][m]))}}}}))
+    lines = module.main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b")])
+    (random,) = [line for line in lines if line.startswith("fsdd CPC 1 random:")]
+    assert "b - a +0.67 [" in random and "over 3 set seeds (the seeds both runs have: 0, 1, 2)" in random
+    # another setting (here the protocol) is another cell: not paired
+    other = json.loads((tmp_path / "b" / "raw" / f"{three.key}.json").read_text())
+    other["settings"]["protocol"] = {"lr_grid": [0.1]}
+    (tmp_path / "b" / "raw" / f"{three.key}.json").write_text(json.dumps(other))
+    assert "fsdd CPC 1 herding: only in a" in module.main(["--a", str(tmp_path / "a"), "--b", str(tmp_path / "b")])
