@@ -455,6 +455,31 @@ def test_sets_with_other_set_seeds_are_described_not_paired() -> None:
     assert "not compared" not in paired and "fd_mfcc" in paired
 
 
+def test_table2_says_which_set_seeds_stand_behind_each_entry() -> None:
+    """Table I's ConvNet sets have more set seeds on ConvNet (FSDD: 5) than on Table II's other networks (3), and
+    the one-seed sources one: the table says so per entry instead of showing means of unequal seed counts unsaid."""
+    from ddfad_apps.evidence import summarize
+    from ddfad_apps.paper.tables import table2
+
+    size = SIZES["default"]
+    cells = declare(size)
+
+    def ev(seeds: list[int]) -> dict:
+        values = [0.9 + 0.01 * s for s in seeds]
+        s = summarize(values)
+        return {"n": s.n, "mean": s.mean, "std": s.std, "ci_low": None, "ci_high": None,
+                "per_set_seed": {str(k): v for k, v in zip(seeds, values)}}
+
+    records = {}
+    for source in size.table2["networks"]:
+        cell = find_set(cells, "fsdd", "mtt", 10, source)
+        seeds = {t: set_seeds_of(cell.params, t) for t in cell.params["targets"]}
+        records[cell.key] = {"result": {"evaluations": {t: ev(s) for t, s in seeds.items()}}}
+    text = table2(size, cells, records)
+    assert ("convnet on convnet: 0-4; convnet on resnet18, vgg11: 0-2; resnet18 on convnet, resnet18, vgg11: 0; "
+            "vgg11 on convnet, resnet18, vgg11: 0.") in text
+
+
 def test_a_set_cell_evaluated_another_way_reuses_the_sets_made_the_same_way(data_root: Path, tmp_path: Path,
                                                                            monkeypatch) -> None:
     """A protocol change (here the lr grid) re-keys a set cell but not its sets: they are copied from the cell that
