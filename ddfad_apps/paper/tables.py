@@ -162,7 +162,7 @@ def _seeds_by_target(evaluations: dict[str, dict[str, Any]]) -> dict[tuple[str, 
     grouped: dict[tuple[str, ...], list[str]] = {}
     for target, ev in evaluations.items():
         grouped.setdefault(tuple(sorted(_per_seed(ev), key=int)), []).append(target)
-    return {seeds: targets for seeds, targets in grouped.items()}
+    return grouped
 
 
 def _seed_span(seeds: tuple[str, ...]) -> str:
@@ -202,7 +202,7 @@ def table3(cells: list[Cell], records: Records) -> str:
             "another cell had made the same way (the first set seeds of a cell given more); their times are in the "
             "make and evaluate columns, the total covers this cell's own work.  In all the cells took "
             f"**{seconds / 3600:.1f} process-hours** (each cell's total, or its make and evaluate times where it "
-            "resumed; processes of the thread count in the machine line above, several at a time with --workers).")
+            "resumed or copied; processes of the thread count in the machine line above, several at a time with --workers).")
 
 
 def table4(size: Size, records: Records, cell: Cell) -> str:
