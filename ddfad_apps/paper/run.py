@@ -206,36 +206,32 @@ def _visit_all(cells: list[Cell], store: CellStore, ctx: Context, visit: Callabl
     died (the kernel drops its lock).  Later, a left cell whose inputs are done and whose lock is free is taken
     first; this run waits on a held lock only when no other left cell can go (two cells reading one set that
     another run made are then computed side by side, not one after the other)."""
-    deferred: list[Cell] = []
-    for cell in cells:
+    def try_visit(cell: Cell) -> bool:
+        """Visit ``cell`` if no other run holds it; whether it was visited."""
         lock = FileLock(lock_path(store.path(cell)), remove_on_release=True)
-        if any(need in {d.key for d in deferred} for need in cell.needs):
-            deferred.append(cell)
-            continue
         if not lock.acquire(blocking=False):
-            if cell.kind in JOINERS and store.load(cell) is None:  # being computed: share its work
-                say(f"{cell.key}: another run is computing it; joining its work")
-                JOINERS[cell.kind](cell, ctx)
-            deferred.append(cell)
-            continue
+            return False
         try:
             visit(cell)
         finally:
             lock.release()
+        return True
+
+    deferred: list[Cell] = []
+    for cell in cells:
+        if any(need in {d.key for d in deferred} for need in cell.needs):
+            deferred.append(cell)
+        elif not try_visit(cell):
+            if cell.kind in JOINERS and store.load(cell) is None:  # being computed: share its work
+                say(f"{cell.key}: another run is computing it; joining its work")
+                JOINERS[cell.kind](cell, ctx)
+            deferred.append(cell)
     while deferred:
         waiting = {c.key for c in deferred}  # the first left cell's inputs are never among them: ready is not empty
         ready = [c for c in deferred if not waiting.intersection(c.needs)]
-        for cell in ready:
-            lock = FileLock(lock_path(store.path(cell)), remove_on_release=True)
-            if lock.acquire(blocking=False):
-                try:
-                    visit(cell)
-                finally:
-                    lock.release()
-                deferred.remove(cell)
-                break
-        else:  # every ready cell is held by another run: wait for the first
-            cell = ready[0]
-            with locked(store.path(cell), on_wait=say, remove_on_release=True):
-                visit(cell)
-            deferred.remove(cell)
+        done = next((c for c in ready if try_visit(c)), None)
+        if done is None:  # every ready cell is held by another run: wait for the first
+            done = ready[0]
+            with locked(store.path(done), on_wait=say, remove_on_release=True):
+                visit(done)
+        deferred.remove(done)
