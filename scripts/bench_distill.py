@@ -9,7 +9,8 @@ set's learned rate, if it has one), and ``--eval-seeds`` fresh networks are trai
 Accuracies are mean +- std [95% t-interval] over set seeds (each the mean of its evaluation networks); the method
 is compared with every baseline by the paired difference on the same seeds, and "A beats B" is printed only where
 that interval excludes zero.  ``--init random,herding`` distils from both starting sets, each compared with its
-own start.
+own start.  ``--validated-start`` adds ``<method>|val``: per set seed, the method's set or its start, whichever
+scored higher on the validation carve (no test clip; ``evidence.validated_choice``).
 
 Each stage is timed; the total covers everything, baselines included.  Peak memory is the process's maximum
 resident set (``ru_maxrss``).  Experts and features are cached on disk by design: ``--fresh-cache`` measures the
@@ -122,6 +123,9 @@ def main() -> None:
     ap.add_argument("--init", default=None,
                     help="real clips the synthetic set starts from: random, herding or both as 'random,herding' "
                          "(default: the preset's); each start is also a baseline")
+    ap.add_argument("--validated-start", action="store_true",
+                    help="also report '<method>|val': per set seed, the method's set or the set it started from, "
+                         "whichever scored higher on the validation carve (evidence.validated_choice)")
     ap.add_argument("--fresh-cache", action="store_true", help="use an empty cache folder (cold features/experts)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None)
@@ -143,7 +147,7 @@ def main() -> None:
     from ddfad_apps.distill import distill
     from ddfad_apps.distill.presets import CORESET_METHODS, method_settings, parse_overrides
     from ddfad_apps.distill.synthetic_set import SyntheticSet
-    from ddfad_apps.evidence import EvalProtocol, compare
+    from ddfad_apps.evidence import EvalProtocol, compare, validated_choice
     from ddfad_apps.features.config import FeatureConfig
     from ddfad_apps.features.dataset import load_features
     from ddfad_apps.storage.shared_work import run_units
@@ -171,6 +175,7 @@ def main() -> None:
         sys.exit(f"--init: unknown start(s) {bad}; use random, herding or random,herding")
     baselines = [b.strip() for b in args.baseline.split(",") if b.strip()]
     variants: dict[str, tuple[str, dict]] = {}
+    starts: dict[str, str] = {}  # method variant -> the baseline it starts from
     if args.method in CORESET_METHODS:
         variants[args.method] = (args.method, {})
     else:
@@ -185,6 +190,8 @@ def main() -> None:
             variants[name] = (args.method, overrides)
             if start and start not in baselines:
                 baselines.append(start)
+            if start:
+                starts[name] = start
     plain = [name for name in variants]
     for text in args.variant:
         name, _, fields = text.partition("=")
@@ -231,6 +238,12 @@ def main() -> None:
                      evaluations=evaluations)
     for name, res in result.methods.items():  # with --sets-dir: whichever process evaluated each set
         stages[f"evaluate {name}"] = sum(sum(ev.seconds.values()) for ev in res.runs.values())
+    kept = []
+    for name, start in starts.items() if args.validated_start else ():
+        chosen = validated_choice(result.methods[name], result.methods[start])
+        result.add(chosen, [(chosen.name, b) for b in baselines if b != start] + [(chosen.name, name),
+                                                                                (chosen.name, start)])
+        kept.append(f"{chosen.name} kept: " + ", ".join(f"set seed {s} {ev.name}" for s, ev in chosen.runs.items()))
     if args.sets_dir is None:  # else it was part of the units above
         stages["evaluation (all)"] = time.perf_counter() - t
     total = time.perf_counter() - t0
@@ -250,6 +263,8 @@ def main() -> None:
     if learned:
         print(f"  learned lr                       {', '.join(f'{lr:.4g}' for lr in learned)}")
     print(result.table())
+    for line in kept:
+        print(line)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {"args": {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)

@@ -18,7 +18,8 @@ from ddfad_apps.distill.coreset import coreset
 from ddfad_apps.distill.evaluate import EvalSettings, train_on_set
 from ddfad_apps.distill.synthetic_set import SyntheticSet
 from ddfad_apps.evidence import (
-    EvalProtocol, compare, eval_seeds_for, evaluate_set, paired_difference, summarize, t_interval, verdict,
+    Comparison, EvalProtocol, MethodResult, SetEvaluation, compare, eval_seeds_for, validated_choice,
+    validation_score, evaluate_set, paired_difference, summarize, t_interval, verdict,
 )
 from ddfad_apps.evidence.protocol import check_not_from_validation
 from ddfad_apps.features.dataset import FeatureSet
@@ -67,6 +68,33 @@ def test_verdict_claims_a_win_only_when_the_paired_interval_excludes_zero():
     # one seed: no interval, no claim
     one = summarize([0.5])
     assert math.isinf(one.half_width) and not one.excludes_zero() and one.as_dict()["ci_low"] is None
+
+
+def _evaluation(name: str, acc: float, val: float, lr: float = 0.01) -> SetEvaluation:
+    return SetEvaluation(name, "convnet", [0, 1], [acc, acc], lr, "grid", {0.003: 0.0, lr: val}, None, {}, {}, {})
+
+
+def test_validated_choice_keeps_per_seed_the_set_that_scored_higher_on_validation():
+    """Per set seed the start's evaluation replaces the method's only where its validation score at its chosen lr
+    is higher (a tie or a missing score keeps the method's); the derived method pairs like any other."""
+    mtt = MethodResult("mtt", {0: _evaluation("mtt", 0.80, 0.70), 1: _evaluation("mtt", 0.90, 0.60),
+                               2: _evaluation("mtt", 0.85, 0.50), 3: _evaluation("mtt", 0.70, math.nan)})
+    dm = MethodResult("dm", {0: _evaluation("dm", 0.60, 0.80, lr=0.03), 1: _evaluation("dm", 0.95, 0.60),
+                             2: _evaluation("dm", 0.75, 0.40), 3: _evaluation("dm", 0.75, 0.90)})
+    assert validation_score(dm.runs[0]) == 0.80  # at its own chosen lr, not the grid's first
+    learned = _evaluation("mtt", 0.9, 0.75, lr=0.039578575640916824)
+    assert validation_score(SetEvaluation.from_dict(learned.as_dict())) == 0.75  # read back: key printed as %g
+    chosen = validated_choice(mtt, dm)
+    assert chosen.name == "mtt|val"
+    assert [chosen.runs[s].name for s in range(4)] == ["dm", "mtt", "mtt", "mtt"]
+    assert chosen.per_set_seed == {0: 0.60, 1: 0.90, 2: 0.85, 3: 0.70}
+    comparison = Comparison({"mtt": mtt, "dm": dm}, {}, {})
+    comparison.add(chosen, [("mtt|val", "mtt")])
+    assert comparison.differences["mtt|val", "mtt"].mean == pytest.approx((-0.20 + 0 + 0 + 0) / 4)
+    with pytest.raises(ValueError, match="already in the comparison"):
+        comparison.add(chosen, [])
+    with pytest.raises(ValueError, match="no evaluation at set seed"):
+        validated_choice(mtt, MethodResult("dm", {0: dm.runs[0]}))
 
 
 def test_paired_difference_refuses_unmatched_seeds():

@@ -6,9 +6,12 @@ over set seeds and evaluation seeds, paired); ``noise`` (the paper's waveform-no
 protocol).
 """
 
-from ddfad_apps.evidence.compare import Comparison, MethodResult, compare, eval_seeds_for
+from ddfad_apps.evidence.compare import (
+    Comparison, MethodResult, compare, eval_seeds_for, validated_choice, validation_score,
+)
 from ddfad_apps.evidence.protocol import Carved, EvalProtocol, SetEvaluation, evaluate_set, select_lr
 from ddfad_apps.evidence.stats import Summary, paired_difference, summarize, t_interval, verdict
 
 __all__ = ["Carved", "Comparison", "EvalProtocol", "MethodResult", "SetEvaluation", "Summary", "compare",
-           "eval_seeds_for", "evaluate_set", "paired_difference", "select_lr", "summarize", "t_interval", "verdict"]
+           "eval_seeds_for", "evaluate_set", "paired_difference", "select_lr", "summarize", "t_interval", "validated_choice",
+           "validation_score", "verdict"]
