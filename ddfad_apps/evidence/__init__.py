@@ -13,5 +13,5 @@ from ddfad_apps.evidence.protocol import Carved, EvalProtocol, SetEvaluation, ev
 from ddfad_apps.evidence.stats import Summary, paired_difference, summarize, t_interval, verdict
 
 __all__ = ["Carved", "Comparison", "EvalProtocol", "MethodResult", "SetEvaluation", "Summary", "compare",
-           "eval_seeds_for", "evaluate_set", "paired_difference", "select_lr", "summarize", "t_interval", "validated_choice",
-           "validation_score", "verdict"]
+           "eval_seeds_for", "evaluate_set", "paired_difference", "select_lr", "summarize", "t_interval",
+           "validated_choice", "validation_score", "verdict"]
