@@ -139,6 +139,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.seeds is not None:
         args.eval_seeds = args.seeds
+    if args.validated_start and args.method != "mtt":
+        sys.exit(f"--validated-start chooses between MTT's set and the set it starts from; --method {args.method} "
+                 "starts from none")
     if args.fresh_cache:
         os.environ["DDFAD_CACHE"] = tempfile.mkdtemp(prefix="ddfad-bench-")
 

@@ -25,18 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "docs" / "paper" / "raw"
 EVIDENCE = ROOT / "docs" / "evidence"
 
-# (label, source, the start MTT's preset uses at that CPC, baseline); a source is a log or {method: report cell}
-SOURCES: list[tuple[str, str | dict[str, str], str, str]] = [
-    ("FSDD official, CPC 10", {"mtt": "set-fsdd-fd_mfcc-mtt-cpc10-convnet-ac0a8e9f",
-                               "dm": "set-fsdd-fd_mfcc-dm-cpc10-convnet-5e83a4f1",
-                               "herding": "set-fsdd-fd_mfcc-herding-cpc10-282ec5dd"}, "dm", "herding"),
-    ("FSDD official, CPC 1", {"mtt": "set-fsdd-fd_mfcc-mtt-cpc1-convnet-994f8064",
-                              "herding": "set-fsdd-fd_mfcc-herding-cpc1-20b21732"}, "herding", "herding"),
-    ("RAVDESS official, CPC 10", {"mtt": "set-ravdess-fd_mfcc-mtt-cpc10-convnet-e10b47db",
-                                  "dm": "set-ravdess-fd_mfcc-dm-cpc10-convnet-0280e6a2",
-                                  "herding": "set-ravdess-fd_mfcc-herding-cpc10-aceff60d"}, "dm", "herding"),
-    ("RAVDESS official, CPC 1", {"mtt": "set-ravdess-fd_mfcc-mtt-cpc1-convnet-92ae40d2",
-                                 "herding": "set-ravdess-fd_mfcc-herding-cpc1-31c162e1"}, "herding", "herding"),
+# (label, source, the start MTT's preset uses at that CPC, baseline); a source is a bench_distill log in
+# docs/evidence, or (data set, CPC): the paper report's default-size set cells of MTT, its start and the baseline
+SOURCES: list[tuple[str, str | tuple[str, int], str, str]] = [
+    ("FSDD official, CPC 10", ("fsdd", 10), "dm", "herding"),
+    ("FSDD official, CPC 1", ("fsdd", 1), "herding", "herding"),
+    ("RAVDESS official, CPC 10", ("ravdess", 10), "dm", "herding"),
+    ("RAVDESS official, CPC 1", ("ravdess", 1), "herding", "herding"),
     ("FSDD speakers A, CPC 10", "fsdd_speakers_dm_start_cpc10.txt", "dm", "herding"),
     ("FSDD speakers B, CPC 10", "fsdd_speakers_split_b_cpc10.txt", "dm", "herding"),
     ("FSDD speakers C, CPC 10", "fsdd_speakers_split_c_cpc10.txt", "dm", "herding"),
@@ -62,12 +57,16 @@ def from_log(path: Path, model: str = "convnet") -> dict[str, MethodResult]:
     return {name: MethodResult(name, r) for name, r in runs.items()}
 
 
-def from_cells(cells: dict[str, str], model: str = "convnet") -> dict[str, MethodResult]:
-    """Every method's evaluations on ``model`` from the report's set cells."""
+def from_cells(dataset: str, cpc: int, methods: tuple[str, ...], model: str = "convnet") -> dict[str, MethodResult]:
+    """Every method's evaluations on ``model`` from the report's default-size set cells (found as the report
+    declares them, so a re-keyed cell is still found)."""
+    from ddfad_apps.paper.cells import SIZES, declare, find_set
+
+    cells = declare(SIZES["default"])
     out = {}
-    for name, cell in cells.items():
-        result = json.loads((RAW / f"{cell}.json").read_text())["result"]
-        runs = result["evaluations"][model]["runs"]
+    for name in dict.fromkeys(methods):
+        record = json.loads((RAW / f"{find_set(cells, dataset, name, cpc).key}.json").read_text())
+        runs = record["result"]["evaluations"][model]["runs"]
         out[name] = MethodResult(name, {int(s): SetEvaluation.from_dict(r) for s, r in runs.items()})
     return out
 
@@ -103,7 +102,8 @@ def main() -> None:
         report(str(args.log), from_log(args.log), args.start, args.baseline)
         return
     for label, source, start, baseline in SOURCES:
-        methods = from_log(EVIDENCE / source) if isinstance(source, str) else from_cells(source)
+        methods = from_log(EVIDENCE / source) if isinstance(source, str) else \
+            from_cells(*source, ("mtt", start, baseline))
         report(label, methods, start, baseline)
 
 

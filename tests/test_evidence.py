@@ -93,6 +93,9 @@ def test_validated_choice_keeps_per_seed_the_set_that_scored_higher_on_validatio
     assert comparison.differences["mtt|val", "mtt"].mean == pytest.approx((-0.20 + 0 + 0 + 0) / 4)
     with pytest.raises(ValueError, match="already in the comparison"):
         comparison.add(chosen, [])
+    with pytest.raises(ValueError, match=r"unknown method\(s\) \['kcenter'\]"):
+        comparison.add(MethodResult("other", mtt.runs), [("other", "kcenter")])
+    assert "other" not in comparison.methods  # refused before anything was added
     with pytest.raises(ValueError, match="no evaluation at set seed"):
         validated_choice(mtt, MethodResult("dm", {0: dm.runs[0]}))
 
@@ -366,6 +369,20 @@ def test_bench_distill_puts_every_set_through_the_protocol(data_root, tmp_path):
     assert secs["total"] >= secs["make herding x2"] + secs["evaluation (all)"]
     assert "random - herding" in done.stdout
     assert "indistinguishable at 2 seeds" in done.stdout or "beats" in done.stdout
+
+
+def test_bench_distill_refuses_validated_start_for_a_method_without_a_start(tmp_path):
+    """``--validated-start`` needs a set the method starts from (MTT's); asked of a coreset it stops at once, with
+    the reason, before any feature is read."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_distill.py"
+    done = subprocess.run([sys.executable, str(script), "--dataset", str(tmp_path / "missing"), "--method", "herding",
+                           "--validated-start"], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "--method herding starts from none" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_bench_distill_with_a_sets_dir_shares_work_between_two_runs_and_resumes(data_root, tmp_path):

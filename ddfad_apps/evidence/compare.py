@@ -88,6 +88,9 @@ class Comparison:
         """Add a method derived from the evaluated ones (e.g. :func:`validated_choice`) and its paired differences."""
         if result.name in self.methods:
             raise ValueError(f"method {result.name!r} is already in the comparison")
+        unknown = {m for p in pairs for m in p} - set(self.methods) - {result.name}
+        if unknown:
+            raise ValueError(f"pairs name unknown method(s) {sorted(unknown)}; methods: {[*self.methods, result.name]}")
         self.methods[result.name] = result
         for a, b in pairs:
             self.differences[a, b] = paired_difference(self.methods[a].per_set_seed, self.methods[b].per_set_seed)
@@ -154,13 +157,8 @@ def compare(
 
 
 def validation_score(ev: SetEvaluation) -> float:
-    """The set's accuracy on the validation carve at the learning rate the protocol chose for it (NaN if unknown).
-
-    An evaluation read back from JSON keys its scores by the rate as printed (``%g``: 0.0395786 for a learned
-    0.039578575...), so the rate is matched to 5 significant digits."""
+    """The set's accuracy on the validation carve at the learning rate the protocol chose for it (NaN if unknown)."""
     score = ev.val_scores.get(ev.lr)
-    if score is None:
-        score = next((v for lr, v in ev.val_scores.items() if math.isclose(lr, ev.lr, rel_tol=1e-5)), None)
     return math.nan if score is None else float(score)
 
 

@@ -192,10 +192,13 @@ class SetEvaluation:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SetEvaluation:
-        """Read back :meth:`as_dict` (validation scores keyed by the lr as printed there)."""
-        scores = {float(lr): math.nan if s is None else float(s) for lr, s in d["val_scores"].items()}
+        """Read back :meth:`as_dict`.  Its validation scores are keyed by the lr as printed (``%g``: 0.0395786 for a
+        learned 0.039578575...); the key of the chosen rate gets that rate back, so ``val_scores[lr]`` still works."""
+        lr = float(d["lr"])
+        scores = {lr if math.isclose(float(k), lr, rel_tol=1e-5) else float(k): math.nan if s is None else float(s)
+                  for k, s in d["val_scores"].items()}
         return cls(d["name"], d["model"], [int(s) for s in d["seeds"]], [float(a) for a in d["accuracies"]],
-                   float(d["lr"]), d["lr_source"], scores, d["learned_lr"], d["protocol"], d["carve"], d["set"],
+                   lr, d["lr_source"], scores, d["learned_lr"], d["protocol"], d["carve"], d["set"],
                    d.get("seconds", {}))
 
     def __str__(self) -> str:
