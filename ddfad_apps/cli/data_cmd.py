@@ -1,4 +1,4 @@
-"""``ddfad-apps data``: fetch the supported data sets and show where (or whether) they are found."""
+"""``ddfad-apps data``: fetch the supported data sets, show where (or whether) they are found, and split them by group."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ddfad_apps.data.download import DownloadError, download_dataset, download_root
+from ddfad_apps.data.group_split import write_group_split
 from ddfad_apps.data.layouts import LAYOUTS
 from ddfad_apps.data.locate import DatasetNotFoundError, candidate_roots, find_dataset_dir
 
@@ -66,3 +67,23 @@ def list_(data_root: Path | None) -> None:
             )
         else:
             click.echo(f"{name:<{width}}  found    {folder}")
+
+
+@data.command("split")
+@click.argument("name", type=click.Choice(sorted(LAYOUTS)), metavar="NAME")
+@click.option("--test-groups", required=True, metavar="G1,G2",
+              help="Groups to hold out as the test split: FSDD speakers (lucas,nicolas), RAVDESS actors (9,10,11,12).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="New folder to write the split into.")
+@_DATA_ROOT
+@click.option("--stratified-carve", is_flag=True,
+              help="Leave the group pattern out of the manifest: the validation carve is then stratified, not grouped.")
+def split(name: str, test_groups: str, out: Path, data_root: Path | None, stratified_carve: bool) -> None:
+    """Write a split of NAME holding whole groups out: OUT/train, OUT/test (links to the clips) and a manifest."""
+    asked = [g.strip() for g in test_groups.split(",") if g.strip()]
+    try:
+        made = write_group_split(name, asked, out, data_root=data_root, grouped_carve=not stratified_carve)
+    except (DatasetNotFoundError, ValueError, OSError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"{made.folder}: train {made.train_clips} clips ({', '.join(made.train_groups)}), "
+               f"test {made.test_clips} clips ({', '.join(made.test_groups)})")
+    click.echo(f"use it as --dataset {made.folder}")

@@ -23,19 +23,22 @@ from ddfad_apps.data.urbansound8k import list_urbansound8k
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A data set's lister and its default audio settings (rate, duration chosen to cover most clips)."""
+    """A data set's lister, its default audio settings (rate, duration chosen to cover most clips) and the
+    file-name pattern naming each clip's group (speaker, actor, source recording), the unit a split that must
+    generalise to unseen people holds out whole (``ddfad-apps data split``)."""
 
     name: str
     lister: Callable[..., ClipList]
     sample_rate: int
     duration: float
     num_classes: int
+    group_pattern: str
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "fsdd": DatasetSpec("fsdd", list_fsdd, 8000, 1.0, 10),
-    "ravdess": DatasetSpec("ravdess", list_ravdess, 16000, 3.0, 8),
-    "urbansound8k": DatasetSpec("urbansound8k", list_urbansound8k, 16000, 4.0, 10),
+    "fsdd": DatasetSpec("fsdd", list_fsdd, 8000, 1.0, 10, r"^\d_(?P<group>[a-z]+)_"),  # the speaker
+    "ravdess": DatasetSpec("ravdess", list_ravdess, 16000, 3.0, 8, r"-(?P<group>\d+)\.\w+$"),  # the actor
+    "urbansound8k": DatasetSpec("urbansound8k", list_urbansound8k, 16000, 4.0, 10, r"^(?P<group>\d+)-"),  # freesound id
 }
 
 
