@@ -51,6 +51,8 @@ def test_ravdess_actor_numbers_name_actors_and_a_stratified_carve_leaves_the_pat
 def test_bad_requests_are_refused_with_the_reason_and_leave_nothing_behind(tmp_path, data_root, monkeypatch):
     with pytest.raises(ValueError, match=r"no group\(s\) \['bob'\]; its groups are george, jackson, lucas"):
         write_group_split("fsdd", ["lucas", "bob"], tmp_path / "a", data_root=data_root)
+    with pytest.raises(ValueError, match="name at least one group of fsdd"):
+        write_group_split("fsdd", [], tmp_path / "a", data_root=data_root)
     with pytest.raises(ValueError, match="leaves nothing to train on"):
         write_group_split("fsdd", ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"], tmp_path / "b",
                           data_root=data_root)

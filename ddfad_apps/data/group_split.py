@@ -36,6 +36,8 @@ class GroupSplit:
 
 def _match_groups(asked: Sequence[str], known: Sequence[str], dataset: str) -> list[str]:
     """The known groups the user named; '9' names RAVDESS actor '09'. An unknown name is an error listing all."""
+    if not asked:
+        raise ValueError(f"name at least one group of {dataset} to hold out; its groups are {', '.join(known)}")
     by_number = {int(g): g for g in known if g.isdigit()}
     chosen: list[str] = []
     unknown: list[str] = []
