@@ -76,9 +76,9 @@ def write_group_split(dataset: str, test_groups: Sequence[str], out: str | Path,
     groups = [group_of(p.name, spec.group_pattern) for p, _ in rows]
     test = set(_match_groups(list(test_groups), sorted(set(groups)), dataset))
     sides = ["test" if g in test else "train" for g in groups]
+    present = {(side, label) for side, (_, label) in zip(sides, rows)}
     for side in ("train", "test"):
-        missing = [classes[c] for c in range(len(classes))
-                   if not any(s == side and label == c for s, (_, label) in zip(sides, rows))]
+        missing = [name for c, name in enumerate(classes) if (side, c) not in present]
         if missing:
             raise ValueError(f"holding out {sorted(test)} leaves class(es) {missing} without {side} clips; "
                              "choose other groups")
