@@ -1,0 +1,113 @@
+"""Probe: does a better 1-per-class memory carry into class-incremental accuracy?  (An oracle, not a method.)
+
+Why: on RAVDESS the distilled memory ends level with EEIL's herding at 1, 2 and 5 clips per class, while offline
+(Table I) an MTT set of 1 clip per class trains a network from scratch 11 points above herding's.  Two readings:
+the per-experience distillation cannot make clips as good as Table I's (each experience holds 2 classes), or
+clip quality does not carry into EEIL's final accuracy at all.  This probe separates them: every class's memory
+is taken from a set distilled *offline from all classes' training clips* (``ddfad-apps distill --method mtt
+--cpc 1``; a stream never allows that, hence "oracle"), and the run is otherwise ``cicl``'s (same stream, class
+order, EEIL recipe, seeds), beside herding run in the same process.
+
+    python scripts/probe_memory_oracle.py --dataset ravdess --sets S0,S1,S2 --seeds 0,1,2 --json OUT.json
+
+``--sets`` gives one distilled set folder per seed (seed i uses set i).  Each run's result is written to the
+JSON as it finishes, and a rerun skips the finished ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def oracle_memory_class():
+    from strategies.class_memory import ClassMemoryBuffer
+
+    class OracleMemory(ClassMemoryBuffer):
+        """Every class's memory is a fixed set's rows of that class (given in the stream's feature space)."""
+
+        kind = "oracle"
+
+        def __init__(self, max_size: int, mem_per_class: int | None, seed: int, *, rows: dict[int, torch.Tensor],
+                     num_classes: int | None = None) -> None:
+            super().__init__(max_size, mem_per_class, seed, num_classes=num_classes)
+            self.rows = rows
+
+        def select(self, x: torch.Tensor, y: torch.Tensor, classes: list[int], k: int,
+                   agent: Any) -> dict[int, torch.Tensor]:
+            return {c: self.rows[c][:k].to(x.dtype) for c in classes}
+
+    return OracleMemory
+
+
+def set_rows(folder: str, splits: Any) -> dict[int, torch.Tensor]:
+    """The set's clips per class index of ``splits``, moved from the set's normalisation into the splits' one."""
+    from ddfad_apps.distill.synthetic_set import SyntheticSet
+
+    syn = SyntheticSet.load(folder)
+    feats = syn.features
+    if syn.stats is not None and splits.stats is not None:
+        feats = splits.stats.apply(syn.stats.invert(feats))
+    rows = {}
+    for i, name in enumerate(syn.classes):
+        rows[splits.train.classes.index(name)] = feats[syn.labels == i]
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", default="ravdess")
+    ap.add_argument("--sets", required=True, help="comma list of distilled set folders, one per seed")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--experiences", type=int, default=4)
+    ap.add_argument("--memories", default="oracle,herding")
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+
+    from ddfad_apps.continual import runner
+    from ddfad_apps.continual.runner import CICLConfig, run_cicl
+    from ddfad_apps.jobs.data import load_splits, open_dataset
+
+    seeds = [int(s) for s in args.seeds.split(",")]
+    sets = args.sets.split(",")
+    if len(sets) < len(seeds):
+        raise SystemExit(f"{len(seeds)} seeds need {len(seeds)} sets, got {len(sets)}")
+    ref, _ = open_dataset(args.dataset, None)
+    splits = load_splits(ref, None, progress=False)
+    cfg = CICLConfig.preset("fast", mem_per_class=1)
+    out = Path(args.json)
+    done: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    make_memory = runner.make_memory
+    OracleMemory = oracle_memory_class()
+    for seed, folder in zip(seeds, sets):
+        rows = set_rows(folder, splits)
+
+        def patched(kind, cfg, num_classes, seed, device, rows=rows):
+            if kind == "oracle":
+                return OracleMemory(cfg.mem_per_class * num_classes, cfg.mem_per_class, seed, rows=rows,
+                                    num_classes=num_classes)
+            return make_memory(kind, cfg, num_classes, seed, device)
+
+        runner.make_memory = patched
+        for memory in args.memories.split(","):
+            key = f"{memory}/seed{seed}"
+            if key in done:
+                continue
+            res = run_cicl(splits, memory, seed, cfg, args.experiences, progress=False)
+            done[key] = {k: res[k] for k in ("final_accuracy", "forgetting", "average_incremental_accuracy",
+                                             "accuracy_curve", "seconds")}
+            done[key]["set"] = folder if memory == "oracle" else None
+            print(f"{key}: final {100 * res['final_accuracy']:.2f} forgetting {100 * res['forgetting']:.2f} "
+                  f"avg incr {100 * res['average_incremental_accuracy']:.2f} ({res['seconds']:.0f}s)", flush=True)
+            tmp = out.with_suffix(".tmp")
+            tmp.write_text(json.dumps(done, indent=1))
+            os.replace(tmp, out)
+
+
+if __name__ == "__main__":
+    main()
