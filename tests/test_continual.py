@@ -645,3 +645,32 @@ def test_compare_cicl_runs_pairs_two_result_folders_by_cell_and_seed(tmp_path: P
     assert "new beats herding by 10.67 points" in out
     with pytest.raises(SystemExit, match="no random runs"):
         module.main([f"new={a}:distilled", f"random={b}:random"])
+
+
+def test_probe_memory_oracle_maps_a_sets_clips_to_the_streams_classes_and_normalisation(tmp_path: Path) -> None:
+    """scripts/probe_memory_oracle.py: a saved set's clips reach the stream's class index by name (the set's class
+    order may differ) and its normalisation is swapped for the stream's; the oracle memory stores exactly those rows
+    for each class it is asked for, whatever the experience's own rows."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from ddfad_apps.distill.synthetic_set import SyntheticSet
+    from ddfad_apps.features.normalize import FeatureStats
+
+    spec = importlib.util.spec_from_file_location(
+        "probe_memory_oracle", Path(__file__).resolve().parents[1] / "scripts" / "probe_memory_oracle.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randn(4, 3, 20, 5, generator=g) * 3 + 1
+    set_stats = FeatureStats(torch.full((3, 20, 1), 1.0), torch.full((3, 20, 1), 3.0))
+    stream_stats = FeatureStats(torch.full((3, 20, 1), 0.5), torch.full((3, 20, 1), 2.0))
+    SyntheticSet(set_stats.apply(raw), torch.tensor([0, 0, 1, 1]), ["b", "a"], "mtt", 0.01, set_stats).save(tmp_path / "s")
+    splits = SimpleNamespace(train=SimpleNamespace(classes=["a", "b"]), stats=stream_stats)
+    rows = module.set_rows(str(tmp_path / "s"), splits)
+    assert torch.allclose(rows[1], stream_stats.apply(raw[:2]), atol=1e-5)  # set class "b" is the stream's class 1
+    assert torch.allclose(rows[0], stream_stats.apply(raw[2:]), atol=1e-5)
+    memory = module.oracle_memory_class()(4, 2, 0, rows=rows, num_classes=2)
+    x = torch.zeros(6, 3, 20, 5)
+    chosen = memory.select(x, torch.tensor([0, 0, 0, 1, 1, 1]), [1], 2, None)
+    assert list(chosen) == [1] and torch.equal(chosen[1], rows[1])
