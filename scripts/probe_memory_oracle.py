@@ -1,4 +1,4 @@
-"""Probe: does a better 1-per-class memory carry into class-incremental accuracy?  (An oracle, not a method.)
+"""Probe: does a better k-per-class memory carry into class-incremental accuracy?  (An oracle, not a method.)
 
 Why: on RAVDESS the distilled memory ends level with EEIL's herding at 1, 2 and 5 clips per class, while offline
 (Table I) an MTT set of 1 clip per class trains a network from scratch 11 points above herding's.  Two readings:
@@ -8,7 +8,7 @@ is taken from a set distilled *offline from all classes' training clips* (``ddfa
 --cpc 1``; a stream never allows that, hence "oracle"), and the run is otherwise ``cicl``'s (same stream, class
 order, EEIL recipe, seeds), beside herding run in the same process.
 
-    python scripts/probe_memory_oracle.py --dataset ravdess --sets S0,S1,S2 --seeds 0,1,2 --json OUT.json
+    python scripts/probe_memory_oracle.py --dataset ravdess --sets S0,S1,S2 --seeds 0,1,2 [--mem-per-class K] --json OUT.json
 
 ``--sets`` gives one distilled set folder per seed (seed i uses set i).  Each run's result is written to the
 JSON as it finishes, and a rerun skips the finished ones.
@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--sets", required=True, help="comma list of distilled set folders, one per seed")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--experiences", type=int, default=4)
+    ap.add_argument("--mem-per-class", type=int, default=1, help="clips per class (each set must hold as many)")
     ap.add_argument("--memories", default="oracle,herding")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
@@ -79,13 +80,15 @@ def main() -> None:
         raise SystemExit(f"{len(seeds)} seeds need {len(seeds)} sets, got {len(sets)}")
     ref, _ = open_dataset(args.dataset, None)
     splits = load_splits(ref, None, progress=False)
-    cfg = CICLConfig.preset("fast", mem_per_class=1)
+    cfg = CICLConfig.preset("fast", mem_per_class=args.mem_per_class)
     out = Path(args.json)
     done: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     make_memory = runner.make_memory
     OracleMemory = oracle_memory_class()
     for seed, folder in zip(seeds, sets):
         rows = set_rows(folder, splits)
+        if min(len(r) for r in rows.values()) < args.mem_per_class:
+            raise SystemExit(f"{folder} holds fewer than {args.mem_per_class} clips for some class")
 
         def patched(kind, cfg, num_classes, seed, device, rows=rows):
             if kind == "oracle":
