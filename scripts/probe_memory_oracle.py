@@ -10,15 +10,16 @@ order, EEIL recipe, seeds), beside herding run in the same process.
 
     python scripts/probe_memory_oracle.py --dataset ravdess --sets S0,S1,S2 --seeds 0,1,2 [--mem-per-class K] --json OUT.json
 
-``--sets`` gives one distilled set folder per seed (seed i uses set i).  Each run's result is written to the
-JSON as it finishes, and a rerun skips the finished ones.
+``--sets`` gives one distilled set folder per seed (seed i uses set i).  Each run's result is merged into the
+JSON as it finishes (under a lock, written atomically), a rerun skips the finished ones, a second process never
+overwrites a result already there, and a JSON written with other settings (memory size, experiences, data set)
+is refused rather than mixed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,32 @@ def set_rows(folder: str, splits: Any) -> dict[int, torch.Tensor]:
     feats = syn.features
     if syn.stats is not None and splits.stats is not None:
         feats = splits.stats.apply(syn.stats.invert(feats))
-    rows = {}
-    for i, name in enumerate(syn.classes):
-        rows[splits.train.classes.index(name)] = feats[syn.labels == i]
-    return rows
+    stream, missing = list(splits.train.classes), sorted(set(splits.train.classes) - set(syn.classes))
+    if missing or len(syn.classes) != len(stream):
+        raise SystemExit(f"{folder} was distilled for classes {syn.classes}, the stream has {stream}"
+                         + (f" (missing: {', '.join(missing)})" if missing else ""))
+    return {stream.index(name): feats[syn.labels == i] for i, name in enumerate(syn.classes)}
+
+
+def record(out: Path, key: str, entry: dict[str, Any], settings: dict[str, Any]) -> bool:
+    """Merge one run's ``entry`` into ``out`` under its lock; ``False`` (nothing written) when ``key`` is there."""
+    from ddfad_apps.jobs.files import write_json_atomic
+    from ddfad_apps.storage.locks import FileLock, lock_path
+
+    with FileLock(lock_path(out)):
+        done = read_results(out, settings)
+        if key in done:
+            return False
+        write_json_atomic(out, {**done, "_settings": settings, key: entry})
+    return True
+
+
+def read_results(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """The results already in ``out`` (empty when it does not exist), refused when made with other settings."""
+    done: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    if done.get("_settings", settings) != settings:
+        raise SystemExit(f"{out} holds runs made with {done['_settings']}, not {settings}; use another --json")
+    return done
 
 
 def main() -> None:
@@ -82,7 +105,8 @@ def main() -> None:
     splits = load_splits(ref, None, progress=False)
     cfg = CICLConfig.preset("fast", mem_per_class=args.mem_per_class)
     out = Path(args.json)
-    done: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    settings = {"dataset": args.dataset, "mem_per_class": args.mem_per_class, "experiences": args.experiences}
+    read_results(out, settings)  # other settings refused before anything runs
     make_memory = runner.make_memory
     OracleMemory = oracle_memory_class()
     for seed, folder in zip(seeds, sets):
@@ -99,17 +123,16 @@ def main() -> None:
         runner.make_memory = patched
         for memory in args.memories.split(","):
             key = f"{memory}/seed{seed}"
-            if key in done:
+            if key in read_results(out, settings):
                 continue
             res = run_cicl(splits, memory, seed, cfg, args.experiences, progress=False)
-            done[key] = {k: res[k] for k in ("final_accuracy", "forgetting", "average_incremental_accuracy",
-                                             "accuracy_curve", "seconds")}
-            done[key]["set"] = folder if memory == "oracle" else None
+            entry = {k: res[k] for k in ("final_accuracy", "forgetting", "average_incremental_accuracy",
+                                         "accuracy_curve", "seconds")}
+            entry["set"] = folder if memory == "oracle" else None
+            kept = record(out, key, entry, settings)
             print(f"{key}: final {100 * res['final_accuracy']:.2f} forgetting {100 * res['forgetting']:.2f} "
-                  f"avg incr {100 * res['average_incremental_accuracy']:.2f} ({res['seconds']:.0f}s)", flush=True)
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(done, indent=1))
-            os.replace(tmp, out)
+                  f"avg incr {100 * res['average_incremental_accuracy']:.2f} ({res['seconds']:.0f}s)"
+                  + ("" if kept else "; another process had recorded it first, kept that one"), flush=True)
 
 
 if __name__ == "__main__":

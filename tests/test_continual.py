@@ -674,3 +674,12 @@ def test_probe_memory_oracle_maps_a_sets_clips_to_the_streams_classes_and_normal
     x = torch.zeros(6, 3, 20, 5)
     chosen = memory.select(x, torch.tensor([0, 0, 0, 1, 1, 1]), [1], 2, None)
     assert list(chosen) == [1] and torch.equal(chosen[1], rows[1])
+    with pytest.raises(SystemExit, match="missing: c"):  # a set made for other classes is refused by name
+        module.set_rows(str(tmp_path / "s"), SimpleNamespace(train=SimpleNamespace(classes=["a", "c"]),
+                                                             stats=stream_stats))
+    out, settings = tmp_path / "probe.json", {"dataset": "ravdess", "mem_per_class": 1, "experiences": 4}
+    assert module.record(out, "oracle/seed0", {"final_accuracy": 0.3}, settings)
+    assert not module.record(out, "oracle/seed0", {"final_accuracy": 0.9}, settings)  # first result kept
+    assert module.read_results(out, settings)["oracle/seed0"] == {"final_accuracy": 0.3}
+    with pytest.raises(SystemExit, match="not .*'mem_per_class': 5"):  # other settings never mixed in
+        module.record(out, "oracle/seed1", {"final_accuracy": 0.3}, {**settings, "mem_per_class": 5})
