@@ -10,7 +10,8 @@ order, EEIL recipe, seeds), beside herding run in the same process.
 
     python scripts/probe_memory_oracle.py --dataset ravdess --sets S0,S1,S2 --seeds 0,1,2 [--mem-per-class K] --json OUT.json
 
-``--sets`` gives one distilled set folder per seed (seed i uses set i).  Each run's result is merged into the
+``--report`` prints the finished runs of ``--seeds`` (per seed, mean ± std, and the paired 95% interval of the
+first memory against each other) without running anything.  ``--sets`` gives one distilled set folder per seed (seed i uses set i).  Each run's result is merged into the
 JSON as it finishes (under a lock, written atomically), a rerun skips the finished ones, a second process never
 overwrites a result already there, and a JSON written with other settings (memory size, experiences, data set)
 is refused rather than mixed.
@@ -82,22 +83,51 @@ def read_results(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     return done
 
 
+def report(done: dict[str, Any], memories: list[str], seeds: list[int]) -> str:
+    """Per-seed final accuracy and forgetting, each memory's mean ± std [95% interval], and the paired 95% interval
+    of the first memory minus each other one (only seeds every memory finished)."""
+    from ddfad_apps.evidence.stats import paired_difference, summarize
+
+    ready = [s for s in seeds if all(f"{m}/seed{s}" in done for m in memories)]
+    if not ready:
+        raise SystemExit(f"no seed of {seeds} has finished every memory of {memories}")
+    lines = [f"{m:8s} seed {s}: final {100 * done[f'{m}/seed{s}']['final_accuracy']:.2f} forgetting "
+             f"{100 * done[f'{m}/seed{s}']['forgetting']:.2f}" for s in ready for m in memories]
+    acc = {m: [100 * done[f"{m}/seed{s}"]["final_accuracy"] for s in ready] for m in memories}
+    for m in memories:
+        x = summarize(acc[m])
+        fg = summarize([100 * done[f"{m}/seed{s}"]["forgetting"] for s in ready]).mean
+        lines.append(f"# {m}: {x.mean:.2f} +- {x.std:.2f} % [{x.low:.2f}, {x.high:.2f}]; forgetting {fg:.2f}")
+    for other in memories[1:]:
+        x = paired_difference(acc[memories[0]], acc[other])
+        lines.append(f"# {memories[0]} - {other}: {x.mean:+.2f} [{x.low:+.2f}, {x.high:+.2f}] "
+                     f"(seeds {', '.join(map(str, ready))})")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", default="ravdess")
-    ap.add_argument("--sets", required=True, help="comma list of distilled set folders, one per seed")
+    ap.add_argument("--sets", help="comma list of distilled set folders, one per seed")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--experiences", type=int, default=4)
     ap.add_argument("--mem-per-class", type=int, default=1, help="clips per class (each set must hold as many)")
     ap.add_argument("--memories", default="oracle,herding")
     ap.add_argument("--json", required=True)
+    ap.add_argument("--report", action="store_true", help="print the finished runs of --seeds; run nothing")
     args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    memories = args.memories.split(",")
+    if args.report:
+        print(report(json.loads(Path(args.json).read_text()), memories, seeds))
+        return
+    if not args.sets:
+        ap.error("--sets is needed to run (or --report to print finished runs)")
 
     from ddfad_apps.continual import runner
     from ddfad_apps.continual.runner import CICLConfig, run_cicl
     from ddfad_apps.jobs.data import load_splits, open_dataset
 
-    seeds = [int(s) for s in args.seeds.split(",")]
     sets = args.sets.split(",")
     if len(sets) < len(seeds):
         raise SystemExit(f"{len(seeds)} seeds need {len(seeds)} sets, got {len(sets)}")
@@ -121,7 +151,7 @@ def main() -> None:
             return make_memory(kind, cfg, num_classes, seed, device)
 
         runner.make_memory = patched
-        for memory in args.memories.split(","):
+        for memory in memories:
             key = f"{memory}/seed{seed}"
             if key in read_results(out, settings):
                 continue

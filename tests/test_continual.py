@@ -678,8 +678,12 @@ def test_probe_memory_oracle_maps_a_sets_clips_to_the_streams_classes_and_normal
         module.set_rows(str(tmp_path / "s"), SimpleNamespace(train=SimpleNamespace(classes=["a", "c"]),
                                                              stats=stream_stats))
     out, settings = tmp_path / "probe.json", {"dataset": "ravdess", "mem_per_class": 1, "experiences": 4}
-    assert module.record(out, "oracle/seed0", {"final_accuracy": 0.3}, settings)
+    assert module.record(out, "oracle/seed0", {"final_accuracy": 0.3, "forgetting": 0.1}, settings)
     assert not module.record(out, "oracle/seed0", {"final_accuracy": 0.9}, settings)  # first result kept
-    assert module.read_results(out, settings)["oracle/seed0"] == {"final_accuracy": 0.3}
+    assert module.read_results(out, settings)["oracle/seed0"]["final_accuracy"] == 0.3
     with pytest.raises(SystemExit, match="not .*'mem_per_class': 5"):  # other settings never mixed in
         module.record(out, "oracle/seed1", {"final_accuracy": 0.3}, {**settings, "mem_per_class": 5})
+    for key, acc in (("herding/seed0", 0.2), ("oracle/seed1", 0.5), ("herding/seed1", 0.3), ("oracle/seed2", 0.9)):
+        module.record(out, key, {"final_accuracy": acc, "forgetting": 0.1}, settings)
+    text = module.report(module.read_results(out, settings), ["oracle", "herding"], [0, 1, 2])
+    assert "# oracle - herding: +15.00" in text and "(seeds 0, 1)" in text  # seed 2 lacks herding: left out
