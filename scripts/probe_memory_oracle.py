@@ -52,9 +52,10 @@ def set_rows(folder: str, splits: Any) -> dict[int, torch.Tensor]:
     from ddfad_apps.distill.synthetic_set import SyntheticSet
 
     syn = SyntheticSet.load(folder)
-    feats = syn.features
-    if syn.stats is not None and splits.stats is not None:
-        feats = splits.stats.apply(syn.stats.invert(feats))
+    if syn.stats is None:
+        raise SystemExit(f"{folder} records no normalisation statistics, so its clips cannot be placed in the "
+                         "stream's feature space")
+    feats = splits.stats.apply(syn.stats.invert(syn.features))
     stream, missing = list(splits.train.classes), sorted(set(splits.train.classes) - set(syn.classes))
     if missing or len(syn.classes) != len(stream):
         raise SystemExit(f"{folder} was distilled for classes {syn.classes}, the stream has {stream}"
@@ -86,7 +87,7 @@ def read_results(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
 def report(done: dict[str, Any], memories: list[str], seeds: list[int]) -> str:
     """Per-seed final accuracy and forgetting, each memory's mean ± std [95% interval], and the paired 95% interval
     of the first memory minus each other one (only seeds every memory finished)."""
-    from ddfad_apps.evidence.stats import paired_difference, summarize
+    from ddfad_apps.evidence.stats import mean, paired_difference, summarize
 
     ready = [s for s in seeds if all(f"{m}/seed{s}" in done for m in memories)]
     if not ready:
@@ -95,9 +96,8 @@ def report(done: dict[str, Any], memories: list[str], seeds: list[int]) -> str:
              f"{100 * done[f'{m}/seed{s}']['forgetting']:.2f}" for s in ready for m in memories]
     acc = {m: [100 * done[f"{m}/seed{s}"]["final_accuracy"] for s in ready] for m in memories}
     for m in memories:
-        x = summarize(acc[m])
-        fg = summarize([100 * done[f"{m}/seed{s}"]["forgetting"] for s in ready]).mean
-        lines.append(f"# {m}: {x.mean:.2f} +- {x.std:.2f} % [{x.low:.2f}, {x.high:.2f}]; forgetting {fg:.2f}")
+        fg = mean([100 * done[f"{m}/seed{s}"]["forgetting"] for s in ready])
+        lines.append(f"# {m}: {summarize(acc[m]).format(scale=1)} %; forgetting {fg:.2f}")
     for other in memories[1:]:
         x = paired_difference(acc[memories[0]], acc[other])
         lines.append(f"# {memories[0]} - {other}: {x.mean:+.2f} [{x.low:+.2f}, {x.high:+.2f}] "

@@ -619,11 +619,19 @@ def test_eeil_augments_training_replay_and_finetuning_batches_but_not_evaluation
     assert isinstance(eeil_plugins(HerdingMemory(8, 2), augment=record)[-1], BalancedFinetunePlugin)
 
 
+def _script(name: str):
+    """scripts/<name>.py loaded as a module (scripts/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_compare_cicl_runs_pairs_two_result_folders_by_cell_and_seed(tmp_path: Path, capsys) -> None:
     """scripts/compare_cicl_runs.py pairs runs of two cicl folders by (cell, seed): only the seeds both ran, only
     the cells both ran, and a verdict only where the paired interval excludes zero."""
-    import importlib.util
-
     def write(folder: Path, memory: str, cell: str, accuracies: dict[int, float], grid: bool = True) -> None:
         for seed, acc in accuracies.items():
             path = (folder / cell if grid else folder) / memory / f"seed{seed}.json"  # one size: no cell folder
@@ -635,10 +643,7 @@ def test_compare_cicl_runs_pairs_two_result_folders_by_cell_and_seed(tmp_path: P
     write(a, "distilled", "convnet-mpc1", {0: 0.80, 1: 0.82, 2: 0.81, 3: 0.5})
     write(b, "herding", "convnet-mpc1", {0: 0.70, 1: 0.71, 2: 0.70}, grid=False)
     write(a, "distilled", "convnet-mpc2", {0: 0.9})  # herding never ran this size: not compared
-    spec = importlib.util.spec_from_file_location(
-        "compare_cicl_runs", Path(__file__).resolve().parents[1] / "scripts" / "compare_cicl_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("compare_cicl_runs")
     module.main([f"new={a}:distilled", f"herding={b}:herding"])
     out = capsys.readouterr().out
     assert "convnet-mpc1, seeds 0, 1, 2" in out and "mpc2" not in out
@@ -651,16 +656,10 @@ def test_probe_memory_oracle_maps_a_sets_clips_to_the_streams_classes_and_normal
     """scripts/probe_memory_oracle.py: a saved set's clips reach the stream's class index by name (the set's class
     order may differ) and its normalisation is swapped for the stream's; the oracle memory stores exactly those rows
     for each class it is asked for, whatever the experience's own rows."""
-    import importlib.util
-    from types import SimpleNamespace
-
     from ddfad_apps.distill.synthetic_set import SyntheticSet
     from ddfad_apps.features.normalize import FeatureStats
 
-    spec = importlib.util.spec_from_file_location(
-        "probe_memory_oracle", Path(__file__).resolve().parents[1] / "scripts" / "probe_memory_oracle.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("probe_memory_oracle")
     g = torch.Generator().manual_seed(0)
     raw = torch.randn(4, 3, 20, 5, generator=g) * 3 + 1
     set_stats = FeatureStats(torch.full((3, 20, 1), 1.0), torch.full((3, 20, 1), 3.0))
@@ -674,6 +673,9 @@ def test_probe_memory_oracle_maps_a_sets_clips_to_the_streams_classes_and_normal
     x = torch.zeros(6, 3, 20, 5)
     chosen = memory.select(x, torch.tensor([0, 0, 0, 1, 1, 1]), [1], 2, None)
     assert list(chosen) == [1] and torch.equal(chosen[1], rows[1])
+    SyntheticSet(raw, torch.tensor([0, 0, 1, 1]), ["b", "a"], "mtt").save(tmp_path / "bare")
+    with pytest.raises(SystemExit, match="no normalisation statistics"):  # nowhere to map its clips from
+        module.set_rows(str(tmp_path / "bare"), splits)
     with pytest.raises(SystemExit, match="missing: c"):  # a set made for other classes is refused by name
         module.set_rows(str(tmp_path / "s"), SimpleNamespace(train=SimpleNamespace(classes=["a", "c"]),
                                                              stats=stream_stats))
